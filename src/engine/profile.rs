@@ -1,0 +1,204 @@
+//! Lab variants and tunables: plain data read at the few decision points they
+//! change, never a fork of the state machine.
+//!
+//! A session has one profile; a listener or a connection may override single
+//! settings. Every field has a default so that a JSON profile may name only
+//! what it changes.
+
+use serde::{Deserialize, Serialize};
+
+/// How a connection is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Handshake {
+    /// RFC 9293's three-way handshake.
+    #[default]
+    ThreeWay,
+    /// A listener goes straight to ESTABLISHED on a SYN, and an initiator that
+    /// receives a SYN+ACK it never asked for has no third message with which to
+    /// refuse it: the protocol the seed text warns about.
+    TwoWay,
+}
+
+/// An on/off switch, spelled `"on"` / `"off"` in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl Switch {
+    /// `true` for [`Switch::On`].
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+/// How initial sequence numbers are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Isn {
+    /// Drawn from the world's seeded RNG (reproducible for a given seed).
+    #[default]
+    Random,
+    /// Always this number, so that a lab can reproduce the seed text's figures.
+    Fixed(u32),
+}
+
+impl Serialize for Isn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Isn::Random => s.serialize_str("random"),
+            Isn::Fixed(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Isn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u32),
+            Text(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("isn: expected \"random\" or an integer 0..=4294967295"))?
+        {
+            Raw::Number(n) => Ok(Isn::Fixed(n)),
+            Raw::Text(t) if t == "random" => Ok(Isn::Random),
+            Raw::Text(t) => t
+                .parse()
+                .map(Isn::Fixed)
+                .map_err(|_| serde::de::Error::custom(format!("isn: expected \"random\" or an integer, got {t:?}"))),
+        }
+    }
+}
+
+/// The settings of one TCP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    /// Three-way (RFC 9293) or two-way (the broken variant) handshake.
+    pub handshake: Handshake,
+    /// Whether the active closer waits 2*MSL in TIME_WAIT or goes straight to CLOSED.
+    pub time_wait: Switch,
+    /// Maximum segment lifetime, in milliseconds (TIME_WAIT lasts twice this).
+    pub msl_ms: u64,
+    /// Initial sequence number choice.
+    pub isn: Isn,
+    /// The MSS we announce and the largest segment we send.
+    pub mss: u16,
+    /// Receive buffer in octets: RCV.WND is what is free of it (at most 65535
+    /// is advertised, since window scaling is not negotiated).
+    pub window: u32,
+    /// Send buffer in octets: how much a SEND may queue.
+    pub send_buffer: u32,
+    /// The RTO before any RTT sample (RFC 6298 section 2.1), in milliseconds.
+    pub rto_initial_ms: u64,
+    /// The RTO floor (RFC 6298 section 2.4 says 1 s; Linux uses 200 ms).
+    pub rto_min_ms: u64,
+    /// The RTO ceiling after backoff (RFC 6298 section 2.5: at least 60 s).
+    pub rto_max_ms: u64,
+    /// Retransmissions of one segment before the connection times out (R2 of RFC 9293 section 3.8.3).
+    pub max_retries: u32,
+    /// RFC 5961 mitigations in synchronized states: challenge ACKs for SYNs and
+    /// for in-window RSTs not exactly at RCV.NXT (`off`: RFC 793 resets).
+    pub rfc5961: Switch,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            handshake: Handshake::ThreeWay,
+            time_wait: Switch::On,
+            msl_ms: 30_000,
+            isn: Isn::Random,
+            mss: 1460,
+            window: 65_535,
+            send_buffer: 4 * 1024 * 1024,
+            rto_initial_ms: 1_000,
+            rto_min_ms: 1_000,
+            rto_max_ms: 60_000,
+            max_retries: 8,
+            rfc5961: Switch::On,
+        }
+    }
+}
+
+/// A profile value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("profile.{field}: {message}")]
+pub struct ProfileError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Profile {
+    /// Checks that every setting is usable, naming the first field that is not.
+    ///
+    /// # Errors
+    /// A [`ProfileError`] naming the field.
+    pub fn validate(&self) -> Result<(), ProfileError> {
+        let bad = |field, message: &str| Err(ProfileError { field, message: message.to_string() });
+        if self.mss < 64 {
+            return bad("mss", "must be at least 64 octets");
+        }
+        if self.window == 0 || self.window > 1 << 30 {
+            return bad("window", "must be between 1 and 1073741824 octets");
+        }
+        if self.send_buffer == 0 || self.send_buffer > 1 << 30 {
+            return bad("send_buffer", "must be between 1 and 1073741824 octets");
+        }
+        if self.msl_ms > 86_400_000 {
+            return bad("msl_ms", "must be at most one day");
+        }
+        if self.rto_initial_ms == 0 || self.rto_initial_ms > 3_600_000 {
+            return bad("rto_initial_ms", "must be between 1 ms and one hour");
+        }
+        if self.rto_min_ms == 0 || self.rto_min_ms > self.rto_max_ms {
+            return bad("rto_min_ms", "must be at least 1 ms and at most rto_max_ms");
+        }
+        if self.rto_max_ms > 3_600_000 {
+            return bad("rto_max_ms", "must be at most one hour");
+        }
+        if self.max_retries > 64 {
+            return bad("max_retries", "must be at most 64");
+        }
+        Ok(())
+    }
+
+    /// 2*MSL in nanoseconds.
+    pub fn time_wait_ns(&self) -> u64 {
+        self.msl_ms.saturating_mul(2_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_json_fills_defaults() {
+        let p: Profile = serde_json::from_str(r#"{"handshake":"two_way","isn":300,"time_wait":"off"}"#).unwrap();
+        assert_eq!(p.handshake, Handshake::TwoWay);
+        assert_eq!(p.isn, Isn::Fixed(300));
+        assert_eq!(p.time_wait, Switch::Off);
+        assert_eq!(p.mss, 1460);
+        let p: Profile = serde_json::from_str(r#"{"isn":"random"}"#).unwrap();
+        assert_eq!(p.isn, Isn::Random);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        assert!(serde_json::from_str::<Profile>(r#"{"isn":"soon"}"#).is_err());
+        assert!(serde_json::from_str::<Profile>(r#"{"bogus":1}"#).is_err());
+        let p = Profile { mss: 1, ..Profile::default() };
+        assert_eq!(p.validate().unwrap_err().field, "mss");
+        assert!(Profile::default().validate().is_ok());
+    }
+}

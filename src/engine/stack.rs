@@ -1,0 +1,532 @@
+//! One host's TCP: its endpoints, its listening ports, the demultiplexing of
+//! arriving segments (RFC 9293 section 3.10.7's "if the state is CLOSED" and
+//! "LISTEN" cases), and the timers of all its endpoints.
+//!
+//! Cost does not grow with the number of endpoints: a segment finds its TCB by
+//! a hash of its four-tuple, timers sit in a heap, and only endpoints touched
+//! since the last [`Stack::dispatch`] are visited by it.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand_chacha::rand_core::RngCore;
+use rustc_hash::FxHashMap;
+
+use super::output::{ListenerId, Output, SocketId};
+use super::profile::{Handshake, Isn, Profile};
+use super::segment::{Flags, Segment};
+use super::seq::SeqNumber;
+use super::state::State;
+use super::tcb::{Tcb, TcbStatus, UserError};
+
+/// Why a stack-level call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StackError {
+    /// No endpoint with that id (never existed, or released).
+    #[error("no such socket")]
+    UnknownSocket,
+    /// No listener with that id.
+    #[error("no such listener")]
+    UnknownListener,
+    /// The port (or four-tuple) is taken.
+    #[error("address in use")]
+    AddressInUse,
+    /// No ephemeral port is free for that destination.
+    #[error("no ephemeral port left")]
+    NoFreePort,
+    /// The endpoint refused the user call.
+    #[error(transparent)]
+    User(#[from] UserError),
+}
+
+/// Where an arriving segment went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// To an existing endpoint.
+    Socket(SocketId),
+    /// To a listening port (which may have created an endpoint: see [`Output::Accepted`]).
+    Listener(ListenerId),
+    /// Nobody: the stack answered as CLOSED does (a RST, unless the segment was one).
+    NoConnection,
+}
+
+/// A port in LISTEN (a passive OPEN).
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// The port.
+    pub port: u16,
+    /// The profile its connections run with.
+    pub profile: Arc<Profile>,
+    /// The ISN of the connections it accepts (overrides the profile).
+    pub isn: Option<u32>,
+    /// Owner's tag.
+    pub user_data: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    tcb: Tcb,
+    /// Owner's tag (the world stores its connection id and side here).
+    user_data: u64,
+    /// Generation of the valid heap entry; older entries are stale.
+    timer_gen: u32,
+    /// Deadline of the valid heap entry.
+    timer_at: Option<u64>,
+    /// Listed in `dirty` already.
+    dirty: bool,
+    /// Present in `by_tuple`.
+    in_table: bool,
+}
+
+/// Local port, remote address, remote port (the local address is the stack's).
+type Tuple = (u16, Ipv4Addr, u16);
+
+/// A host's TCP.
+#[derive(Debug)]
+pub struct Stack {
+    ip: Ipv4Addr,
+    profile: Arc<Profile>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    by_tuple: FxHashMap<Tuple, SocketId>,
+    listeners: Vec<Option<Listener>>,
+    listener_by_port: FxHashMap<u16, ListenerId>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    dirty: Vec<SocketId>,
+    next_ephemeral: u16,
+}
+
+const EPHEMERAL_FIRST: u16 = 49_152;
+
+impl Stack {
+    /// A stack for a host with address `ip`; `profile` answers segments for no connection.
+    pub fn new(ip: Ipv4Addr, profile: Arc<Profile>) -> Stack {
+        Stack {
+            ip,
+            profile,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_tuple: FxHashMap::default(),
+            listeners: Vec::new(),
+            listener_by_port: FxHashMap::default(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            next_ephemeral: EPHEMERAL_FIRST,
+        }
+    }
+
+    /// The host's address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// Endpoints currently held (any state, until released).
+    pub fn socket_count(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Passive OPEN on `port`.
+    ///
+    /// # Errors
+    /// [`StackError::AddressInUse`] when the port already listens.
+    pub fn listen(
+        &mut self,
+        port: u16,
+        profile: Arc<Profile>,
+        isn: Option<u32>,
+        user_data: u64,
+    ) -> Result<ListenerId, StackError> {
+        if self.listener_by_port.contains_key(&port) {
+            return Err(StackError::AddressInUse);
+        }
+        let id = ListenerId(self.listeners.len() as u32);
+        self.listeners.push(Some(Listener { port, profile, isn, user_data }));
+        self.listener_by_port.insert(port, id);
+        Ok(id)
+    }
+
+    /// Stops listening; endpoints it created live on.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownListener`].
+    pub fn unlisten(&mut self, id: ListenerId) -> Result<Listener, StackError> {
+        let listener =
+            self.listeners.get_mut(id.0 as usize).and_then(Option::take).ok_or(StackError::UnknownListener)?;
+        self.listener_by_port.remove(&listener.port);
+        Ok(listener)
+    }
+
+    /// A listener by id.
+    pub fn listener(&self, id: ListenerId) -> Option<&Listener> {
+        self.listeners.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// Active OPEN from `local_port` (an ephemeral port when `None`) to the remote address.
+    ///
+    /// # Errors
+    /// [`StackError::AddressInUse`] when the four-tuple is taken (e.g. in TIME_WAIT).
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect(
+        &mut self,
+        local_port: Option<u16>,
+        remote_ip: Ipv4Addr,
+        remote_port: u16,
+        profile: Arc<Profile>,
+        isn: Option<u32>,
+        rng: &mut dyn RngCore,
+        user_data: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<SocketId, StackError> {
+        let local_port = match local_port {
+            Some(port) => port,
+            None => self.ephemeral_port(remote_ip, remote_port)?,
+        };
+        let tuple = (local_port, remote_ip, remote_port);
+        if self.by_tuple.contains_key(&tuple) {
+            return Err(StackError::AddressInUse);
+        }
+        let iss = choose_isn(isn, &profile, rng);
+        let id = self.allocate();
+        let tcb = Tcb::open_active(id, local_port, remote_ip, remote_port, profile, iss, out);
+        self.install(id, tcb, user_data, tuple);
+        Ok(id)
+    }
+
+    fn ephemeral_port(&mut self, remote_ip: Ipv4Addr, remote_port: u16) -> Result<u16, StackError> {
+        for _ in 0..=(u16::MAX - EPHEMERAL_FIRST) {
+            let port = self.next_ephemeral;
+            self.next_ephemeral = if port == u16::MAX { EPHEMERAL_FIRST } else { port + 1 };
+            if !self.by_tuple.contains_key(&(port, remote_ip, remote_port))
+                && !self.listener_by_port.contains_key(&port)
+            {
+                return Ok(port);
+            }
+        }
+        Err(StackError::NoFreePort)
+    }
+
+    fn allocate(&mut self) -> SocketId {
+        match self.free.pop() {
+            Some(index) => SocketId(index),
+            None => {
+                self.slots.push(None);
+                SocketId((self.slots.len() - 1) as u32)
+            }
+        }
+    }
+
+    fn install(&mut self, id: SocketId, tcb: Tcb, user_data: u64, tuple: Tuple) {
+        self.by_tuple.insert(tuple, id);
+        self.slots[id.0 as usize] =
+            Some(Slot { tcb, user_data, timer_gen: 0, timer_at: None, dirty: false, in_table: true });
+        self.mark_dirty(id);
+    }
+
+    fn slot(&self, id: SocketId) -> Result<&Slot, StackError> {
+        self.slots.get(id.0 as usize).and_then(Option::as_ref).ok_or(StackError::UnknownSocket)
+    }
+
+    fn slot_mut(&mut self, id: SocketId) -> Result<&mut Slot, StackError> {
+        self.slots.get_mut(id.0 as usize).and_then(Option::as_mut).ok_or(StackError::UnknownSocket)
+    }
+
+    fn mark_dirty(&mut self, id: SocketId) {
+        if let Some(Some(slot)) = self.slots.get_mut(id.0 as usize) {
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// An endpoint's TCB, for inspection.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn tcb(&self, id: SocketId) -> Result<&Tcb, StackError> {
+        Ok(&self.slot(id)?.tcb)
+    }
+
+    /// STATUS of an endpoint.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn status(&self, id: SocketId) -> Result<TcbStatus, StackError> {
+        Ok(self.slot(id)?.tcb.status())
+    }
+
+    /// The owner's tag of an endpoint.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn user_data(&self, id: SocketId) -> Result<u64, StackError> {
+        Ok(self.slot(id)?.user_data)
+    }
+
+    /// Sets the owner's tag of an endpoint.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn set_user_data(&mut self, id: SocketId, user_data: u64) -> Result<(), StackError> {
+        self.slot_mut(id)?.user_data = user_data;
+        Ok(())
+    }
+
+    /// SEND on an endpoint: returns how many octets were queued.
+    ///
+    /// # Errors
+    /// [`StackError`] for an unknown socket or a refused call.
+    pub fn send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, StackError> {
+        let n = self.slot_mut(id)?.tcb.send(data)?;
+        self.mark_dirty(id);
+        Ok(n)
+    }
+
+    /// RECEIVE on an endpoint: up to `max` octets.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn recv(&mut self, id: SocketId, max: usize) -> Result<Vec<u8>, StackError> {
+        let data = self.slot_mut(id)?.tcb.recv(max);
+        self.mark_dirty(id); // the window may have opened
+        Ok(data)
+    }
+
+    /// CLOSE on an endpoint.
+    ///
+    /// # Errors
+    /// [`StackError`] for an unknown socket or a refused call.
+    pub fn close(&mut self, id: SocketId, out: &mut Vec<Output>) -> Result<(), StackError> {
+        self.slot_mut(id)?.tcb.close(out)?;
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    /// ABORT on an endpoint.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn abort(&mut self, now: u64, id: SocketId, out: &mut Vec<Output>) -> Result<(), StackError> {
+        self.slot_mut(id)?.tcb.abort(now, out);
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    /// Frees a CLOSED endpoint's slot; its id may be reused afterwards.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`], or [`StackError::User`] when it is not CLOSED.
+    pub fn release(&mut self, id: SocketId) -> Result<(), StackError> {
+        let slot = self.slot(id)?;
+        if slot.tcb.state() != State::Closed {
+            return Err(StackError::User(UserError::Closing));
+        }
+        self.untable(id);
+        self.slots[id.0 as usize] = None;
+        self.free.push(id.0);
+        Ok(())
+    }
+
+    fn untable(&mut self, id: SocketId) {
+        if let Some(Some(slot)) = self.slots.get_mut(id.0 as usize) {
+            if slot.in_table {
+                slot.in_table = false;
+                let (remote_ip, remote_port) = slot.tcb.remote();
+                let tuple = (slot.tcb.local_port(), remote_ip, remote_port);
+                if self.by_tuple.get(&tuple) == Some(&id) {
+                    self.by_tuple.remove(&tuple);
+                }
+            }
+        }
+    }
+
+    /// A segment from `src_ip` arrives (RFC 9293 section 3.10.7).
+    pub fn process(
+        &mut self,
+        now: u64,
+        src_ip: Ipv4Addr,
+        seg: &Segment,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Output>,
+    ) -> Delivery {
+        let tuple = (seg.dst_port, src_ip, seg.src_port);
+        if let Some(&id) = self.by_tuple.get(&tuple) {
+            if let Some(Some(slot)) = self.slots.get_mut(id.0 as usize) {
+                slot.tcb.process(now, seg, out);
+                self.mark_dirty(id);
+                return Delivery::Socket(id);
+            }
+        }
+        if let Some(&lid) = self.listener_by_port.get(&seg.dst_port) {
+            self.process_listen(now, lid, src_ip, seg, rng, out);
+            return Delivery::Listener(lid);
+        }
+        self.reply_closed(src_ip, seg, &self.profile.clone(), out);
+        Delivery::NoConnection
+    }
+
+    /// 3.10.7.2: a segment for a listening port.
+    fn process_listen(
+        &mut self,
+        now: u64,
+        lid: ListenerId,
+        src_ip: Ipv4Addr,
+        seg: &Segment,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(listener) = self.listeners.get(lid.0 as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        let flags = seg.flags;
+        if flags.contains(Flags::RST) {
+            return;
+        }
+        if flags.contains(Flags::ACK) {
+            let rst = rst_for(seg, SeqNumber(seg.ack.0), None);
+            out.push(Output::Transmit { socket: None, dst_ip: src_ip, segment: rst, retransmission: false });
+            return;
+        }
+        if !flags.contains(Flags::SYN) {
+            return;
+        }
+        let profile = listener.profile.clone();
+        let iss = choose_isn(listener.isn, &profile, rng);
+        let user_data = listener.user_data;
+        let id = self.allocate();
+        out.push(Output::Accepted { listener: lid, socket: id });
+        let tcb = Tcb::open_passive(id, seg.dst_port, src_ip, seg, profile, iss, now, out);
+        self.install(id, tcb, user_data, (seg.dst_port, src_ip, seg.src_port));
+    }
+
+    /// 3.10.7.1: CLOSED answers everything but a RST with a RST.
+    fn reply_closed(&self, src_ip: Ipv4Addr, seg: &Segment, profile: &Profile, out: &mut Vec<Output>) {
+        if seg.flags.contains(Flags::RST) {
+            return;
+        }
+        if profile.handshake == Handshake::TwoWay && seg.flags.contains(Flags::SYN) && seg.flags.contains(Flags::ACK) {
+            // Two-way variant: the SYN+ACK is the handshake's last message, so
+            // an initiator has no step at which to refuse one it never asked for.
+            return;
+        }
+        let rst = if seg.flags.contains(Flags::ACK) {
+            rst_for(seg, seg.ack, None)
+        } else {
+            rst_for(seg, SeqNumber(0), Some(seg.seq + seg.seg_len()))
+        };
+        out.push(Output::Transmit { socket: None, dst_ip: src_ip, segment: rst, retransmission: false });
+    }
+
+    /// Lets every endpoint touched since the last call send what is due, and
+    /// re-arms their timers. Call after each batch of inputs.
+    pub fn dispatch(&mut self, now: u64, out: &mut Vec<Output>) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &id in &dirty {
+            let Some(Some(slot)) = self.slots.get_mut(id.0 as usize) else {
+                continue;
+            };
+            slot.dirty = false;
+            slot.tcb.dispatch(now, out);
+            self.after_change(id);
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty; // keep the allocation
+        }
+    }
+
+    fn after_change(&mut self, id: SocketId) {
+        let Some(Some(slot)) = self.slots.get_mut(id.0 as usize) else {
+            return;
+        };
+        if slot.tcb.state() == State::Closed {
+            slot.timer_at = None;
+            self.untable(id);
+            return;
+        }
+        if let Some(deadline) = slot.tcb.poll_at() {
+            if slot.timer_at.is_none_or(|at| deadline < at) {
+                slot.timer_gen = slot.timer_gen.wrapping_add(1);
+                slot.timer_at = Some(deadline);
+                self.timers.push(Reverse((deadline, id.0, slot.timer_gen)));
+            }
+        }
+    }
+
+    fn entry_is_live(&self, index: u32, generation: u32) -> bool {
+        matches!(self.slots.get(index as usize), Some(Some(slot)) if slot.timer_gen == generation && slot.timer_at.is_some())
+    }
+
+    /// The earliest timer deadline of any endpoint. Entries whose endpoint
+    /// has since moved its deadline (an ACK stopped the retransmission timer,
+    /// say) are dropped or moved here, so the answer is exact.
+    pub fn poll_at(&mut self) -> Option<u64> {
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            if !self.entry_is_live(index, generation) {
+                self.timers.pop();
+                continue;
+            }
+            let Some(Some(slot)) = self.slots.get_mut(index as usize) else {
+                self.timers.pop();
+                continue;
+            };
+            let deadline = slot.tcb.poll_at();
+            if deadline == Some(at) {
+                return Some(at);
+            }
+            self.timers.pop();
+            slot.timer_at = None;
+            if let Some(deadline) = deadline {
+                slot.timer_gen = slot.timer_gen.wrapping_add(1);
+                slot.timer_at = Some(deadline);
+                self.timers.push(Reverse((deadline, index, slot.timer_gen)));
+            }
+        }
+        None
+    }
+
+    /// Fires the timers due at `now` and dispatches the endpoints concerned.
+    pub fn on_timer(&mut self, now: u64, out: &mut Vec<Output>) {
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if !self.entry_is_live(index, generation) {
+                continue;
+            }
+            let id = SocketId(index);
+            if let Some(Some(slot)) = self.slots.get_mut(index as usize) {
+                slot.timer_at = None;
+                slot.tcb.on_timer(now, out);
+            }
+            self.mark_dirty(id);
+        }
+        self.dispatch(now, out);
+    }
+}
+
+/// The ISN for a new endpoint: an explicit one, the profile's fixed one, or a draw from the RNG.
+fn choose_isn(explicit: Option<u32>, profile: &Profile, rng: &mut dyn RngCore) -> u32 {
+    match (explicit, profile.isn) {
+        (Some(isn), _) => isn,
+        (None, Isn::Fixed(isn)) => isn,
+        (None, Isn::Random) => rng.next_u32(),
+    }
+}
+
+/// A reset answering `seg`: `<SEQ=seq><CTL=RST>`, or with `ack` `<SEQ=seq><ACK=ack><CTL=RST,ACK>`.
+fn rst_for(seg: &Segment, seq: SeqNumber, ack: Option<SeqNumber>) -> Segment {
+    Segment {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        seq,
+        ack: ack.unwrap_or_default(),
+        flags: if ack.is_some() { Flags::RST | Flags::ACK } else { Flags::RST },
+        payload: Bytes::new(),
+        ..Segment::default()
+    }
+}

@@ -1,0 +1,1126 @@
+//! The transmission control block of one connection endpoint and its state
+//! machine: RFC 9293 section 3.10 (event processing), with RFC 6298 timers and
+//! the RFC 5961 mitigations as a profile switch.
+//!
+//! The contract is smoltcp's and quinn-proto's: a TCB never reads a clock and
+//! never does I/O. The owner calls
+//! - [`Tcb::process`] when a segment for this endpoint arrives,
+//! - the user calls ([`Tcb::send`], [`Tcb::recv`], [`Tcb::close`], [`Tcb::abort`]),
+//! - [`Tcb::on_timer`] once `now` has reached [`Tcb::poll_at`],
+//! - and after any of those, [`Tcb::dispatch`], which emits what is due to be sent.
+//!
+//! Everything the TCB does is pushed onto an [`Output`] list in order.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::output::{Cause, ConnError, Output, SocketId, TimerKind, UserCall};
+use super::profile::{Handshake, Profile};
+use super::rtt::RttEstimator;
+use super::segment::{Flags, Segment, TcpOption};
+use super::seq::SeqNumber;
+use super::state::State;
+
+/// The MSS assumed for a peer that announces none (RFC 9293 section 3.7.1).
+pub const DEFAULT_PEER_MSS: u16 = 536;
+
+/// The largest window the 16-bit field can advertise without window scaling.
+const MAX_UNSCALED_WINDOW: u32 = 65_535;
+
+/// Why a user call was refused (RFC 9293 section 3.10's "error:" responses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// The endpoint is CLOSED or was never opened.
+    #[error("connection does not exist")]
+    NotConnected,
+    /// CLOSE was already called on this endpoint; it can no longer send.
+    #[error("connection closing")]
+    Closing,
+    /// The connection failed; the call sees the same error a socket would.
+    #[error("connection failed: {}", .0.errno())]
+    Failed(ConnError),
+    /// The send buffer has no room left.
+    #[error("insufficient resources: the send buffer is full")]
+    BufferFull,
+}
+
+/// Deadlines of the running timers, in virtual nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Timers {
+    /// Retransmission of the oldest unacknowledged segment.
+    pub retransmit: Option<u64>,
+    /// End of TIME_WAIT.
+    pub time_wait: Option<u64>,
+    /// Next zero-window probe.
+    pub persist: Option<u64>,
+}
+
+/// A snapshot of an endpoint for STATUS (RFC 9293 section 3.10.6) and the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TcbStatus {
+    /// Current state.
+    pub state: State,
+    /// Local port.
+    pub local_port: u16,
+    /// Remote address.
+    pub remote_ip: Ipv4Addr,
+    /// Remote port.
+    pub remote_port: u16,
+    /// Initial send sequence number.
+    pub iss: u32,
+    /// Initial receive sequence number (0 until a SYN arrived).
+    pub irs: u32,
+    /// Oldest unacknowledged sequence number.
+    pub snd_una: u32,
+    /// Next sequence number to be sent.
+    pub snd_nxt: u32,
+    /// The peer's advertised window.
+    pub snd_wnd: u32,
+    /// Next sequence number expected.
+    pub rcv_nxt: u32,
+    /// Our receive window.
+    pub rcv_wnd: u32,
+    /// The MSS used for sending (the peer's, capped by ours).
+    pub snd_mss: u16,
+    /// Octets queued for sending, sent or not, and not yet acknowledged.
+    pub send_buffered: usize,
+    /// Octets received in order and not yet read by the user.
+    pub recv_buffered: usize,
+    /// Octets received out of order and held for reassembly.
+    pub out_of_order: usize,
+    /// Running timers.
+    pub timers: Timers,
+    /// Current retransmission timeout, in nanoseconds.
+    pub rto_ns: u64,
+    /// Smoothed RTT, in nanoseconds, once measured.
+    pub srtt_ns: Option<u64>,
+    /// Consecutive retransmissions without progress.
+    pub retries: u32,
+    /// What a user call would report, if the connection failed.
+    pub error: Option<ConnError>,
+}
+
+/// One endpoint's TCB. Field names follow RFC 9293 section 3.3.1.
+#[derive(Debug, Clone)]
+pub struct Tcb {
+    id: SocketId,
+    state: State,
+    local_port: u16,
+    remote_ip: Ipv4Addr,
+    remote_port: u16,
+    profile: Arc<Profile>,
+    /// Created by a listener (a passive OPEN), which changes RST and SYN
+    /// handling in SYN_RECEIVED.
+    passive: bool,
+
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    /// The highest sequence number sent so far plus one (never moves back).
+    snd_nxt: SeqNumber,
+    /// Where the send path continues: below `snd_nxt` while retransmitting
+    /// after a timeout (go-back-N), equal to it otherwise.
+    snd_ptr: SeqNumber,
+    snd_wnd: u32,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// Largest window the peer ever advertised (RFC 5961 section 5's MAX.SND.WND).
+    max_snd_wnd: u32,
+    snd_mss: u16,
+
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// The window we last advertised, to decide when a window update is worth sending.
+    last_adv_wnd: u32,
+
+    /// Data from SND.UNA (or ISS+1 while the SYN is unacknowledged) onwards.
+    tx: VecDeque<u8>,
+    /// In-order data not yet read by the user.
+    rx: VecDeque<u8>,
+    /// Out-of-order segments, sorted by sequence number, trimmed to the window.
+    ooo: Vec<(SeqNumber, Bytes)>,
+    /// Where the peer's FIN sits, once seen (it is processed when RCV.NXT reaches it).
+    peer_fin: Option<SeqNumber>,
+    /// The user called CLOSE: a FIN follows the queued data.
+    fin_queued: bool,
+    /// The sequence number our FIN occupies, once sent.
+    fin_seq: Option<SeqNumber>,
+    /// An ACK is owed to the peer.
+    ack_pending: bool,
+    /// The persist timer fired: send one octet beyond a zero window.
+    probe_due: bool,
+
+    timers: Timers,
+    rtt: RttEstimator,
+    /// The segment being timed: the sequence number that acknowledges it, and when it left.
+    rtt_probe: Option<(SeqNumber, u64)>,
+    retries: u32,
+    persist_backoff: u32,
+    error: Option<ConnError>,
+}
+
+/// The parts of a segment that survive trimming it to the receive window.
+struct Text {
+    seq: SeqNumber,
+    data: Bytes,
+    fin: bool,
+}
+
+impl Tcb {
+    fn blank(
+        id: SocketId,
+        local_port: u16,
+        remote_ip: Ipv4Addr,
+        remote_port: u16,
+        profile: Arc<Profile>,
+        iss: u32,
+    ) -> Tcb {
+        let iss = SeqNumber(iss);
+        let ms = 1_000_000;
+        let rtt = RttEstimator::new(profile.rto_initial_ms * ms, profile.rto_min_ms * ms, profile.rto_max_ms * ms);
+        Tcb {
+            id,
+            state: State::Closed,
+            local_port,
+            remote_ip,
+            remote_port,
+            passive: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_ptr: iss,
+            snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            max_snd_wnd: 0,
+            snd_mss: DEFAULT_PEER_MSS.min(profile.mss),
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            last_adv_wnd: 0,
+            tx: VecDeque::new(),
+            rx: VecDeque::new(),
+            ooo: Vec::new(),
+            peer_fin: None,
+            fin_queued: false,
+            fin_seq: None,
+            ack_pending: false,
+            probe_due: false,
+            timers: Timers::default(),
+            rtt,
+            rtt_probe: None,
+            retries: 0,
+            persist_backoff: 0,
+            error: None,
+            profile,
+        }
+    }
+
+    /// Active OPEN (RFC 9293 section 3.10.1): CLOSED to SYN_SENT; the SYN
+    /// leaves at the next [`Tcb::dispatch`].
+    pub fn open_active(
+        id: SocketId,
+        local_port: u16,
+        remote_ip: Ipv4Addr,
+        remote_port: u16,
+        profile: Arc<Profile>,
+        iss: u32,
+        out: &mut Vec<Output>,
+    ) -> Tcb {
+        let mut tcb = Tcb::blank(id, local_port, remote_ip, remote_port, profile, iss);
+        tcb.set_state(State::SynSent, Cause::User { call: UserCall::Open }, "3.10.1", out);
+        tcb
+    }
+
+    /// A listener's answer to a SYN (RFC 9293 section 3.10.7.2): a new endpoint
+    /// in SYN_RECEIVED that sends SYN+ACK, or with the two-way variant one that
+    /// sends SYN+ACK and is ESTABLISHED at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_passive(
+        id: SocketId,
+        local_port: u16,
+        remote_ip: Ipv4Addr,
+        syn: &Segment,
+        profile: Arc<Profile>,
+        iss: u32,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Tcb {
+        let mut tcb = Tcb::blank(id, local_port, remote_ip, syn.src_port, profile, iss);
+        tcb.passive = true;
+        tcb.state = State::Listen;
+        tcb.irs = syn.seq;
+        tcb.rcv_nxt = syn.seq + 1;
+        tcb.snd_wnd = u32::from(syn.window);
+        tcb.max_snd_wnd = tcb.snd_wnd;
+        tcb.snd_wl1 = syn.seq;
+        tcb.snd_mss = syn.mss().unwrap_or(DEFAULT_PEER_MSS).min(tcb.profile.mss);
+        if !syn.payload.is_empty() {
+            // Text on a SYN is queued until the connection is established (3.10.7.2).
+            tcb.ooo.push((syn.seq + 1, syn.payload.clone()));
+        }
+        if syn.flags.contains(Flags::FIN) {
+            tcb.peer_fin = Some(syn.seq + 1 + syn.payload.len() as u32);
+        }
+        let cause = Cause::segment(syn);
+        match tcb.profile.handshake {
+            Handshake::ThreeWay => {
+                tcb.set_state(State::SynReceived, cause, "3.10.7.2", out);
+            }
+            Handshake::TwoWay => {
+                // The variant: no third message, so the SYN+ACK is never
+                // acknowledged and never retransmitted; the listener trusts the
+                // SYN and is ESTABLISHED at once.
+                let synack = tcb.syn_segment();
+                tcb.snd_una = tcb.iss + 1;
+                tcb.snd_nxt = tcb.snd_una;
+                tcb.snd_ptr = tcb.snd_una;
+                tcb.set_state(State::Established, cause, "3.10.7.2 (two_way variant)", out);
+                tcb.emit(synack, false, now, out);
+                tcb.deliver_queued(out);
+            }
+        }
+        tcb
+    }
+
+    /// The endpoint's id within its stack.
+    pub fn id(&self) -> SocketId {
+        self.id
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Local port.
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Remote address and port.
+    pub fn remote(&self) -> (Ipv4Addr, u16) {
+        (self.remote_ip, self.remote_port)
+    }
+
+    /// The initial send sequence number.
+    pub fn iss(&self) -> SeqNumber {
+        self.iss
+    }
+
+    /// The initial receive sequence number.
+    pub fn irs(&self) -> SeqNumber {
+        self.irs
+    }
+
+    /// SND.UNA.
+    pub fn snd_una(&self) -> SeqNumber {
+        self.snd_una
+    }
+
+    /// SND.NXT.
+    pub fn snd_nxt(&self) -> SeqNumber {
+        self.snd_nxt
+    }
+
+    /// RCV.NXT.
+    pub fn rcv_nxt(&self) -> SeqNumber {
+        self.rcv_nxt
+    }
+
+    /// The error a user call would see, if the connection failed.
+    pub fn error(&self) -> Option<ConnError> {
+        self.error
+    }
+
+    /// The profile this endpoint runs with.
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.profile
+    }
+
+    /// RCV.WND: the free part of the receive buffer (capped at what 16 bits carry).
+    pub fn rcv_wnd(&self) -> u32 {
+        self.profile.window.saturating_sub(self.rx.len() as u32).min(MAX_UNSCALED_WINDOW)
+    }
+
+    /// STATUS (RFC 9293 section 3.10.6).
+    pub fn status(&self) -> TcbStatus {
+        TcbStatus {
+            state: self.state,
+            local_port: self.local_port,
+            remote_ip: self.remote_ip,
+            remote_port: self.remote_port,
+            iss: self.iss.0,
+            irs: self.irs.0,
+            snd_una: self.snd_una.0,
+            snd_nxt: self.snd_nxt.0,
+            snd_wnd: self.snd_wnd,
+            rcv_nxt: self.rcv_nxt.0,
+            rcv_wnd: self.rcv_wnd(),
+            snd_mss: self.snd_mss,
+            send_buffered: self.tx.len(),
+            recv_buffered: self.rx.len(),
+            out_of_order: self.ooo.iter().map(|(_, b)| b.len()).sum(),
+            timers: self.timers,
+            rto_ns: self.rtt.rto,
+            srtt_ns: self.rtt.srtt,
+            retries: self.retries,
+            error: self.error,
+        }
+    }
+
+    /// The earliest running timer's deadline: when to call [`Tcb::on_timer`].
+    pub fn poll_at(&self) -> Option<u64> {
+        [self.timers.retransmit, self.timers.time_wait, self.timers.persist].into_iter().flatten().min()
+    }
+
+    /// `true` when the stack should call [`Tcb::dispatch`] (cheap to ask).
+    pub fn wants_dispatch(&self) -> bool {
+        self.ack_pending || self.probe_due || self.snd_ptr != self.snd_nxt || !self.tx.is_empty() || self.fin_queued
+    }
+
+    // ----- user calls (RFC 9293 section 3.10) -----
+
+    /// SEND: queues data; returns how many octets fit in the send buffer.
+    ///
+    /// # Errors
+    /// [`UserError`] when the connection cannot send in its state.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, UserError> {
+        if let Some(error) = self.error {
+            return Err(UserError::Failed(error));
+        }
+        match self.state {
+            State::Closed | State::Listen => return Err(UserError::NotConnected),
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            _ => return Err(UserError::Closing),
+        }
+        if self.fin_queued {
+            return Err(UserError::Closing);
+        }
+        let room = (self.profile.send_buffer as usize).saturating_sub(self.tx.len());
+        if room == 0 && !data.is_empty() {
+            return Err(UserError::BufferFull);
+        }
+        let n = room.min(data.len());
+        self.tx.extend(&data[..n]);
+        Ok(n)
+    }
+
+    /// RECEIVE: takes up to `max` in-order octets. An empty result once the
+    /// peer's FIN has been processed means end of stream.
+    pub fn recv(&mut self, max: usize) -> Vec<u8> {
+        let n = max.min(self.rx.len());
+        let data: Vec<u8> = self.rx.drain(..n).collect();
+        if self.rx.is_empty() {
+            self.rx = VecDeque::new(); // an idle endpoint holds no buffer
+        }
+        data
+    }
+
+    /// Octets ready to be read.
+    pub fn recv_available(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// CLOSE (RFC 9293 section 3.10.4): "I have no more data to send".
+    ///
+    /// # Errors
+    /// [`UserError`] when the endpoint is closed or already closing.
+    pub fn close(&mut self, out: &mut Vec<Output>) -> Result<(), UserError> {
+        let cause = Cause::User { call: UserCall::Close };
+        match self.state {
+            State::Closed | State::Listen => Err(UserError::NotConnected),
+            State::SynSent => {
+                self.enter_closed(cause, "3.10.4", out);
+                Ok(())
+            }
+            State::SynReceived => {
+                // Queued until ESTABLISHED is reached (3.10.4).
+                if self.fin_queued {
+                    return Err(UserError::Closing);
+                }
+                self.fin_queued = true;
+                Ok(())
+            }
+            State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1, cause, "3.10.4", out);
+                Ok(())
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck, cause, "3.10.4", out);
+                Ok(())
+            }
+            _ => Err(UserError::Closing),
+        }
+    }
+
+    /// ABORT (RFC 9293 section 3.10.5): a reset for synchronized peers, then CLOSED.
+    pub fn abort(&mut self, now: u64, out: &mut Vec<Output>) {
+        let cause = Cause::User { call: UserCall::Abort };
+        match self.state {
+            State::Closed => {}
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                let rst = self.segment(self.snd_nxt, Flags::RST, Bytes::new());
+                self.emit(rst, false, now, out);
+                self.enter_closed(cause, "3.10.5", out);
+            }
+            _ => self.enter_closed(cause, "3.10.5", out),
+        }
+    }
+
+    // ----- segment arrival (RFC 9293 section 3.10.7) -----
+
+    /// Processes a segment addressed to this endpoint.
+    pub fn process(&mut self, now: u64, seg: &Segment, out: &mut Vec<Output>) {
+        match self.state {
+            State::Closed | State::Listen => {}
+            State::SynSent => self.process_syn_sent(now, seg, out),
+            _ => self.process_other(now, seg, out),
+        }
+    }
+
+    /// 3.10.7.3: SYN-SENT.
+    fn process_syn_sent(&mut self, now: u64, seg: &Segment, out: &mut Vec<Output>) {
+        let flags = seg.flags;
+        // First, check the ACK bit.
+        if flags.contains(Flags::ACK) && (seg.ack <= self.iss || seg.ack > self.snd_nxt) {
+            if !flags.contains(Flags::RST) {
+                let rst = self.segment(seg.ack, Flags::RST, Bytes::new());
+                self.emit(rst, false, now, out);
+            }
+            return;
+        }
+        let ack_ok = flags.contains(Flags::ACK);
+        // Second, check the RST bit.
+        if flags.contains(Flags::RST) {
+            if ack_ok {
+                self.fail(ConnError::Refused, Cause::segment(seg), "3.10.7.3", out);
+            }
+            return;
+        }
+        // Fourth, check the SYN bit.
+        if !flags.contains(Flags::SYN) {
+            return;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        self.snd_mss = seg.mss().unwrap_or(DEFAULT_PEER_MSS).min(self.profile.mss);
+        if ack_ok {
+            self.ack_advance(seg.ack, now);
+        }
+        self.snd_wnd = u32::from(seg.window);
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        if self.snd_una > self.iss {
+            self.set_state(State::Established, Cause::segment(seg), "3.10.7.3", out);
+            // A two-way initiator has no third message to send; anything it
+            // sends later carries the acknowledgment.
+            self.ack_pending = self.profile.handshake == Handshake::ThreeWay;
+            let text = Text { seq: seg.seq + 1, data: seg.payload.clone(), fin: flags.contains(Flags::FIN) };
+            self.receive_text(text, &Cause::segment(seg), now, out);
+        } else {
+            // Simultaneous open: send SYN+ACK (the SYN again, now with ACK).
+            self.snd_ptr = self.iss;
+            self.set_state(State::SynReceived, Cause::segment(seg), "3.10.7.3", out);
+            if !seg.payload.is_empty() {
+                self.ooo.push((seg.seq + 1, seg.payload.clone()));
+            }
+        }
+    }
+
+    /// 3.10.7.4: every state from SYN-RECEIVED on.
+    fn process_other(&mut self, now: u64, seg: &Segment, out: &mut Vec<Output>) {
+        let flags = seg.flags;
+        let cause = Cause::segment(seg);
+
+        // A retransmitted SYN while we wait for the ACK of our SYN+ACK: our
+        // answer was probably lost, so send it again.
+        if self.state == State::SynReceived
+            && flags.contains(Flags::SYN)
+            && !flags.contains(Flags::ACK)
+            && !flags.contains(Flags::RST)
+            && seg.seq == self.irs
+        {
+            self.snd_ptr = self.iss;
+            return;
+        }
+
+        // Simultaneous open: the peer's SYN+ACK repeats the SYN we already
+        // took. Trim the SYN (as BSD does) so that its ACK is processed; this
+        // gives RFC 9293 figure 8's exchange, with no extra ACKs.
+        let trimmed;
+        let seg = if self.state == State::SynReceived
+            && !self.passive
+            && flags.contains(Flags::SYN)
+            && flags.contains(Flags::ACK)
+            && seg.seq == self.irs
+        {
+            trimmed = Segment { seq: seg.seq + 1, flags: Flags(seg.flags.0 & !Flags::SYN.0), ..seg.clone() };
+            &trimmed
+        } else {
+            seg
+        };
+        let flags = seg.flags;
+        let seg_len = seg.seg_len();
+
+        // First, check the sequence number.
+        let rcv_wnd = self.rcv_wnd();
+        let acceptable = match (seg_len, rcv_wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_window(self.rcv_nxt, rcv_wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seg.seq.in_window(self.rcv_nxt, rcv_wnd) || (seg.seq + (seg_len - 1)).in_window(self.rcv_nxt, rcv_wnd)
+            }
+        };
+        if !acceptable {
+            if flags.contains(Flags::RST) {
+                return;
+            }
+            if self.state == State::TimeWait && flags.contains(Flags::FIN) && seg.seq + seg_len == self.rcv_nxt {
+                // The peer's FIN again: our last ACK was lost. Answer it and
+                // restart the 2*MSL wait (3.10.7.4, eighth step, TIME-WAIT).
+                self.restart_time_wait(now, out);
+            }
+            // RCV.WND zero: still honour a valid ACK (3.10.7.4, "special allowance").
+            if rcv_wnd == 0 && seg.seq == self.rcv_nxt && flags.contains(Flags::ACK) {
+                self.process_ack(seg, now, out);
+            }
+            self.ack_pending = true;
+            return;
+        }
+
+        // Second, check the RST bit.
+        if flags.contains(Flags::RST) {
+            if self.profile.rfc5961.is_on() && seg.seq != self.rcv_nxt {
+                // RFC 5961 section 3.2: in the window but not exact: challenge ACK.
+                self.ack_pending = true;
+                return;
+            }
+            match self.state {
+                State::SynReceived if self.passive => {
+                    // The listener's child goes away; the listener stays in LISTEN.
+                    self.enter_closed(cause, "3.10.7.4 (RST in SYN-RECEIVED, passive OPEN: back to LISTEN)", out)
+                }
+                State::SynReceived => self.fail(ConnError::Refused, cause, "3.10.7.4", out),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.fail(ConnError::Reset, cause, "3.10.7.4", out)
+                }
+                _ => self.enter_closed(cause, "3.10.7.4", out),
+            }
+            return;
+        }
+
+        // Fourth, check the SYN bit (the segment is in the window).
+        if flags.contains(Flags::SYN) {
+            if self.state == State::SynReceived && self.passive {
+                self.enter_closed(cause, "3.10.7.4 (SYN in SYN-RECEIVED, passive OPEN: back to LISTEN)", out);
+                return;
+            }
+            if self.profile.rfc5961.is_on() {
+                // RFC 5961 section 4.2: challenge ACK, drop.
+                self.ack_pending = true;
+                return;
+            }
+            // RFC 793: an in-window SYN is an error: reset and close.
+            let rst = self.segment(self.snd_nxt, Flags::RST, Bytes::new());
+            self.emit(rst, false, now, out);
+            self.fail(ConnError::Reset, cause, "3.10.7.4 (RFC 793 behaviour)", out);
+            return;
+        }
+
+        // Fifth, check the ACK field.
+        if !flags.contains(Flags::ACK) {
+            return;
+        }
+        if self.state == State::SynReceived {
+            if self.snd_una < seg.ack && seg.ack <= self.snd_nxt {
+                self.snd_wnd = u32::from(seg.window);
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                self.set_state(State::Established, cause.clone(), "3.10.7.4", out);
+                if self.fin_queued {
+                    // A CLOSE issued in SYN-RECEIVED takes effect now (3.10.4).
+                    self.set_state(State::FinWait1, Cause::User { call: UserCall::Close }, "3.10.4", out);
+                }
+            } else {
+                let rst = self.segment(seg.ack, Flags::RST, Bytes::new());
+                self.emit(rst, false, now, out);
+                return;
+            }
+        }
+        if !self.process_ack(seg, now, out) {
+            return;
+        }
+        match self.state {
+            State::FinWait1 if self.fin_acked() => {
+                self.set_state(State::FinWait2, cause.clone(), "3.10.7.4", out);
+            }
+            State::Closing => {
+                if self.fin_acked() {
+                    self.enter_time_wait(cause, now, out);
+                }
+                return;
+            }
+            State::LastAck => {
+                if self.fin_acked() {
+                    self.enter_closed(cause, "3.10.7.4", out);
+                }
+                return;
+            }
+            _ => {}
+        }
+
+        // Sixth (URG) is not implemented: urgent data is delivered in line.
+        // Seventh and eighth: text and FIN.
+        if let Some(text) = self.trim_to_window(seg) {
+            self.receive_text(text, &cause, now, out);
+        }
+    }
+
+    /// The ACK checks of the fifth step for synchronized states. Returns
+    /// `false` when the segment must be dropped.
+    fn process_ack(&mut self, seg: &Segment, now: u64, out: &mut Vec<Output>) -> bool {
+        let _ = out;
+        if seg.ack > self.snd_nxt {
+            // Acknowledges something not yet sent: send an ACK, drop.
+            self.ack_pending = true;
+            return false;
+        }
+        if self.profile.rfc5961.is_on() && seg.ack < self.snd_una - self.max_snd_wnd.max(1) {
+            // RFC 5961 section 5.2: too old to be plausible: challenge ACK, drop.
+            self.ack_pending = true;
+            return false;
+        }
+        if self.snd_una < seg.ack {
+            self.ack_advance(seg.ack, now);
+        }
+        // Window update (3.10.7.4): only from a segment at least as new as the last one used.
+        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack) {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = u32::from(seg.window);
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            if was_zero && self.snd_wnd > 0 {
+                self.timers.persist = None;
+                self.persist_backoff = 0;
+            }
+        }
+        true
+    }
+
+    /// SND.UNA moves forward to `ack`: drop acknowledged data, take an RTT
+    /// sample (Karn: only from a segment never retransmitted), and manage the
+    /// retransmission timer (RFC 6298 section 5).
+    fn ack_advance(&mut self, ack: SeqNumber, now: u64) {
+        let mut acked = ack - self.snd_una;
+        if self.snd_una == self.iss && acked > 0 {
+            acked -= 1; // our SYN
+        }
+        let data = (acked as usize).min(self.tx.len());
+        self.tx.drain(..data);
+        if self.tx.is_empty() {
+            self.tx = VecDeque::new();
+        }
+        self.snd_una = ack;
+        if self.snd_ptr < self.snd_una {
+            self.snd_ptr = self.snd_una;
+        }
+        if let Some((end, sent_at)) = self.rtt_probe {
+            if ack >= end {
+                self.rtt.sample(now.saturating_sub(sent_at));
+                self.rtt_probe = None;
+            }
+        }
+        self.retries = 0;
+        self.timers.retransmit = if self.snd_una == self.snd_nxt { None } else { Some(now + self.rtt.rto) };
+    }
+
+    fn fin_acked(&self) -> bool {
+        self.fin_seq.is_some_and(|fin| self.snd_una > fin)
+    }
+
+    /// Cuts a segment down to what lies in [RCV.NXT, RCV.NXT + RCV.WND).
+    fn trim_to_window(&self, seg: &Segment) -> Option<Text> {
+        let mut seq = seg.seq;
+        let mut data = seg.payload.clone();
+        let mut fin = seg.flags.contains(Flags::FIN);
+        if seq < self.rcv_nxt {
+            let skip = (self.rcv_nxt - seq) as usize;
+            if skip > data.len() {
+                // Everything, FIN included, is old: it was processed before.
+                fin = false;
+                data = Bytes::new();
+            } else {
+                data = data.slice(skip..);
+            }
+            seq = self.rcv_nxt;
+        }
+        let room = (self.rcv_nxt + self.rcv_wnd()) - seq;
+        if data.len() as u32 > room {
+            data = data.slice(..room as usize);
+            fin = false;
+        }
+        if data.is_empty() && !fin {
+            return None;
+        }
+        Some(Text { seq, data, fin })
+    }
+
+    /// The seventh and eighth steps: accept text in order (holding what comes
+    /// early), then the FIN once everything before it has arrived.
+    fn receive_text(&mut self, text: Text, cause: &Cause, now: u64, out: &mut Vec<Output>) {
+        let accepts_text = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2);
+        if !text.data.is_empty() {
+            self.ack_pending = true;
+            if accepts_text {
+                if text.seq == self.rcv_nxt {
+                    self.rx.extend(&text.data[..]);
+                    self.rcv_nxt += text.data.len() as u32;
+                    self.drain_out_of_order();
+                    out.push(Output::Readable { socket: self.id });
+                } else if text.seq > self.rcv_nxt {
+                    self.hold_out_of_order(text.seq, text.data.clone());
+                }
+            }
+        }
+        if text.fin {
+            self.peer_fin = Some(text.seq + text.data.len() as u32);
+        }
+        if self.peer_fin == Some(self.rcv_nxt) && self.state != State::SynReceived {
+            self.peer_fin = None;
+            self.process_fin(cause.clone(), now, out);
+        }
+    }
+
+    fn hold_out_of_order(&mut self, seq: SeqNumber, data: Bytes) {
+        let at = self.ooo.partition_point(|(s, _)| *s < seq);
+        if self.ooo.get(at).is_some_and(|(s, d)| *s == seq && d.len() >= data.len()) {
+            return; // a duplicate of what we hold
+        }
+        self.ooo.insert(at, (seq, data));
+    }
+
+    /// Moves held segments that now continue the in-order stream into `rx`,
+    /// each octet exactly once.
+    fn drain_out_of_order(&mut self) {
+        while let Some((seq, _)) = self.ooo.first() {
+            if *seq > self.rcv_nxt {
+                break;
+            }
+            let (seq, data) = self.ooo.remove(0);
+            let skip = (self.rcv_nxt - seq) as usize;
+            if skip < data.len() {
+                self.rx.extend(&data[skip..]);
+                self.rcv_nxt += (data.len() - skip) as u32;
+            }
+        }
+    }
+
+    /// Delivers text queued before ESTABLISHED (data that came on a SYN).
+    fn deliver_queued(&mut self, out: &mut Vec<Output>) {
+        let before = self.rcv_nxt;
+        self.drain_out_of_order();
+        if self.rcv_nxt != before {
+            self.ack_pending = true;
+            out.push(Output::Readable { socket: self.id });
+        }
+    }
+
+    /// The eighth step: the peer's FIN, in order.
+    fn process_fin(&mut self, cause: Cause, now: u64, out: &mut Vec<Output>) {
+        self.rcv_nxt += 1;
+        self.ack_pending = true;
+        out.push(Output::Readable { socket: self.id }); // end of stream is readable too
+        match self.state {
+            State::SynReceived | State::Established => {
+                self.set_state(State::CloseWait, cause, "3.10.7.4", out);
+            }
+            State::FinWait1 => {
+                if self.fin_acked() {
+                    self.enter_time_wait(cause, now, out);
+                } else {
+                    self.set_state(State::Closing, cause, "3.10.7.4", out);
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(cause, now, out),
+            State::TimeWait => self.restart_time_wait(now, out),
+            _ => {}
+        }
+    }
+
+    fn enter_time_wait(&mut self, cause: Cause, now: u64, out: &mut Vec<Output>) {
+        self.timers.retransmit = None;
+        self.timers.persist = None;
+        if self.profile.time_wait.is_on() {
+            self.set_state(State::TimeWait, cause, "3.10.7.4", out);
+            self.timers.time_wait = Some(now + self.profile.time_wait_ns());
+        } else {
+            // The variant: skip the 2*MSL wait. The final ACK still goes out
+            // now, but nobody stays to repeat it.
+            if self.ack_pending {
+                let ack = self.segment(self.snd_nxt, Flags::ACK, Bytes::new());
+                self.emit(ack, false, now, out);
+            }
+            self.enter_closed(cause, "3.10.7.4 (time_wait=off variant)", out);
+        }
+    }
+
+    fn restart_time_wait(&mut self, now: u64, out: &mut Vec<Output>) {
+        let _ = out;
+        self.ack_pending = true;
+        if self.state == State::TimeWait {
+            self.timers.time_wait = Some(now + self.profile.time_wait_ns());
+        }
+    }
+
+    // ----- timers -----
+
+    /// Fires every timer whose deadline is at or before `now`.
+    pub fn on_timer(&mut self, now: u64, out: &mut Vec<Output>) {
+        if self.timers.time_wait.is_some_and(|t| t <= now) {
+            self.timers.time_wait = None;
+            out.push(Output::TimerFired { socket: self.id, timer: TimerKind::TimeWait });
+            self.enter_closed(Cause::Timer { timer: TimerKind::TimeWait }, "3.10.8", out);
+            return;
+        }
+        if self.timers.retransmit.is_some_and(|t| t <= now) {
+            self.timers.retransmit = None;
+            out.push(Output::TimerFired { socket: self.id, timer: TimerKind::Retransmit });
+            self.on_retransmit_timeout(now, out);
+        }
+        if self.timers.persist.is_some_and(|t| t <= now) {
+            self.timers.persist = None;
+            out.push(Output::TimerFired { socket: self.id, timer: TimerKind::Persist });
+            if self.snd_wnd == 0 && self.state != State::Closed {
+                self.probe_due = true;
+                self.persist_backoff = (self.persist_backoff + 1).min(16);
+            }
+        }
+    }
+
+    /// RFC 6298 section 5.4-5.6 and RFC 9293 section 3.8.3.
+    fn on_retransmit_timeout(&mut self, now: u64, out: &mut Vec<Output>) {
+        if self.snd_una == self.snd_nxt {
+            return;
+        }
+        // Probing a zero window is not a failure to deliver (3.8.6.1): do not count it.
+        if !(self.snd_wnd == 0 && self.state.is_synchronized()) {
+            self.retries += 1;
+        }
+        if self.retries > self.profile.max_retries {
+            self.fail(ConnError::TimedOut, Cause::Timer { timer: TimerKind::Retransmit }, "3.8.3", out);
+            return;
+        }
+        self.rtt.back_off();
+        self.rtt_probe = None;
+        self.snd_ptr = self.snd_una;
+        if self.snd_wnd == 0 && self.state.is_synchronized() {
+            // The octet in flight is a window probe: send it again, beyond the window.
+            self.probe_due = true;
+        }
+        self.timers.retransmit = Some(now + self.rtt.rto);
+    }
+
+    // ----- sending -----
+
+    /// Emits every segment that is due: SYN, data within the peer's window,
+    /// FIN, a zero-window probe, or a pure ACK.
+    pub fn dispatch(&mut self, now: u64, out: &mut Vec<Output>) {
+        if self.state == State::Closed || self.state == State::Listen {
+            return;
+        }
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            if self.snd_ptr == self.iss {
+                let syn = self.syn_segment();
+                let retransmission = self.snd_nxt > self.iss;
+                self.snd_ptr = self.iss + 1;
+                self.snd_nxt = self.snd_nxt.max(self.snd_ptr);
+                self.emit(syn, retransmission, now, out);
+            } else if self.ack_pending && self.state == State::SynReceived {
+                // An ACK owed in SYN-RECEIVED (e.g. an unacceptable segment).
+                let ack = self.segment(self.snd_nxt, Flags::ACK, Bytes::new());
+                self.emit(ack, false, now, out);
+            }
+            self.ack_pending = false;
+            return;
+        }
+        if self.state == State::TimeWait {
+            if self.ack_pending {
+                let ack = self.segment(self.snd_nxt, Flags::ACK, Bytes::new());
+                self.emit(ack, false, now, out);
+            }
+            return;
+        }
+        let may_send = !matches!(self.state, State::FinWait2);
+        if may_send {
+            loop {
+                let data_start = self.snd_una;
+                let fin_at = data_start + self.tx.len() as u32;
+                if self.snd_ptr > fin_at {
+                    break; // everything, FIN included, is in flight
+                }
+                let offset = (self.snd_ptr - data_start) as usize;
+                let available = self.tx.len() - offset;
+                let window_end = self.snd_una + self.snd_wnd;
+                let mut usable = if window_end > self.snd_ptr { (window_end - self.snd_ptr) as usize } else { 0 };
+                if usable == 0 && self.probe_due && available > 0 {
+                    usable = 1; // one octet beyond a zero window (3.8.6.1)
+                }
+                let len = available.min(usable).min(usize::from(self.snd_mss));
+                let fin = self.fin_queued && offset + len == self.tx.len();
+                if len == 0 && !fin {
+                    break;
+                }
+                let payload = self.tx_slice(offset, len);
+                let mut flags = Flags::ACK;
+                if fin {
+                    flags |= Flags::FIN;
+                }
+                if len > 0 && offset + len == self.tx.len() {
+                    flags |= Flags::PSH;
+                }
+                let seq = self.snd_ptr;
+                let seg = self.segment(seq, flags, payload);
+                let seg_len = seg.seg_len();
+                let retransmission = seq < self.snd_nxt;
+                self.snd_ptr += seg_len;
+                if self.snd_ptr > self.snd_nxt {
+                    self.snd_nxt = self.snd_ptr;
+                }
+                if fin {
+                    self.fin_seq = Some(fin_at);
+                }
+                if self.probe_due {
+                    self.probe_due = false;
+                }
+                self.emit(seg, retransmission, now, out);
+                if fin {
+                    break;
+                }
+            }
+        }
+        if self.ack_pending || self.window_update_due() {
+            let ack = self.segment(self.snd_nxt, Flags::ACK, Bytes::new());
+            self.emit(ack, false, now, out);
+        }
+        self.probe_due = false;
+        // Arm the persist timer when data waits behind a zero window and nothing is in flight.
+        if self.snd_wnd == 0 && !self.tx.is_empty() && self.snd_una == self.snd_nxt && self.timers.persist.is_none() {
+            let interval =
+                self.rtt.rto.saturating_mul(1 << self.persist_backoff).min(self.profile.rto_max_ms * 1_000_000);
+            self.timers.persist = Some(now + interval);
+        }
+    }
+
+    /// Receiver-side silly window avoidance (RFC 9293 section 3.8.6.2.2):
+    /// announce a larger window only once it grew by min(buffer/2, MSS).
+    fn window_update_due(&self) -> bool {
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return false;
+        }
+        let now_wnd = self.rcv_wnd();
+        let threshold = (self.profile.window / 2).min(u32::from(self.profile.mss)).max(1);
+        now_wnd > self.last_adv_wnd && now_wnd - self.last_adv_wnd >= threshold
+    }
+
+    fn tx_slice(&self, offset: usize, len: usize) -> Bytes {
+        if len == 0 {
+            return Bytes::new();
+        }
+        let (a, b) = self.tx.as_slices();
+        if offset + len <= a.len() {
+            return Bytes::copy_from_slice(&a[offset..offset + len]);
+        }
+        let mut v = Vec::with_capacity(len);
+        if offset < a.len() {
+            v.extend_from_slice(&a[offset..]);
+            v.extend_from_slice(&b[..len - (a.len() - offset)]);
+        } else {
+            let start = offset - a.len();
+            v.extend_from_slice(&b[start..start + len]);
+        }
+        Bytes::from(v)
+    }
+
+    fn syn_segment(&self) -> Segment {
+        let flags = if self.state == State::SynSent { Flags::SYN } else { Flags::SYN | Flags::ACK };
+        let mut seg = self.segment(self.iss, flags, Bytes::new());
+        seg.options = vec![TcpOption::Mss { value: self.profile.mss }];
+        seg
+    }
+
+    /// A segment from this endpoint with ACK = RCV.NXT when the ACK bit is set
+    /// and the current receive window.
+    fn segment(&self, seq: SeqNumber, flags: Flags, payload: Bytes) -> Segment {
+        let ack = if flags.contains(Flags::ACK) { self.rcv_nxt } else { SeqNumber(0) };
+        let window = if flags.contains(Flags::RST) && !flags.contains(Flags::ACK) { 0 } else { self.rcv_wnd() };
+        Segment {
+            src_port: self.local_port,
+            dst_port: self.remote_port,
+            seq,
+            ack,
+            flags,
+            window: window as u16,
+            payload,
+            ..Segment::default()
+        }
+    }
+
+    fn emit(&mut self, segment: Segment, retransmission: bool, now: u64, out: &mut Vec<Output>) {
+        let seg_len = segment.seg_len();
+        if segment.flags.contains(Flags::ACK) {
+            self.ack_pending = false;
+            self.last_adv_wnd = u32::from(segment.window);
+        }
+        if seg_len > 0 && !segment.flags.contains(Flags::RST) {
+            if self.timers.retransmit.is_none() && self.snd_una != self.snd_nxt {
+                self.timers.retransmit = Some(now + self.rtt.rto);
+            }
+            if retransmission {
+                self.rtt_probe = None; // Karn's algorithm
+            } else if self.rtt_probe.is_none() {
+                self.rtt_probe = Some((segment.seq + seg_len, now));
+            }
+        }
+        out.push(Output::Transmit { socket: Some(self.id), dst_ip: self.remote_ip, segment, retransmission });
+    }
+
+    // ----- state bookkeeping -----
+
+    fn set_state(&mut self, to: State, cause: Cause, rfc: &'static str, out: &mut Vec<Output>) {
+        if self.state == to {
+            return;
+        }
+        let from = self.state;
+        self.state = to;
+        out.push(Output::StateChanged { socket: self.id, from, to, cause, rfc });
+        if to == State::Established && from == State::SynReceived {
+            self.deliver_queued(out);
+        }
+    }
+
+    fn fail(&mut self, error: ConnError, cause: Cause, rfc: &'static str, out: &mut Vec<Output>) {
+        self.error = Some(error);
+        out.push(Output::Error { socket: self.id, error });
+        self.enter_closed(cause, rfc, out);
+    }
+
+    /// CLOSED: the TCB is deleted (its owner releases it); buffers and timers go.
+    fn enter_closed(&mut self, cause: Cause, rfc: &'static str, out: &mut Vec<Output>) {
+        self.timers = Timers::default();
+        self.ack_pending = false;
+        self.probe_due = false;
+        self.fin_queued = false;
+        self.tx = VecDeque::new();
+        self.ooo = Vec::new();
+        self.set_state(State::Closed, cause, rfc, out);
+    }
+}

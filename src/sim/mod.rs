@@ -1,0 +1,22 @@
+//! The simulated network of one session: hosts, links, impairments, fault
+//! rules, injection, a discrete-event scheduler on a virtual clock, and the
+//! numbered event log. No tokio, no wall clock, no unseeded randomness.
+//!
+//! # Layout
+//! - [`world`]: the world and its commands.
+//! - [`link`]: per-direction link impairments.
+//! - [`fault`]: fault rules.
+//! - [`event`]: the event log's entries.
+
+pub mod event;
+pub mod fault;
+pub mod link;
+pub mod world;
+
+pub use event::{ConnId, DropReason, Event, EventKind, Side, WireSegment};
+pub use fault::{FaultAction, FaultRule, FaultSpec, SegmentMatch};
+pub use link::LinkParams;
+pub use world::{
+    ConnectSpec, Connection, End, HostId, HostKind, InjectSpec, ListenSpec, RawPacket, RunOutcome, World, WorldConfig,
+    WorldError,
+};
