@@ -530,3 +530,230 @@ fn rst_for(seg: &Segment, seq: SeqNumber, ack: Option<SeqNumber>) -> Segment {
         ..Segment::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Transition tests at the engine's own depth: one stack, segments fed in
+    //! by hand at given instants, outputs checked exactly (like packetdrill).
+    use super::*;
+    use crate::engine::output::Cause;
+    use crate::engine::profile::Switch;
+    use crate::engine::{ConnError, TimerKind};
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::SeedableRng;
+
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const MS: u64 = 1_000_000;
+
+    struct Fixture {
+        stack: Stack,
+        rng: ChaCha8Rng,
+        out: Vec<Output>,
+    }
+
+    fn profile() -> Profile {
+        Profile { isn: Isn::Fixed(500), ..Profile::default() }
+    }
+
+    impl Fixture {
+        fn listening(profile: Profile) -> Fixture {
+            let profile = Arc::new(profile);
+            let mut stack = Stack::new(Ipv4Addr::new(10, 0, 0, 2), profile.clone());
+            stack.listen(80, profile, None, 0).unwrap();
+            Fixture { stack, rng: ChaCha8Rng::seed_from_u64(0), out: Vec::new() }
+        }
+
+        /// Feeds a segment from the peer at `now` and returns what the stack sent.
+        fn recv(&mut self, now: u64, flags: Flags, seq: u32, ack: u32, payload: &[u8]) -> Vec<Segment> {
+            let seg = Segment {
+                src_port: 40000,
+                dst_port: 80,
+                seq: SeqNumber(seq),
+                ack: SeqNumber(ack),
+                flags,
+                window: 65535,
+                payload: Bytes::copy_from_slice(payload),
+                ..Segment::default()
+            };
+            self.stack.process(now, PEER, &seg, &mut self.rng, &mut self.out);
+            self.stack.dispatch(now, &mut self.out);
+            self.sent()
+        }
+
+        fn tick(&mut self, now: u64) -> Vec<Segment> {
+            self.stack.on_timer(now, &mut self.out);
+            self.sent()
+        }
+
+        fn sent(&mut self) -> Vec<Segment> {
+            let mut segs = Vec::new();
+            for o in std::mem::take(&mut self.out) {
+                if let Output::Transmit { segment, .. } = o {
+                    segs.push(segment);
+                }
+            }
+            segs
+        }
+
+        fn state(&self) -> State {
+            self.stack.status(SocketId(0)).unwrap().state
+        }
+
+        /// A listener's endpoint in ESTABLISHED: peer ISN 100, ours 500.
+        fn established(profile: Profile) -> Fixture {
+            let mut f = Fixture::listening(profile);
+            f.recv(0, Flags::SYN, 100, 0, b"");
+            f.recv(MS, Flags::ACK, 101, 501, b"");
+            assert_eq!(f.state(), State::Established);
+            f
+        }
+    }
+
+    fn summary(segs: &[Segment]) -> Vec<(String, u32, u32, usize)> {
+        segs.iter().map(|s| (s.flags.to_string(), s.seq.0, s.ack.0, s.payload.len())).collect()
+    }
+
+    fn s(flags: &str, seq: u32, ack: u32, len: usize) -> (String, u32, u32, usize) {
+        (flags.to_string(), seq, ack, len)
+    }
+
+    #[test]
+    fn listen_answers_syn_with_syn_ack_and_ack_with_rst() {
+        let mut f = Fixture::listening(profile());
+        assert_eq!(summary(&f.recv(0, Flags::ACK, 7, 999, b"")), [s("RST", 999, 0, 0)]);
+        assert_eq!(summary(&f.recv(0, Flags::RST, 7, 0, b"")), []);
+        assert_eq!(summary(&f.recv(0, Flags::SYN, 100, 0, b"")), [s("SYN+ACK", 500, 101, 0)]);
+        assert_eq!(f.state(), State::SynReceived);
+    }
+
+    #[test]
+    fn syn_received_rejects_a_bad_ack_with_rst_and_returns_to_listen_on_rst() {
+        let mut f = Fixture::listening(profile());
+        f.recv(0, Flags::SYN, 100, 0, b"");
+        assert_eq!(summary(&f.recv(MS, Flags::ACK, 101, 777, b"")), [s("RST", 777, 0, 0)]);
+        assert_eq!(f.state(), State::SynReceived);
+        f.recv(MS, Flags::RST, 101, 0, b"");
+        assert_eq!(f.state(), State::Closed);
+        // The listener still answers a new SYN on the same four-tuple.
+        f.stack.release(SocketId(0)).unwrap();
+        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 300, 0, b"")), [s("SYN+ACK", 500, 301, 0)]);
+    }
+
+    #[test]
+    fn syn_ack_is_retransmitted_with_backoff_then_the_endpoint_times_out() {
+        let mut f = Fixture::listening(Profile { max_retries: 2, ..profile() });
+        f.recv(0, Flags::SYN, 100, 0, b"");
+        assert_eq!(f.stack.poll_at(), Some(1000 * MS));
+        assert_eq!(summary(&f.tick(1000 * MS)), [s("SYN+ACK", 500, 101, 0)]);
+        assert_eq!(f.stack.poll_at(), Some(3000 * MS));
+        assert_eq!(summary(&f.tick(3000 * MS)), [s("SYN+ACK", 500, 101, 0)]);
+        assert_eq!(summary(&f.tick(7000 * MS)), []);
+        assert_eq!(f.state(), State::Closed);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().error, Some(ConnError::TimedOut));
+        assert_eq!(f.stack.poll_at(), None);
+    }
+
+    #[test]
+    fn out_of_window_segments_are_acknowledged_and_dropped() {
+        let mut f = Fixture::established(profile());
+        assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 90_000, 501, b"x")), [s("ACK", 501, 101, 0)]);
+        assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 50, 501, b"old")), [s("ACK", 501, 101, 0)]);
+        // An out-of-window RST is dropped silently.
+        assert_eq!(summary(&f.recv(2 * MS, Flags::RST, 90_000, 0, b"")), []);
+        assert_eq!(f.state(), State::Established);
+    }
+
+    #[test]
+    fn an_ack_for_data_never_sent_gets_an_ack_and_is_dropped() {
+        let mut f = Fixture::established(profile());
+        assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 101, 9000, b"")), [s("ACK", 501, 101, 0)]);
+    }
+
+    #[test]
+    fn overlapping_retransmissions_deliver_each_octet_once() {
+        let mut f = Fixture::established(profile());
+        f.recv(2 * MS, Flags::ACK, 104, 501, b"defg"); // early
+        f.recv(2 * MS, Flags::ACK, 101, 501, b"abcde"); // overlaps the held segment
+        f.recv(2 * MS, Flags::ACK, 101, 501, b"abc"); // old duplicate
+        let data = f.stack.recv(SocketId(0), 100).unwrap();
+        assert_eq!(data, b"abcdefg");
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().rcv_nxt, 108);
+    }
+
+    #[test]
+    fn passive_close_and_last_ack() {
+        let mut f = Fixture::established(profile());
+        assert_eq!(summary(&f.recv(2 * MS, Flags::FIN | Flags::ACK, 101, 501, b"")), [s("ACK", 501, 102, 0)]);
+        assert_eq!(f.state(), State::CloseWait);
+        f.stack.close(SocketId(0), &mut f.out).unwrap();
+        f.stack.dispatch(3 * MS, &mut f.out);
+        assert_eq!(summary(&f.sent()), [s("FIN+ACK", 501, 102, 0)]);
+        assert_eq!(f.state(), State::LastAck);
+        f.recv(4 * MS, Flags::ACK, 102, 502, b"");
+        assert_eq!(f.state(), State::Closed);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().error, None);
+    }
+
+    #[test]
+    fn time_wait_restarts_on_a_retransmitted_fin_and_expires() {
+        let mut f = Fixture::established(Profile { msl_ms: 1000, ..profile() });
+        f.stack.close(SocketId(0), &mut f.out).unwrap();
+        f.stack.dispatch(2 * MS, &mut f.out);
+        f.sent();
+        f.recv(3 * MS, Flags::ACK, 101, 502, b"");
+        assert_eq!(f.state(), State::FinWait2);
+        f.recv(4 * MS, Flags::FIN | Flags::ACK, 101, 502, b"");
+        assert_eq!(f.state(), State::TimeWait);
+        assert_eq!(f.stack.poll_at(), Some(4 * MS + 2000 * MS));
+        // The peer did not get our ACK and sends its FIN again.
+        assert_eq!(summary(&f.recv(500 * MS, Flags::FIN | Flags::ACK, 101, 502, b"")), [s("ACK", 502, 102, 0)]);
+        assert_eq!(f.stack.poll_at(), Some(500 * MS + 2000 * MS));
+        f.tick(2499 * MS);
+        assert_eq!(f.state(), State::TimeWait);
+        f.tick(2500 * MS);
+        assert_eq!(f.state(), State::Closed);
+    }
+
+    #[test]
+    fn rst_exactly_at_rcv_nxt_resets_in_either_mode() {
+        for rfc5961 in [Switch::On, Switch::Off] {
+            let mut f = Fixture::established(Profile { rfc5961, ..profile() });
+            f.recv(2 * MS, Flags::RST, 101, 0, b"");
+            let status = f.stack.status(SocketId(0)).unwrap();
+            assert_eq!((status.state, status.error), (State::Closed, Some(ConnError::Reset)));
+        }
+    }
+
+    #[test]
+    fn abort_sends_rst_from_snd_nxt() {
+        let mut f = Fixture::established(profile());
+        f.stack.abort(2 * MS, SocketId(0), &mut f.out).unwrap();
+        let changes: Vec<_> = f
+            .out
+            .iter()
+            .filter_map(|o| match o {
+                Output::StateChanged { to, cause, .. } => Some((*to, cause.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(changes, [(State::Closed, Cause::User { call: crate::engine::UserCall::Abort })]);
+        assert_eq!(summary(&f.sent()), [s("RST", 501, 0, 0)]);
+    }
+
+    #[test]
+    fn rtt_samples_shape_the_rto() {
+        let mut f = Fixture::established(Profile { rto_min_ms: 1, ..profile() });
+        f.stack.send(SocketId(0), b"hello").unwrap();
+        f.stack.dispatch(10 * MS, &mut f.out);
+        f.sent();
+        f.recv(110 * MS, Flags::ACK, 101, 506, b"");
+        let status = f.stack.status(SocketId(0)).unwrap();
+        // SYN+ACK at 0 acknowledged at 1 ms: first sample 1 ms; then 100 ms.
+        assert!(status.srtt_ns.unwrap() > MS && status.srtt_ns.unwrap() < 100 * MS);
+        assert!(status.rto_ns >= status.srtt_ns.unwrap());
+        assert_eq!(status.timers.retransmit, None, "everything is acknowledged");
+        let fired: Vec<_> =
+            f.out.iter().filter(|o| matches!(o, Output::TimerFired { timer: TimerKind::Retransmit, .. })).collect();
+        assert!(fired.is_empty());
+    }
+}
