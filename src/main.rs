@@ -1,28 +1,46 @@
-//! The `tcplab` command.
-//!
-//! Today it runs the engine on the simulated network from the command line;
-//! the lab server (`tcplab serve`) builds on the same library.
+//! The `tcplab` command: `serve` (the default) runs the lab server; `demo`
+//! runs one connection on the simulated network and prints its events.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tcplab::engine::{Handshake, Isn, Profile, Switch};
+use tcplab::server::{Server, ServerConfig, shutdown_signal};
+use tcplab::service::Limits;
 use tcplab::sim::{ConnectSpec, Event, EventKind, HostKind, LinkParams, ListenSpec, Side, World, WorldConfig};
 
-/// A TCP connection lab: RFC 9293 TCP on a deterministic simulated network.
+/// A TCP connection lab: RFC 9293 TCP on a deterministic simulated network,
+/// served over REST, gRPC and a dashboard, with every session's history in SQLite.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Open a connection from A to B, send data both ways, close it, and print
-    /// every event (the default when no command is given).
+    /// Run the lab server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Open a connection from A to B, send data both ways, close it, and print every event.
     Demo(DemoArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct ServeArgs {
+    /// REST API and dashboard address.
+    #[arg(long, env = "TCPLAB_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// gRPC address.
+    #[arg(long, env = "TCPLAB_GRPC", default_value = "127.0.0.1:50051")]
+    grpc: SocketAddr,
+    /// SQLite database file (created with its migrations on first start).
+    #[arg(long, env = "TCPLAB_DB", default_value = "tcplab.db")]
+    db: PathBuf,
 }
 
 #[derive(Parser)]
@@ -63,8 +81,33 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Demo(args)) => demo(&args),
-        None => demo(&DemoArgs::parse_from(["demo"])),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let config = ServerConfig { http: args.http, grpc: args.grpc, db: args.db.clone(), limits: Limits::default() };
+        let server = Server::bind(config).await?;
+        tracing::info!(
+            http = %server.http_addr()?,
+            grpc = %server.grpc_addr()?,
+            db = %args.db.display(),
+            "tcplab listening: REST and dashboard on http://{}/, gRPC on {}",
+            server.http_addr()?,
+            server.grpc_addr()?
+        );
+        server.run(shutdown_signal()).await?;
+        Ok::<(), anyhow::Error>(())
+    })
 }
 
 fn demo(args: &DemoArgs) -> anyhow::Result<()> {

@@ -49,7 +49,7 @@ pub enum UserError {
 }
 
 /// Deadlines of the running timers, in virtual nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Timers {
     /// Retransmission of the oldest unacknowledged segment.
     pub retransmit: Option<u64>,
@@ -60,7 +60,7 @@ pub struct Timers {
 }
 
 /// A snapshot of an endpoint for STATUS (RFC 9293 section 3.10.6) and the API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TcbStatus {
     /// Current state.
     pub state: State,

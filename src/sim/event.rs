@@ -191,6 +191,20 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every `kind` tag, for validating filters.
+    pub const NAMES: [&'static str; 10] = [
+        "state_changed",
+        "segment_sent",
+        "segment_delivered",
+        "segment_dropped",
+        "segment_duplicated",
+        "segment_delayed",
+        "segment_held",
+        "segment_released",
+        "timer_fired",
+        "connection_error",
+    ];
+
     /// The `kind` tag as JSON spells it.
     pub fn name(&self) -> &'static str {
         match self {

@@ -1,0 +1,338 @@
+//! The gRPC API (`tcplab.v1.LabService`, [`pb`]): the REST API's operations
+//! over tonic, on the same [`LabService`].
+//!
+//! Each RPC is a thin adapter: convert the request message into the service
+//! model type ([`convert`]), call the one [`LabService`] method REST calls,
+//! convert the reply back. A [`crate::service::Error`] becomes a
+//! [`tonic::Status`] in one place ([`error`]).
+//!
+//! [`router`] also serves gRPC server reflection (v1 and v1alpha, so that
+//! `grpcurl` and friends work without the `.proto`) and the standard health
+//! service (`grpc.health.v1.Health`) with `tcplab.v1.LabService` SERVING.
+//! [`serve`] runs all of it on a listener until a shutdown signal, the way
+//! the REST server does, so tests bind `127.0.0.1:0`.
+//!
+//! `WatchEvents` streams with a live session keep their HTTP/2 connection
+//! open, so a graceful shutdown completes once the sessions have ended
+//! ([`LabService::shutdown`] ends them all).
+
+pub mod convert;
+pub mod error;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::service::{LabService, StreamItem};
+use convert::{parse_side, renamed};
+use pb::lab_service_server::{LabService as LabRpc, LabServiceServer};
+
+/// The messages and the server/client code generated from
+/// `proto/tcplab/v1/lab.proto` by `build.rs`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("tcplab.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `lab.proto` that `build.rs` writes, which
+/// server reflection serves so that clients need no copy of the `.proto`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tcplab_descriptor.bin"));
+
+/// The gRPC name of the lab service (`tcplab.v1.LabService`), as the health
+/// service reports it.
+pub const SERVICE_NAME: &str = <LabServiceServer<GrpcLab> as NamedService>::NAME;
+
+/// The stream `WatchEvents` answers with: events, then possibly one final
+/// `ABORTED` status if the subscriber lagged.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send + 'static>>;
+
+/// The implementation of the generated `LabService` trait: holds the shared
+/// service layer and nothing else, because every RPC is convert, call,
+/// convert back.
+#[derive(Clone)]
+pub struct GrpcLab {
+    service: LabService,
+}
+
+impl GrpcLab {
+    /// The gRPC adapter over `service` (a clone of the one REST uses).
+    pub fn new(service: LabService) -> GrpcLab {
+        GrpcLab { service }
+    }
+}
+
+/// Wraps a reply message, so each RPC body reads as one expression.
+fn reply<T>(message: T) -> Result<Response<T>, Status> {
+    Ok(Response::new(message))
+}
+
+#[tonic::async_trait]
+impl LabRpc for GrpcLab {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner().try_into()?;
+        reply(self.service.create_session(req).await?.into())
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        reply(self.service.list_sessions(request.into_inner().into()).await?.into())
+    }
+
+    async fn get_session(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::Session>, Status> {
+        reply(self.service.get_session(request.into_inner().session_id).await?.into())
+    }
+
+    async fn end_session(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::Session>, Status> {
+        reply(self.service.end_session(request.into_inner().session_id).await?.into())
+    }
+
+    async fn add_host(&self, request: Request<pb::AddHostRequest>) -> Result<Response<pb::Host>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        reply(self.service.add_host(sid, req.into()).await?.into())
+    }
+
+    async fn list_hosts(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::ListHostsResponse>, Status> {
+        let hosts = self.service.list_hosts(request.into_inner().session_id).await?;
+        reply(pb::ListHostsResponse { hosts: hosts.into_iter().map(Into::into).collect() })
+    }
+
+    async fn set_link(&self, request: Request<pb::SetLinkRequest>) -> Result<Response<pb::Link>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        reply(self.service.set_link(sid, req.into()).await?.into())
+    }
+
+    async fn list_links(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::ListLinksResponse>, Status> {
+        let links = self.service.list_links(request.into_inner().session_id).await?;
+        reply(pb::ListLinksResponse { links: links.into_iter().map(Into::into).collect() })
+    }
+
+    async fn add_listener(&self, request: Request<pb::AddListenerRequest>) -> Result<Response<pb::Listener>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        reply(self.service.add_listener(sid, req.into()).await?.into())
+    }
+
+    async fn list_listeners(
+        &self,
+        request: Request<pb::SessionRef>,
+    ) -> Result<Response<pb::ListListenersResponse>, Status> {
+        let listeners = self.service.list_listeners(request.into_inner().session_id).await?;
+        reply(pb::ListListenersResponse { listeners: listeners.into_iter().map(Into::into).collect() })
+    }
+
+    async fn open_connection(
+        &self,
+        request: Request<pb::OpenConnectionRequest>,
+    ) -> Result<Response<pb::Connection>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        reply(self.service.open_connection(sid, req.into()).await?.into())
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<pb::SessionRef>,
+    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        let connections = self.service.list_connections(request.into_inner().session_id).await?;
+        reply(pb::ListConnectionsResponse { connections: connections.into_iter().map(Into::into).collect() })
+    }
+
+    async fn get_connection(&self, request: Request<pb::ConnectionRef>) -> Result<Response<pb::Connection>, Status> {
+        let r = request.into_inner();
+        reply(self.service.get_connection(r.session_id, r.connection_id).await?.into())
+    }
+
+    async fn send(&self, request: Request<pb::SendRequest>) -> Result<Response<pb::SendResponse>, Status> {
+        let req = request.into_inner();
+        let (sid, cid) = (req.session_id, req.connection_id);
+        reply(self.service.send(sid, cid, req.try_into()?).await?.into())
+    }
+
+    async fn get_received(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::ReceivedResponse>, Status> {
+        let r = request.into_inner();
+        reply(self.service.received(r.session_id, r.connection_id, &r.side).await?.try_into()?)
+    }
+
+    async fn close(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::Connection>, Status> {
+        let r = request.into_inner();
+        let side = crate::service::model::SideRequest { side: parse_side(&r.side)? };
+        reply(self.service.close(r.session_id, r.connection_id, side).await?.into())
+    }
+
+    async fn abort(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::Connection>, Status> {
+        let r = request.into_inner();
+        let side = crate::service::model::SideRequest { side: parse_side(&r.side)? };
+        reply(self.service.abort(r.session_id, r.connection_id, side).await?.into())
+    }
+
+    async fn add_fault(&self, request: Request<pb::AddFaultRequest>) -> Result<Response<pb::Fault>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        reply(self.service.add_fault(sid, req.try_into()?).await?.into())
+    }
+
+    async fn list_faults(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::ListFaultsResponse>, Status> {
+        let faults = self.service.list_faults(request.into_inner().session_id).await?;
+        reply(pb::ListFaultsResponse { faults: faults.into_iter().map(Into::into).collect() })
+    }
+
+    async fn delete_fault(&self, request: Request<pb::FaultRef>) -> Result<Response<pb::DeleteFaultResponse>, Status> {
+        let r = request.into_inner();
+        self.service.delete_fault(r.session_id, r.fault_id).await?;
+        reply(pb::DeleteFaultResponse {})
+    }
+
+    async fn release_fault(
+        &self,
+        request: Request<pb::FaultRef>,
+    ) -> Result<Response<pb::ReleaseFaultResponse>, Status> {
+        let r = request.into_inner();
+        reply(pb::ReleaseFaultResponse { released: self.service.release_fault(r.session_id, r.fault_id).await? })
+    }
+
+    async fn inject(&self, request: Request<pb::InjectRequest>) -> Result<Response<pb::InjectResponse>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        let result =
+            self.service.inject(sid, req.try_into()?).await.map_err(|e| renamed(e, "options", "options_json"))?;
+        reply(pb::InjectResponse { segment_id: result.segment_id })
+    }
+
+    async fn clock(&self, request: Request<pb::ClockRequest>) -> Result<Response<pb::ClockResponse>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        reply(self.service.clock(sid, req.into()).await?.into())
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let req = request.into_inner();
+        let sid = req.session_id;
+        let page = self.service.events(sid, req.into()).await.map_err(|e| renamed(e, "kind", "kinds"))?;
+        reply(page.into())
+    }
+
+    async fn list_segments(
+        &self,
+        request: Request<pb::SessionRef>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        reply(self.service.segments(request.into_inner().session_id).await?.into())
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<EventStream>, Status> {
+        let req = request.into_inner();
+        let kinds = convert::kinds_filter(&req.kinds);
+        let subscription = self
+            .service
+            .subscribe(req.session_id, req.after_seq, kinds.as_deref(), req.connection)
+            .await
+            .map_err(|e| renamed(e, "kind", "kinds"))?;
+        let events = ReceiverStream::new(subscription.items).map(stream_item);
+        reply(Box::pin(events) as EventStream)
+    }
+}
+
+/// One item of a subscription as a `WatchEvents` item: an event, or the
+/// final ABORTED status that tells a lagging client where to resume (the
+/// subscription ends right after it).
+fn stream_item(item: StreamItem) -> Result<pb::Event, Status> {
+    match item {
+        StreamItem::Event(event) => Ok(pb::Event::from(&*event)),
+        StreamItem::Lagged { last_seq } => {
+            Err(Status::aborted(format!("subscriber lagged; resume with after_seq={last_seq}")))
+        }
+    }
+}
+
+/// The gRPC routes and the handle of their health service, for a caller that
+/// wants to report NOT_SERVING itself (e.g. when it serves gRPC inside its own
+/// server) with [`mark_not_serving`].
+///
+/// # Panics
+/// Never in practice: reflection is built from [`FILE_DESCRIPTOR_SET`], which
+/// `build.rs` produced from the same `.proto` the code was generated from (a
+/// unit test decodes it).
+pub async fn router_with_health(service: LabService) -> (Routes, HealthReporter) {
+    let max_message = service.limits().max_body_bytes;
+    let lab = LabServiceServer::new(GrpcLab::new(service)).max_decoding_message_size(max_message);
+    // Our own build artifact, not client input: a failure here is a build bug.
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("build.rs wrote a valid descriptor set for reflection v1");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("build.rs wrote a valid descriptor set for reflection v1alpha");
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
+    let routes =
+        Routes::new(lab).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(health).prepare();
+    (routes, reporter)
+}
+
+/// Everything the gRPC port serves, for
+/// `tonic::transport::Server::builder().add_routes(..)` (or, through
+/// `Routes::into_axum_router`, for an axum server): the lab service,
+/// reflection v1 and v1alpha, and health with `tcplab.v1.LabService` SERVING.
+///
+/// `async` because the health reporter's setter is.
+pub async fn router(service: LabService) -> Routes {
+    router_with_health(service).await.0
+}
+
+/// Reports the server and `tcplab.v1.LabService` NOT_SERVING, then ends every
+/// health `Watch` stream, which would otherwise hold a graceful shutdown open
+/// forever. Call it once shutdown has begun; from then on `Check` answers
+/// NOT_FOUND for both names.
+pub async fn mark_not_serving(reporter: &mut HealthReporter) {
+    for name in ["", SERVICE_NAME] {
+        reporter.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    // A watcher sees NOT_SERVING before it sees the channel close.
+    for name in ["", SERVICE_NAME] {
+        reporter.clear_service_status(name).await;
+    }
+}
+
+/// Serves the gRPC API on `listener` until `shutdown` completes, then drains
+/// in-flight calls (health reports NOT_SERVING first). The caller binds the
+/// listener, so tests can use `127.0.0.1:0`.
+///
+/// # Errors
+/// A transport failure of the server.
+pub async fn serve(
+    service: LabService,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (routes, mut reporter) = router_with_health(service).await;
+    let shutdown = async move {
+        shutdown.await;
+        mark_not_serving(&mut reporter).await;
+    };
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,6 @@
+//! The lab server's two APIs, thin adapters over [`crate::service::LabService`]:
+//! - [`rest`]: JSON over HTTP (axum), Server-Sent Events, the OpenAPI document.
+//! - [`grpc`]: the same operations over gRPC (tonic), with reflection and health.
+
+pub mod grpc;
+pub mod rest;

@@ -1,0 +1,180 @@
+//! The REST API: axum routes over [`LabService`], one thin handler per
+//! operation, JSON in the shapes of [`crate::service::model`].
+//!
+//! - Every failure, including bad input that never reaches the service, an
+//!   unknown route (404) and a wrong method (405), has the body
+//!   `{"error":{"code":"<code>","message":"<message>"}}` ([`ApiError`]).
+//! - Request bodies are limited to `limits.max_body_bytes` (413 beyond).
+//! - `GET /api/v1/openapi.json` is the OpenAPI 3.1 document ([`ApiDoc`]),
+//!   generated from the handlers' `#[utoipa::path]` attributes.
+//! - `GET .../events/stream` is Server-Sent Events ([`stream`]).
+//!
+//! [`router`] has a fallback (the 404 body) and a method-not-allowed
+//! fallback; to merge another router with its own fallback into it, call
+//! `reset_fallback` on one of them first.
+
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+use handlers::*;
+
+use crate::service::LabService;
+use crate::service::model::*;
+
+/// The OpenAPI document of the REST API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tcplab", description = "A TCP connection lab: a deterministic RFC 9293 TCP on a simulated network."),
+    paths(
+        handlers::healthz,
+        openapi_json,
+        handlers::create_session,
+        handlers::list_sessions,
+        handlers::get_session,
+        handlers::end_session,
+        handlers::add_host,
+        handlers::list_hosts,
+        handlers::set_link,
+        handlers::list_links,
+        handlers::add_listener,
+        handlers::list_listeners,
+        handlers::open_connection,
+        handlers::list_connections,
+        handlers::get_connection,
+        handlers::send,
+        handlers::received,
+        handlers::close,
+        handlers::abort,
+        handlers::add_fault,
+        handlers::list_faults,
+        handlers::delete_fault,
+        handlers::release_fault,
+        handlers::inject,
+        handlers::clock,
+        handlers::events,
+        stream::event_stream,
+        handlers::segments,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        Health,
+        ClockMode,
+        CreateSession,
+        SessionInfo,
+        SessionList,
+        AddHost,
+        HostInfo,
+        HostList,
+        SetLink,
+        LinkInfo,
+        LinkList,
+        AddListener,
+        ListenerInfo,
+        ListenerList,
+        OpenConnection,
+        EndInfo,
+        ConnectionInfo,
+        ConnectionList,
+        SideRequest,
+        SendData,
+        SendResult,
+        Received,
+        AddFault,
+        FaultMatch,
+        FaultInfo,
+        FaultList,
+        Released,
+        InjectEndpoint,
+        Inject,
+        InjectResult,
+        ClockRequest,
+        ClockState,
+        EventPage,
+        SegmentInfo,
+        SegmentList,
+    )),
+    tags(
+        (name = "meta", description = "Health and this document"),
+        (name = "sessions", description = "Sessions: one simulated world each"),
+        (name = "topology", description = "Hosts and links"),
+        (name = "connections", description = "Listeners, connections and the user calls of RFC 9293"),
+        (name = "faults", description = "Fault rules and injected segments"),
+        (name = "clock", description = "The virtual clock"),
+        (name = "history", description = "Events and segments"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON text, built once.
+fn openapi_text() -> Bytes {
+    static TEXT: OnceLock<Bytes> = OnceLock::new();
+    TEXT.get_or_init(|| Bytes::from(ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".to_string()))).clone()
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_text()).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::no_route(&method, uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(&method, uri.path())
+}
+
+/// The REST API over `service`, with its state applied: serve it, or merge it
+/// into a larger router.
+pub fn router(service: LabService) -> Router {
+    let body_limit = service.limits().max_body_bytes;
+    let conn = "/api/v1/sessions/{sid}/connections/{cid}";
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/sessions", post(create_session).get(list_sessions))
+        .route("/api/v1/sessions/{sid}", get(get_session).delete(end_session))
+        .route("/api/v1/sessions/{sid}/hosts", post(add_host).get(list_hosts))
+        .route("/api/v1/sessions/{sid}/links", axum::routing::put(set_link).get(list_links))
+        .route("/api/v1/sessions/{sid}/listeners", post(add_listener).get(list_listeners))
+        .route("/api/v1/sessions/{sid}/connections", post(open_connection).get(list_connections))
+        .route(conn, get(get_connection))
+        .route(&format!("{conn}/send"), post(send))
+        .route(&format!("{conn}/received"), get(received))
+        .route(&format!("{conn}/close"), post(close))
+        .route(&format!("{conn}/abort"), post(abort))
+        .route("/api/v1/sessions/{sid}/faults", post(add_fault).get(list_faults))
+        .route("/api/v1/sessions/{sid}/faults/{fid}", axum::routing::delete(delete_fault))
+        .route("/api/v1/sessions/{sid}/faults/{fid}/release", post(release_fault))
+        .route("/api/v1/sessions/{sid}/inject", post(inject))
+        .route("/api/v1/sessions/{sid}/clock", post(clock))
+        .route("/api/v1/sessions/{sid}/events", get(events))
+        .route("/api/v1/sessions/{sid}/events/stream", get(stream::event_stream))
+        .route("/api/v1/sessions/{sid}/segments", get(segments))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(service)
+}

@@ -1,0 +1,96 @@
+//! `GET /api/v1/sessions/{sid}/events/stream`: a session's events as
+//! Server-Sent Events, resumable with `Last-Event-ID`.
+//!
+//! Each event goes out as `id: <seq>`, `event: <kind>`, `data: <the event's
+//! JSON>`. A subscriber that falls behind the live broadcast gets one last
+//! event named `lagged` with data `{"last_seq":N}` (and `id: N`, so a
+//! reconnecting `EventSource` resumes right there) and the stream ends. The
+//! stream also ends when the session ends. Keep-alive comments go out every
+//! [`KEEP_ALIVE`].
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery, SessionPath};
+use crate::service::{LabService, StreamItem};
+
+/// How often a comment goes out on a quiet stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET .../events/stream` query.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Start after this `seq` (the `Last-Event-ID` header wins when both are given).
+    #[serde(default)]
+    pub after_seq: Option<u64>,
+    /// Only these kinds, comma-separated.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only this connection's events.
+    #[serde(default)]
+    pub connection: Option<u64>,
+}
+
+/// The `seq` to start after: `Last-Event-ID` if present, else `after_seq`, else 0.
+fn start_after(headers: &HeaderMap, query: &StreamQuery) -> Result<u64, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(query.after_seq.unwrap_or(0)) };
+    let text = value.to_str().map_err(|_| ApiError::invalid("Last-Event-ID", "not visible ASCII"))?.trim();
+    if text.is_empty() {
+        return Ok(query.after_seq.unwrap_or(0));
+    }
+    text.parse::<u64>().map_err(|_| {
+        ApiError::invalid("Last-Event-ID", format!("expected an event seq (a non-negative integer), got {text:?}"))
+    })
+}
+
+/// A session's events as Server-Sent Events: stored ones after the start, then live ones.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{sid}/events/stream", tag = "history",
+    params(
+        ("sid" = u64, Path, description = "Session id"),
+        ("after_seq" = Option<u64>, Query, description = "Start after this seq (`Last-Event-ID` wins)"),
+        ("kind" = Option<String>, Query, description = "Only these kinds, comma-separated"),
+        ("connection" = Option<u64>, Query, description = "Only this connection's events"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq"),
+    ),
+    responses(
+        (status = 200, description = "`id: <seq>`, `event: <kind>`, `data: <event JSON>` per event; a final \
+            `lagged` event with `{\"last_seq\":N}` if the client fell behind; ends when the session ends",
+            content_type = "text/event-stream", body = String),
+        (status = "4XX", description = "Unknown session, bad filter, bad Last-Event-ID, subscriber limit", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    )
+)]
+pub async fn event_stream(
+    State(svc): State<LabService>,
+    ApiPath(p): ApiPath<SessionPath>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let after = start_after(&headers, &q)?;
+    let subscription = svc.subscribe(p.sid, after, q.kind.as_deref(), q.connection).await?;
+    let events = futures::stream::unfold(Some(subscription.items), |items| async move {
+        let mut items = items?;
+        let event = match items.recv().await? {
+            StreamItem::Event(e) => {
+                let event = Event::default().id(e.seq.to_string()).event(e.kind).data(&*e.body);
+                return Some((Ok(event), Some(items)));
+            }
+            StreamItem::Lagged { last_seq } => Event::default()
+                .id(last_seq.to_string())
+                .event("lagged")
+                .data(serde_json::json!({ "last_seq": last_seq }).to_string()),
+        };
+        // After `lagged` the stream ends.
+        Some((Ok(event), None))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
+}

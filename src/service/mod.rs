@@ -1,0 +1,1172 @@
+//! The service layer: every operation of the lab server, once. REST and gRPC
+//! are thin adapters that parse their input into [`model`] types, call one
+//! [`LabService`] method, and convert the reply or [`Error`] back.
+//!
+//! Each session is an actor ([`session`]) owning its world; this layer finds
+//! the actor, validates the request, sends the job and waits for the answer.
+//! History (ended sessions, events, segments) comes from the [`crate::store`].
+
+pub mod error;
+pub mod model;
+pub mod session;
+mod stream;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+pub use error::Error;
+use model::*;
+pub use session::LiveEvent;
+use session::{SessionHandle, SessionState};
+pub use stream::{StreamItem, Subscription};
+
+use crate::engine::{Flags, State};
+use crate::sim::{
+    ConnectSpec, EventKind, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec, SegmentMatch, Side,
+    World, WorldConfig,
+};
+use crate::store::{EventFilter, Store, StoreWriter};
+
+/// Configurable limits, each enforced with an error naming it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Live sessions at once.
+    pub max_sessions: usize,
+    /// Hosts per session.
+    pub max_hosts: usize,
+    /// Connections per session (ever opened, including ghosts).
+    pub max_connections: usize,
+    /// Fault rules per session.
+    pub max_faults: usize,
+    /// Send buffer per connection end, in octets (caps `profile.send_buffer`).
+    pub max_buffered_bytes: u32,
+    /// Recent events kept in memory per session for late subscribers.
+    pub max_events_in_memory: usize,
+    /// Open event streams per session.
+    pub max_subscribers: usize,
+    /// Events a live subscriber may fall behind before it is told it lagged.
+    pub broadcast_capacity: usize,
+    /// Items one `run_until_idle` may process.
+    pub run_max_events: u64,
+    /// Virtual time one `run_until_idle` may cover, in ms.
+    pub run_max_ms: u64,
+    /// Largest request body, in octets.
+    pub max_body_bytes: usize,
+    /// A realtime session idle (no command, no subscriber) this long, in
+    /// seconds, is ended; 0 never ends one.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions: 1_000,
+            max_hosts: 256,
+            max_connections: 100_000,
+            max_faults: 256,
+            max_buffered_bytes: 16 * 1024 * 1024,
+            max_events_in_memory: 100_000,
+            max_subscribers: 256,
+            broadcast_capacity: 65_536,
+            run_max_events: 5_000_000,
+            run_max_ms: 24 * 3_600_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            idle_timeout_s: 0,
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    writer: StoreWriter,
+    limits: Limits,
+    sessions: RwLock<FxHashMap<u64, Arc<SessionHandle>>>,
+    shutting_down: AtomicBool,
+    events_published: AtomicU64,
+}
+
+/// The lab server's operations. Cheap to clone: REST, gRPC and background
+/// tasks share one.
+#[derive(Clone)]
+pub struct LabService {
+    inner: Arc<Inner>,
+}
+
+fn now_rfc3339() -> String {
+    // Seconds since the epoch in UTC, formatted without a date crate.
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn parse_side(side: &str) -> Result<Side, Error> {
+    match side {
+        "client" => Ok(Side::Client),
+        "server" => Ok(Side::Server),
+        other => Err(Error::invalid("side", format!("expected client or server, got {other:?}"))),
+    }
+}
+
+fn port(field: &'static str, value: u32) -> Result<u16, Error> {
+    match u16::try_from(value) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(Error::invalid(field, format!("must be between 1 and 65535, got {value}"))),
+    }
+}
+
+fn flags_from(field: &str, names: &[String]) -> Result<Flags, Error> {
+    let mut flags = Flags::NONE;
+    for name in names {
+        flags |= Flags::from_name(name).ok_or_else(|| {
+            Error::invalid(field, format!("unknown flag {name:?} (expected CWR ECE URG ACK PSH RST SYN FIN)"))
+        })?;
+    }
+    Ok(flags)
+}
+
+fn millis_ns(field: &'static str, ms: f64) -> Result<u64, Error> {
+    if !ms.is_finite() || !(0.0..=86_400_000.0 * 365.0).contains(&ms) {
+        return Err(Error::invalid(field, format!("must be a number of milliseconds >= 0, got {ms}")));
+    }
+    Ok((ms * 1e6) as u64)
+}
+
+impl LabService {
+    /// A service over an opened store; starts the store's writer. Sessions a
+    /// previous run left live are marked ended.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn new(store: Store, limits: Limits) -> Result<LabService, Error> {
+        store.mark_live_sessions_ended(&now_rfc3339()).await?;
+        let writer = store.spawn_writer();
+        let service = LabService {
+            inner: Arc::new(Inner {
+                store,
+                writer,
+                limits,
+                sessions: RwLock::new(FxHashMap::default()),
+                shutting_down: AtomicBool::new(false),
+                events_published: AtomicU64::new(0),
+            }),
+        };
+        if service.inner.limits.idle_timeout_s > 0 {
+            let weak = Arc::downgrade(&service.inner);
+            tokio::spawn(async move { expire_idle_sessions(weak).await });
+        }
+        Ok(service)
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The store, for history queries.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn handle(&self, sid: u64) -> Result<Arc<SessionHandle>, Error> {
+        let sessions = self.inner.sessions.read().map_err(|_| Error::Internal("session table poisoned".into()))?;
+        sessions.get(&sid).cloned().ok_or_else(|| Error::not_found("session", sid))
+    }
+
+    /// A live session's actor, or the reason there is none (ended, or never existed).
+    async fn live(&self, sid: u64) -> Result<Arc<SessionHandle>, Error> {
+        match self.handle(sid) {
+            Ok(h) => Ok(h),
+            Err(e) => match self.inner.store.get_session(sid as i64).await? {
+                Some(_) => Err(Error::FailedPrecondition(format!("session {sid} has ended"))),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Runs a command on a live session: records it, runs it on the actor.
+    async fn command<R: Send + 'static>(
+        &self,
+        sid: u64,
+        record: serde_json::Value,
+        f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable);
+        }
+        let handle = self.live(sid).await?;
+        handle
+            .call(move |s| {
+                s.record_command(record);
+                f(s)
+            })
+            .await
+    }
+
+    // ----- sessions -----
+
+    /// Creates a session: a new world with its own clock and seed.
+    ///
+    /// # Errors
+    /// Bad values, or the session limit.
+    pub async fn create_session(&self, req: CreateSession) -> Result<SessionInfo, Error> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable);
+        }
+        let limits = &self.inner.limits;
+        let live = self.inner.sessions.read().map(|s| s.len()).unwrap_or(0);
+        if live >= limits.max_sessions {
+            return Err(Error::LimitExceeded { limit: "max_sessions", max: limits.max_sessions as u64 });
+        }
+        let name = req.name.unwrap_or_default();
+        if name.len() > 200 {
+            return Err(Error::invalid("name", "at most 200 characters"));
+        }
+        let speed = req.speed.unwrap_or(1.0);
+        if !speed.is_finite() || speed <= 0.0 || speed > 1e6 {
+            return Err(Error::invalid("speed", format!("must be > 0 and at most 1000000, got {speed}")));
+        }
+        let clock = req.clock.unwrap_or_default();
+        let seed = req.seed.unwrap_or(0);
+        let profile = req.profile.unwrap_or_default();
+        profile.validate().map_err(|e| Error::invalid(format!("profile.{}", e.field), e.message))?;
+        if profile.send_buffer > limits.max_buffered_bytes {
+            return Err(Error::LimitExceeded {
+                limit: "max_buffered_bytes",
+                max: u64::from(limits.max_buffered_bytes),
+            });
+        }
+        let world = World::new(WorldConfig { seed, profile: profile.clone(), ..WorldConfig::default() })?;
+        let created_at = now_rfc3339();
+        let spec = json!({ "seed": seed, "clock": clock, "speed": speed, "profile": profile });
+        let id = self.inner.store.create_session(&name, &spec.to_string(), &created_at).await? as u64;
+        let state = SessionState::new(
+            id,
+            name,
+            seed,
+            clock,
+            speed,
+            created_at,
+            profile,
+            world,
+            limits.clone(),
+            self.inner.writer.clone(),
+        );
+        let subscribers = state.subscribers.clone();
+        let published = state.published.clone();
+        let (jobs, rx) = mpsc::channel(256);
+        let task = tokio::spawn(session::run(state, rx));
+        let handle = Arc::new(SessionHandle {
+            jobs,
+            task,
+            last_used: Arc::new(Mutex::new(Instant::now())),
+            subscribers,
+            published,
+        });
+        self.inner.sessions.write().map_err(|_| Error::Internal("session table poisoned".into()))?.insert(id, handle);
+        self.get_session(id).await
+    }
+
+    /// One session, live or ended.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub async fn get_session(&self, sid: u64) -> Result<SessionInfo, Error> {
+        if let Ok(handle) = self.handle(sid) {
+            if let Ok(info) = handle.call(|s| Ok(live_info(s))).await {
+                return Ok(info);
+            }
+        }
+        let row = self.inner.store.get_session(sid as i64).await?.ok_or_else(|| Error::not_found("session", sid))?;
+        self.ended_info(row).await
+    }
+
+    async fn ended_info(&self, row: crate::store::SessionRow) -> Result<SessionInfo, Error> {
+        let spec: serde_json::Value = serde_json::from_str(&row.spec).unwrap_or_default();
+        let last = self
+            .inner
+            .store
+            .events(row.id, &EventFilter { after_seq: (row.event_count - 1).max(0), limit: 1, ..Default::default() })
+            .await?;
+        Ok(SessionInfo {
+            id: row.id as u64,
+            name: row.name,
+            seed: spec["seed"].as_u64().unwrap_or(0),
+            clock: serde_json::from_value(spec["clock"].clone()).unwrap_or_default(),
+            speed: spec["speed"].as_f64().unwrap_or(1.0),
+            paused: false,
+            status: row.status,
+            now_ns: last.first().map_or(0, |e| e.t_ns as u64),
+            created_at: row.created_at,
+            ended_at: row.ended_at,
+            profile: serde_json::from_value(spec["profile"].clone()).unwrap_or_default(),
+            hosts: 0,
+            connections: 0,
+            states: BTreeMap::new(),
+            events: row.event_count as u64,
+        })
+    }
+
+    /// A page of sessions, live and ended, by id.
+    ///
+    /// # Errors
+    /// Bad paging values.
+    pub async fn list_sessions(&self, page: Page) -> Result<SessionList, Error> {
+        let offset = page.offset.unwrap_or(0);
+        let limit = page.limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(Error::invalid("limit", "must be between 1 and 1000"));
+        }
+        let (rows, total) = self.inner.store.list_sessions(limit as i64, offset.min(i64::MAX as u64) as i64).await?;
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id as u64;
+            let live = match self.handle(id) {
+                Ok(handle) => handle.call(|s| Ok(live_info(s))).await.ok(),
+                Err(_) => None,
+            };
+            match live {
+                Some(info) => sessions.push(info),
+                None => sessions.push(self.ended_info(row).await?),
+            }
+        }
+        Ok(SessionList { sessions, total: total as u64, offset, limit })
+    }
+
+    /// Ends a session: its actor stops, its events are flushed; its history stays.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or already ended.
+    pub async fn end_session(&self, sid: u64) -> Result<SessionInfo, Error> {
+        let handle = {
+            let mut sessions =
+                self.inner.sessions.write().map_err(|_| Error::Internal("session table poisoned".into()))?;
+            sessions.remove(&sid)
+        };
+        let Some(handle) = handle else {
+            return match self.inner.store.get_session(sid as i64).await? {
+                Some(_) => Err(Error::FailedPrecondition(format!("session {sid} has already ended"))),
+                None => Err(Error::not_found("session", sid)),
+            };
+        };
+        self.stop(handle, sid).await;
+        self.get_session(sid).await
+    }
+
+    async fn stop(&self, handle: Arc<SessionHandle>, sid: u64) {
+        let Ok(handle) = Arc::try_unwrap(handle) else {
+            // Another request holds the handle for a moment; its job still
+            // runs, and the actor stops when the last sender is dropped.
+            self.inner.writer.end_session(sid as i64, now_rfc3339());
+            return;
+        };
+        drop(handle.jobs);
+        let _ = handle.task.await;
+        self.inner.writer.end_session(sid as i64, now_rfc3339());
+        let _ = self.inner.writer.flush().await;
+    }
+
+    /// Graceful shutdown: refuse new work, stop every session (ending their
+    /// streams), and flush every pending event to SQLite.
+    ///
+    /// # Errors
+    /// A store failure while flushing.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let all: Vec<(u64, Arc<SessionHandle>)> = match self.inner.sessions.write() {
+            Ok(mut sessions) => sessions.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for (sid, handle) in all {
+            self.stop(handle, sid).await;
+        }
+        // Shutting the writer down commits every row already queued and
+        // stops the task; a second shutdown finds it closed, which is fine.
+        match self.inner.writer.clone().shutdown().await {
+            Ok(_) | Err(crate::store::StoreError::WriterClosed) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Counters for metrics: live sessions, subscribers, events published, events persisted.
+    pub fn counters(&self) -> (usize, usize, u64, u64) {
+        let sessions = self.inner.sessions.read().map(|s| s.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let subscribers = sessions.iter().map(|h| h.subscribers.load(Ordering::Relaxed)).sum();
+        let published: u64 = sessions.iter().map(|h| h.published.load(Ordering::Relaxed)).sum::<u64>()
+            + self.inner.events_published.load(Ordering::Relaxed);
+        (sessions.len(), subscribers, published, self.inner.writer.stats().events_persisted)
+    }
+
+    // ----- topology -----
+
+    /// Adds a host to a session.
+    ///
+    /// # Errors
+    /// Bad name or address, duplicates, the host limit.
+    pub async fn add_host(&self, sid: u64, req: AddHost) -> Result<HostInfo, Error> {
+        let ip: Ipv4Addr =
+            req.ip.parse().map_err(|_| Error::invalid("ip", format!("not an IPv4 address: {:?}", req.ip)))?;
+        let kind = match req.kind.as_deref() {
+            None | Some("tcp") => HostKind::Tcp,
+            Some("raw") => HostKind::Raw,
+            Some(other) => return Err(Error::invalid("kind", format!("expected tcp or raw, got {other:?}"))),
+        };
+        if req.name.is_empty() || req.name.len() > 64 {
+            return Err(Error::invalid("name", "must be 1 to 64 characters"));
+        }
+        let record = json!({ "op": "add_host", "args": req });
+        self.command(sid, record, move |s| {
+            if s.world.hosts().count() >= s.limits.max_hosts {
+                return Err(Error::LimitExceeded { limit: "max_hosts", max: s.limits.max_hosts as u64 });
+            }
+            s.world.add_host(&req.name, ip, kind)?;
+            Ok(HostInfo { name: req.name, ip: ip.to_string(), kind: host_kind_name(kind).to_string() })
+        })
+        .await
+    }
+
+    /// The hosts of a session.
+    ///
+    /// # Errors
+    /// Unknown or ended session.
+    pub async fn list_hosts(&self, sid: u64) -> Result<Vec<HostInfo>, Error> {
+        self.live(sid)
+            .await?
+            .call(|s| {
+                Ok(s.world
+                    .hosts()
+                    .map(|(name, ip, kind)| HostInfo {
+                        name: name.to_string(),
+                        ip: ip.to_string(),
+                        kind: host_kind_name(kind).to_string(),
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    /// Sets the link between two hosts (both directions).
+    ///
+    /// # Errors
+    /// Unknown hosts or out-of-range settings.
+    pub async fn set_link(&self, sid: u64, req: SetLink) -> Result<LinkInfo, Error> {
+        let defaults = LinkParams::default();
+        let params = LinkParams {
+            latency_ms: req.latency_ms.unwrap_or(defaults.latency_ms),
+            jitter_ms: req.jitter_ms.unwrap_or(0.0),
+            loss: req.loss.unwrap_or(0.0),
+            duplicate: req.duplicate.unwrap_or(0.0),
+            reorder: req.reorder.unwrap_or(0.0),
+            corrupt: req.corrupt.unwrap_or(0.0),
+            bandwidth_bps: req.bandwidth_bps.unwrap_or(0),
+        };
+        params.validate().map_err(|e| Error::invalid(e.field, e.message))?;
+        if req.a == req.b {
+            return Err(Error::invalid("b", "a link joins two different hosts"));
+        }
+        let record = json!({ "op": "set_link", "args": req });
+        self.command(sid, record, move |s| {
+            s.world.set_link(&req.a, &req.b, params.clone())?;
+            Ok(link_info(&req.a, &req.b, &params))
+        })
+        .await
+    }
+
+    /// Every link direction set explicitly (others use the default 10 ms link).
+    ///
+    /// # Errors
+    /// Unknown or ended session.
+    pub async fn list_links(&self, sid: u64) -> Result<Vec<LinkInfo>, Error> {
+        self.live(sid)
+            .await?
+            .call(|s| {
+                Ok(s.world.links().map(|(a, b, p)| link_info(s.world.host_name(a), s.world.host_name(b), p)).collect())
+            })
+            .await
+    }
+
+    // ----- connections -----
+
+    /// Opens a listener (passive OPEN).
+    ///
+    /// # Errors
+    /// Unknown host, bad port, port in use.
+    pub async fn add_listener(&self, sid: u64, req: AddListener) -> Result<ListenerInfo, Error> {
+        let p = port("port", req.port)?;
+        let record = json!({ "op": "listen", "args": req });
+        self.command(sid, record, move |s| {
+            let id = s.world.listen(ListenSpec { host: req.host.clone(), port: p, isn: req.isn, profile: None })?;
+            Ok(ListenerInfo { id, host: req.host, port: p, state: State::Listen })
+        })
+        .await
+    }
+
+    /// The listeners of a session.
+    ///
+    /// # Errors
+    /// Unknown or ended session.
+    pub async fn list_listeners(&self, sid: u64) -> Result<Vec<ListenerInfo>, Error> {
+        self.live(sid)
+            .await?
+            .call(|s| {
+                Ok(s.world
+                    .listeners()
+                    .iter()
+                    .map(|l| ListenerInfo {
+                        id: l.id,
+                        host: s.world.host_name(l.host).to_string(),
+                        port: l.port,
+                        state: if l.open { State::Listen } else { State::Closed },
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    /// Active OPEN: the SYN leaves now.
+    ///
+    /// # Errors
+    /// Unknown hosts, bad ports, four-tuple in use, the connection limit.
+    pub async fn open_connection(&self, sid: u64, req: OpenConnection) -> Result<ConnectionInfo, Error> {
+        let p = port("port", req.port)?;
+        let client_port = req.client_port.map(|cp| port("client_port", cp)).transpose()?;
+        let record = json!({ "op": "connect", "args": req });
+        self.command(sid, record, move |s| {
+            if s.world.connection_count() >= s.limits.max_connections {
+                return Err(Error::LimitExceeded { limit: "max_connections", max: s.limits.max_connections as u64 });
+            }
+            let id = s.world.connect(ConnectSpec {
+                client: req.client,
+                server: req.server,
+                port: p,
+                client_port,
+                isn: req.isn,
+                profile: None,
+            })?;
+            connection_info(s, id)
+        })
+        .await
+    }
+
+    /// Every connection of a live session.
+    ///
+    /// # Errors
+    /// Unknown or ended session.
+    pub async fn list_connections(&self, sid: u64) -> Result<Vec<ConnectionInfo>, Error> {
+        self.live(sid)
+            .await?
+            .call(|s| {
+                let ids: Vec<u64> = s.world.connections().iter().map(|c| c.id).collect();
+                ids.into_iter().map(|id| connection_info(s, id)).collect()
+            })
+            .await
+    }
+
+    /// One connection with both ends.
+    ///
+    /// # Errors
+    /// Unknown session or connection.
+    pub async fn get_connection(&self, sid: u64, cid: u64) -> Result<ConnectionInfo, Error> {
+        self.live(sid).await?.call(move |s| connection_info(s, cid)).await
+    }
+
+    /// SEND from one end.
+    ///
+    /// # Errors
+    /// Bad data, unknown ids, a state that cannot send.
+    pub async fn send(&self, sid: u64, cid: u64, req: SendData) -> Result<SendResult, Error> {
+        let data = req.bytes()?;
+        let side = req.side;
+        let record = json!({ "op": "send", "connection": cid, "side": side, "bytes": data.len() });
+        self.command(sid, record, move |s| {
+            let accepted = s.world.send(cid, side, &data)?;
+            Ok(SendResult { side, accepted: accepted as u64 })
+        })
+        .await
+    }
+
+    /// Everything one end has received.
+    ///
+    /// # Errors
+    /// Unknown ids.
+    pub async fn received(&self, sid: u64, cid: u64, side: &str) -> Result<Received, Error> {
+        let side = parse_side(side)?;
+        self.live(sid)
+            .await?
+            .call(move |s| {
+                let data = s.world.received(cid, side)?;
+                Ok(Received {
+                    side,
+                    bytes: data.len() as u64,
+                    data: String::from_utf8_lossy(data).into_owned(),
+                    data_base64: base64::engine::general_purpose::STANDARD.encode(data),
+                })
+            })
+            .await
+    }
+
+    /// CLOSE one end.
+    ///
+    /// # Errors
+    /// Unknown ids or a state that refuses.
+    pub async fn close(&self, sid: u64, cid: u64, req: SideRequest) -> Result<ConnectionInfo, Error> {
+        let record = json!({ "op": "close", "connection": cid, "side": req.side });
+        self.command(sid, record, move |s| {
+            s.world.close(cid, req.side)?;
+            connection_info(s, cid)
+        })
+        .await
+    }
+
+    /// ABORT one end.
+    ///
+    /// # Errors
+    /// Unknown ids.
+    pub async fn abort(&self, sid: u64, cid: u64, req: SideRequest) -> Result<ConnectionInfo, Error> {
+        let record = json!({ "op": "abort", "connection": cid, "side": req.side });
+        self.command(sid, record, move |s| {
+            s.world.abort(cid, req.side)?;
+            connection_info(s, cid)
+        })
+        .await
+    }
+
+    // ----- faults and injection -----
+
+    /// Installs a fault rule.
+    ///
+    /// # Errors
+    /// Bad values, unknown hosts, the fault limit.
+    pub async fn add_fault(&self, sid: u64, req: AddFault) -> Result<FaultInfo, Error> {
+        let action = match req.action.as_str() {
+            "drop" => FaultAction::Drop,
+            "delay" => FaultAction::Delay,
+            "duplicate" => FaultAction::Duplicate,
+            "corrupt" => FaultAction::Corrupt,
+            "hold" => FaultAction::Hold,
+            other => {
+                return Err(Error::invalid(
+                    "action",
+                    format!("expected drop, delay, duplicate, corrupt or hold, got {other:?}"),
+                ));
+            }
+        };
+        let delay_ns = millis_ns("delay_ms", req.delay_ms.unwrap_or(0.0))?;
+        if action == FaultAction::Delay && delay_ns == 0 {
+            return Err(Error::invalid("delay_ms", "a delay rule needs delay_ms > 0"));
+        }
+        let m = req.matcher.clone().unwrap_or_default();
+        let flags = m.flags.as_deref().map(|f| flags_from("match.flags", f)).transpose()?;
+        let spec = FaultSpec {
+            from: req.from.clone(),
+            to: req.to.clone(),
+            matcher: SegmentMatch {
+                flags,
+                len: m.len,
+                seq: m.seq,
+                seq_range: m.seq_range.map(|[a, b]| (a, b)),
+                ack: m.ack,
+                src_port: m.src_port,
+                dst_port: m.dst_port,
+            },
+            skip: req.skip.unwrap_or(0),
+            count: req.count,
+            action,
+            delay_ns,
+        };
+        let record = json!({ "op": "add_fault", "args": req });
+        self.command(sid, record, move |s| {
+            if s.world.faults().len() >= s.limits.max_faults {
+                return Err(Error::LimitExceeded { limit: "max_faults", max: s.limits.max_faults as u64 });
+            }
+            let id = s.world.add_fault(spec)?;
+            fault_info(s, id)
+        })
+        .await
+    }
+
+    /// The installed fault rules with their counters.
+    ///
+    /// # Errors
+    /// Unknown or ended session.
+    pub async fn list_faults(&self, sid: u64) -> Result<Vec<FaultInfo>, Error> {
+        self.live(sid)
+            .await?
+            .call(|s| {
+                let ids: Vec<u64> = s.world.faults().iter().map(|f| f.id).collect();
+                ids.into_iter().map(|id| fault_info(s, id)).collect()
+            })
+            .await
+    }
+
+    /// Removes a fault rule (releasing what it holds).
+    ///
+    /// # Errors
+    /// Unknown ids.
+    pub async fn delete_fault(&self, sid: u64, fid: u64) -> Result<(), Error> {
+        let record = json!({ "op": "delete_fault", "fault": fid });
+        self.command(sid, record, move |s| Ok(s.world.remove_fault(fid)?)).await
+    }
+
+    /// Sends the segments a rule holds on their way; returns how many.
+    ///
+    /// # Errors
+    /// Unknown ids.
+    pub async fn release_fault(&self, sid: u64, fid: u64) -> Result<u64, Error> {
+        let record = json!({ "op": "release_fault", "fault": fid });
+        self.command(sid, record, move |s| Ok(s.world.release_fault(fid)? as u64)).await
+    }
+
+    /// Injects a crafted segment.
+    ///
+    /// # Errors
+    /// Bad values or unknown hosts.
+    pub async fn inject(&self, sid: u64, req: Inject) -> Result<InjectResult, Error> {
+        let (from, src_port) = endpoint("from", "src_port", &req.from, req.src_port)?;
+        let (to, dst_port) = endpoint("to", "dst_port", &req.to, req.dst_port)?;
+        let flags = flags_from("flags", &req.flags)?;
+        let window = req.window.unwrap_or(65_535);
+        let window = u16::try_from(window)
+            .map_err(|_| Error::invalid("window", format!("must be at most 65535, got {window}")))?;
+        let urgent = req.urgent.unwrap_or(0);
+        let urgent = u16::try_from(urgent)
+            .map_err(|_| Error::invalid("urgent", format!("must be at most 65535, got {urgent}")))?;
+        let payload = match (&req.payload, &req.payload_base64) {
+            (Some(text), None) => Bytes::copy_from_slice(text.as_bytes()),
+            (None, Some(b64)) => Bytes::from(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_bytes())
+                    .map_err(|e| Error::invalid("payload_base64", e.to_string()))?,
+            ),
+            (None, None) => Bytes::new(),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid("payload", "give at most one of payload and payload_base64"));
+            }
+        };
+        if payload.len() > 65_000 {
+            return Err(Error::invalid("payload", "at most 65000 octets"));
+        }
+        let delay_ns = millis_ns("delay_ms", req.delay_ms.unwrap_or(0.0))?;
+        let spec = InjectSpec {
+            from,
+            to,
+            src_port,
+            dst_port,
+            seq: req.seq,
+            ack: req.ack,
+            flags,
+            window,
+            urgent,
+            options: req.options.clone(),
+            payload,
+            delay_ns,
+        };
+        let record = json!({ "op": "inject", "args": req });
+        self.command(sid, record, move |s| Ok(InjectResult { segment_id: s.world.inject(spec)? })).await
+    }
+
+    // ----- the clock -----
+
+    /// Steps, advances, runs until idle, pauses or resumes a session's clock.
+    ///
+    /// # Errors
+    /// Bad action or values.
+    pub async fn clock(&self, sid: u64, req: ClockRequest) -> Result<ClockState, Error> {
+        let ms = req.ms.map(|ms| millis_ns("ms", ms)).transpose()?;
+        if let Some(speed) = req.speed {
+            if !speed.is_finite() || speed <= 0.0 || speed > 1e6 {
+                return Err(Error::invalid("speed", format!("must be > 0 and at most 1000000, got {speed}")));
+            }
+        }
+        let max_ms = req.max_ms.map(|ms| millis_ns("max_ms", ms)).transpose()?;
+        if !matches!(req.action.as_str(), "step" | "advance" | "run_until_idle" | "pause" | "resume" | "set_speed") {
+            return Err(Error::invalid(
+                "action",
+                format!("expected step, advance, run_until_idle, pause, resume or set_speed, got {:?}", req.action),
+            ));
+        }
+        if req.action == "advance" && ms.is_none() {
+            return Err(Error::invalid("ms", "advance needs ms"));
+        }
+        if req.action == "set_speed" && req.speed.is_none() {
+            return Err(Error::invalid("speed", "set_speed needs speed"));
+        }
+        let record = json!({ "op": "clock", "args": req });
+        self.command(sid, record, move |s| {
+            let mut steps = 0;
+            let mut idle = false;
+            let mut stopped_by = None;
+            match req.action.as_str() {
+                "step" => {
+                    if s.world.step() {
+                        steps = 1;
+                    }
+                    idle = s.world.next_event_at().is_none();
+                }
+                "advance" => {
+                    s.world.advance(ms.unwrap_or(0));
+                    idle = s.world.next_event_at().is_none();
+                }
+                "run_until_idle" => {
+                    let max_events = req.max_events.unwrap_or(s.limits.run_max_events).min(s.limits.run_max_events);
+                    let cap_ns = s.limits.run_max_ms.saturating_mul(1_000_000);
+                    let max_time = max_ms.unwrap_or(cap_ns).min(cap_ns);
+                    let outcome = s.world.run_until_idle(max_events, max_time);
+                    steps = outcome.steps;
+                    idle = outcome.idle;
+                    stopped_by = outcome.stopped_by.map(str::to_string);
+                }
+                "pause" => s.paused = true,
+                "resume" => {
+                    s.paused = false;
+                    if let Some(speed) = req.speed {
+                        s.speed = speed;
+                    }
+                }
+                _ => {
+                    if let Some(speed) = req.speed {
+                        s.speed = speed;
+                    }
+                }
+            }
+            s.reanchor();
+            Ok(ClockState {
+                now_ns: s.world.now(),
+                clock: s.clock,
+                paused: s.paused,
+                speed: s.speed,
+                steps,
+                idle,
+                stopped_by,
+            })
+        })
+        .await
+    }
+
+    // ----- history -----
+
+    /// A page of a session's events from SQLite (live sessions are flushed first).
+    ///
+    /// # Errors
+    /// Unknown session, bad filter values.
+    pub async fn events(&self, sid: u64, q: EventQuery) -> Result<EventPage, Error> {
+        let limit = q.limit.unwrap_or(1000);
+        if limit == 0 || limit > 10_000 {
+            return Err(Error::invalid("limit", "must be between 1 and 10000"));
+        }
+        let kinds = parse_kinds(q.kind.as_deref())?;
+        self.require_session(sid).await?;
+        if self.handle(sid).is_ok() {
+            // Events the actor published are on their way to the writer: wait for them.
+            self.handle(sid)?
+                .call(|s| {
+                    s.publish();
+                    Ok(())
+                })
+                .await
+                .ok();
+            self.inner.writer.flush().await?;
+        }
+        let after = q.after_seq.unwrap_or(0);
+        let rows = self
+            .inner
+            .store
+            .events(
+                sid as i64,
+                &EventFilter {
+                    after_seq: after.min(i64::MAX as u64) as i64,
+                    limit: limit as i64,
+                    kinds,
+                    connection: q.connection.map(|c| c as i64),
+                },
+            )
+            .await?;
+        let next_after_seq = rows.last().map_or(after, |r| r.seq as u64);
+        let events = rows.into_iter().map(|r| serde_json::from_str(&r.body).unwrap_or_default()).collect();
+        Ok(EventPage { events, next_after_seq })
+    }
+
+    async fn require_session(&self, sid: u64) -> Result<(), Error> {
+        if self.handle(sid).is_ok() || self.inner.store.get_session(sid as i64).await?.is_some() {
+            Ok(())
+        } else {
+            Err(Error::not_found("session", sid))
+        }
+    }
+
+    /// Every segment of a session with its fate, from the event log.
+    ///
+    /// # Errors
+    /// Unknown session.
+    pub async fn segments(&self, sid: u64) -> Result<SegmentList, Error> {
+        let kinds: Vec<String> = [
+            "segment_sent",
+            "segment_delivered",
+            "segment_dropped",
+            "segment_duplicated",
+            "segment_held",
+            "segment_released",
+            "segment_delayed",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut after = 0;
+        let mut segments: Vec<SegmentInfo> = Vec::new();
+        let mut index: FxHashMap<u64, usize> = FxHashMap::default();
+        loop {
+            let page = self
+                .events(
+                    sid,
+                    EventQuery {
+                        after_seq: Some(after),
+                        limit: Some(10_000),
+                        kind: Some(kinds.join(",")),
+                        connection: None,
+                    },
+                )
+                .await?;
+            if page.events.is_empty() {
+                break;
+            }
+            after = page.next_after_seq;
+            for event in page.events {
+                let kind = event["kind"].as_str().unwrap_or_default().to_string();
+                let segment = event["segment"].clone();
+                let Some(id) = segment["id"].as_u64() else { continue };
+                if kind == "segment_sent" {
+                    index.insert(id, segments.len());
+                    segments.push(SegmentInfo {
+                        segment,
+                        sent_ns: event["t_ns"].as_u64().unwrap_or(0),
+                        fate: "in_flight".into(),
+                        fates: Vec::new(),
+                        reason: None,
+                    });
+                    continue;
+                }
+                let Some(&i) = index.get(&id) else { continue };
+                let info = &mut segments[i];
+                let fate = match kind.as_str() {
+                    "segment_delivered" => "delivered".to_string(),
+                    "segment_duplicated" => "duplicated".to_string(),
+                    "segment_held" => "held".to_string(),
+                    "segment_released" => "released".to_string(),
+                    "segment_delayed" => "delayed".to_string(),
+                    _ => {
+                        let reason = event["reason"].as_str().unwrap_or("dropped").to_string();
+                        info.reason = Some(reason.clone());
+                        match reason.as_str() {
+                            "loss" => "lost".to_string(),
+                            "bad_checksum" => "corrupted".to_string(),
+                            _ => "dropped".to_string(),
+                        }
+                    }
+                };
+                info.fates.push(fate.clone());
+                if !matches!(fate.as_str(), "duplicated" | "delayed" | "released") || info.fate == "in_flight" {
+                    info.fate = fate;
+                }
+            }
+        }
+        Ok(SegmentList { segments })
+    }
+
+    /// Opens an event stream: stored events after `after_seq`, then live
+    /// ones, with no gap and no duplicate.
+    ///
+    /// # Errors
+    /// Unknown session, bad kinds, the subscriber limit.
+    pub async fn subscribe(
+        &self,
+        sid: u64,
+        after_seq: u64,
+        kinds: Option<&str>,
+        connection: Option<u64>,
+    ) -> Result<Subscription, Error> {
+        let kinds = parse_kinds(kinds)?;
+        self.require_session(sid).await?;
+        let live = match self.handle(sid) {
+            Ok(handle) => {
+                let subscribers = handle.subscribers.clone();
+                let opened = handle.call(move |s| s.subscribe(after_seq)).await?;
+                Some((opened, subscribers))
+            }
+            Err(_) => None,
+        };
+        Ok(stream::open(self.inner.store.clone(), self.inner.writer.clone(), sid, after_seq, kinds, connection, live))
+    }
+}
+
+fn parse_kinds(kinds: Option<&str>) -> Result<Vec<String>, Error> {
+    let Some(kinds) = kinds else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        if !EventKind::NAMES.contains(&kind) {
+            return Err(Error::invalid(
+                "kind",
+                format!("unknown event kind {kind:?} (expected one of {})", EventKind::NAMES.join(", ")),
+            ));
+        }
+        out.push(kind.to_string());
+    }
+    Ok(out)
+}
+
+fn endpoint(
+    field: &'static str,
+    port_field: &'static str,
+    ep: &InjectEndpoint,
+    port_value: Option<u32>,
+) -> Result<(String, u16), Error> {
+    match ep {
+        InjectEndpoint::Host(host) => {
+            let p =
+                port_value.ok_or_else(|| Error::invalid(port_field, format!("needed when {field} is a host name")))?;
+            Ok((host.clone(), port(port_field, p)?))
+        }
+        InjectEndpoint::HostPort { host, port: p } => Ok((host.clone(), port(field, *p)?)),
+    }
+}
+
+fn host_kind_name(kind: HostKind) -> &'static str {
+    match kind {
+        HostKind::Tcp => "tcp",
+        HostKind::Raw => "raw",
+    }
+}
+
+fn link_info(a: &str, b: &str, p: &LinkParams) -> LinkInfo {
+    LinkInfo {
+        a: a.to_string(),
+        b: b.to_string(),
+        latency_ms: p.latency_ms,
+        jitter_ms: p.jitter_ms,
+        loss: p.loss,
+        duplicate: p.duplicate,
+        reorder: p.reorder,
+        corrupt: p.corrupt,
+        bandwidth_bps: p.bandwidth_bps,
+    }
+}
+
+fn live_info(s: &SessionState) -> SessionInfo {
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let connections = s.world.connections();
+    for conn in &connections {
+        for end in [&conn.client, &conn.server].into_iter().flatten() {
+            *states.entry(end.state.name().to_string()).or_default() += 1;
+        }
+    }
+    SessionInfo {
+        id: s.id,
+        name: s.name.clone(),
+        seed: s.seed,
+        clock: s.clock,
+        speed: s.speed,
+        paused: s.paused,
+        status: "live".into(),
+        now_ns: s.world.now(),
+        created_at: s.created_at.clone(),
+        ended_at: None,
+        profile: s.profile.clone(),
+        hosts: s.world.hosts().count(),
+        connections: connections.len(),
+        states,
+        events: s.world.next_event_seq() - 1,
+    }
+}
+
+fn connection_info(s: &SessionState, cid: u64) -> Result<ConnectionInfo, Error> {
+    let conn = s.world.connection(cid).ok_or_else(|| Error::not_found("connection", cid))?;
+    let end = |side: Side| -> Option<EndInfo> {
+        let e = conn.end(side)?;
+        let tcb = s.world.status(cid, side).ok()?;
+        Some(EndInfo { host: s.world.host_name(e.host).to_string(), side, tcb, received_bytes: e.received_total })
+    };
+    Ok(ConnectionInfo { id: cid, client: end(Side::Client), server: end(Side::Server) })
+}
+
+fn fault_info(s: &SessionState, fid: u64) -> Result<FaultInfo, Error> {
+    let rule = s.world.faults().iter().find(|f| f.id == fid).ok_or_else(|| Error::not_found("fault", fid))?;
+    let spec = &rule.spec;
+    let m = &spec.matcher;
+    Ok(FaultInfo {
+        id: rule.id,
+        from: spec.from.clone(),
+        to: spec.to.clone(),
+        matcher: FaultMatch {
+            flags: m.flags.map(|f| f.names().map(str::to_string).collect()),
+            len: m.len,
+            seq: m.seq,
+            seq_range: m.seq_range.map(|(a, b)| [a, b]),
+            ack: m.ack,
+            src_port: m.src_port,
+            dst_port: m.dst_port,
+        },
+        skip: spec.skip,
+        count: spec.count,
+        action: serde_json::to_value(spec.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        delay_ms: spec.delay_ns as f64 / 1e6,
+        matched: rule.matched,
+        acted: rule.acted,
+        held: rule.held_count() as u64,
+    })
+}
+
+/// Ends realtime sessions with no command and no subscriber for the configured time.
+async fn expire_idle_sessions(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let limit = Duration::from_secs(inner.limits.idle_timeout_s);
+        let idle: Vec<u64> = match inner.sessions.read() {
+            Ok(sessions) => sessions
+                .iter()
+                .filter(|(_, h)| {
+                    h.subscribers.load(Ordering::Relaxed) == 0
+                        && h.last_used.lock().map(|t| t.elapsed() >= limit).unwrap_or(false)
+                })
+                .map(|(id, _)| *id)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let service = LabService { inner };
+        for sid in idle {
+            let realtime = match service.handle(sid) {
+                Ok(h) => h.call(|s| Ok(s.clock == ClockMode::Realtime)).await.unwrap_or(false),
+                Err(_) => false,
+            };
+            if realtime {
+                tracing::info!(session = sid, "ending idle realtime session");
+                let _ = service.end_session(sid).await;
+            }
+        }
+    }
+}

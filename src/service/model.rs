@@ -1,0 +1,558 @@
+//! Requests and replies of the service layer, in the JSON shapes of the REST
+//! contract. REST deserialises straight into the request types; gRPC converts
+//! its messages into them; both then call the same [`super::LabService`]
+//! method, which validates once.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::engine::{Profile, State, TcbStatus};
+use crate::sim::Side;
+
+/// How a session's virtual clock moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockMode {
+    /// Nothing moves until told (step, advance, run until idle).
+    #[default]
+    Manual,
+    /// Virtual time follows wall time times `speed`.
+    Realtime,
+}
+
+/// `POST /api/v1/sessions`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// A label for people.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// RNG seed (random ISNs, loss, jitter): the same seed and commands give the same events.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Clock mode (default `manual`).
+    #[serde(default)]
+    pub clock: Option<ClockMode>,
+    /// Realtime speed factor (virtual seconds per wall second, default 1).
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// Lab variants and tunables; absent fields take their defaults.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub profile: Option<Profile>,
+}
+
+/// A session as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: u64,
+    /// Label.
+    pub name: String,
+    /// RNG seed.
+    pub seed: u64,
+    /// Clock mode.
+    pub clock: ClockMode,
+    /// Realtime speed factor.
+    pub speed: f64,
+    /// Realtime clock paused.
+    pub paused: bool,
+    /// `live` or `ended`.
+    pub status: String,
+    /// Virtual time now (the last known for an ended session), in nanoseconds.
+    pub now_ns: u64,
+    /// Wall-clock creation time (RFC 3339).
+    pub created_at: String,
+    /// Wall-clock end time, once ended.
+    pub ended_at: Option<String>,
+    /// The profile.
+    #[schema(value_type = Object)]
+    pub profile: Profile,
+    /// Number of hosts (live sessions).
+    pub hosts: usize,
+    /// Number of connections (live sessions).
+    pub connections: usize,
+    /// Connection ends per state (live sessions).
+    pub states: std::collections::BTreeMap<String, usize>,
+    /// Events emitted so far (live) or stored (ended).
+    pub events: u64,
+}
+
+/// A page of sessions.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionList {
+    /// The sessions on this page, by id.
+    pub sessions: Vec<SessionInfo>,
+    /// All sessions.
+    pub total: u64,
+    /// Offset of this page.
+    pub offset: u64,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// `POST .../hosts`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddHost {
+    /// Unique name in the session (`A`, `B`, ...).
+    pub name: String,
+    /// IPv4 address.
+    pub ip: String,
+    /// `tcp` (default) or `raw`.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+/// A host.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HostInfo {
+    /// Name.
+    pub name: String,
+    /// IPv4 address.
+    pub ip: String,
+    /// `tcp` or `raw`.
+    pub kind: String,
+}
+
+/// `PUT .../links`: both directions between `a` and `b`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetLink {
+    /// One host.
+    pub a: String,
+    /// The other host.
+    pub b: String,
+    /// One-way latency in ms (default 10).
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// Extra random delay up to this many ms.
+    #[serde(default)]
+    pub jitter_ms: Option<f64>,
+    /// Loss probability.
+    #[serde(default)]
+    pub loss: Option<f64>,
+    /// Duplication probability.
+    #[serde(default)]
+    pub duplicate: Option<f64>,
+    /// Reordering probability.
+    #[serde(default)]
+    pub reorder: Option<f64>,
+    /// Bit-corruption probability.
+    #[serde(default)]
+    pub corrupt: Option<f64>,
+    /// Bandwidth in bits/s (0: unlimited).
+    #[serde(default)]
+    pub bandwidth_bps: Option<u64>,
+}
+
+/// A link direction's settings.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LinkInfo {
+    /// Sending host.
+    pub a: String,
+    /// Receiving host.
+    pub b: String,
+    /// Latency in ms.
+    pub latency_ms: f64,
+    /// Jitter in ms.
+    pub jitter_ms: f64,
+    /// Loss probability.
+    pub loss: f64,
+    /// Duplication probability.
+    pub duplicate: f64,
+    /// Reordering probability.
+    pub reorder: f64,
+    /// Corruption probability.
+    pub corrupt: f64,
+    /// Bandwidth (0: unlimited).
+    pub bandwidth_bps: u64,
+}
+
+/// `POST .../listeners`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddListener {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u32,
+    /// ISN of the connections it accepts.
+    #[serde(default)]
+    pub isn: Option<u32>,
+}
+
+/// A listener.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListenerInfo {
+    /// Listener id.
+    pub id: u64,
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `LISTEN`, or `CLOSED` once closed.
+    #[schema(value_type = String)]
+    pub state: State,
+}
+
+/// `POST .../connections`: an active open.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenConnection {
+    /// Client host.
+    pub client: String,
+    /// Server host.
+    pub server: String,
+    /// Server port.
+    pub port: u32,
+    /// Client port (ephemeral when absent).
+    #[serde(default)]
+    pub client_port: Option<u32>,
+    /// Client ISN.
+    #[serde(default)]
+    pub isn: Option<u32>,
+}
+
+/// One end of a connection: its TCB and what it received.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndInfo {
+    /// Host name.
+    pub host: String,
+    /// `client` or `server`.
+    #[schema(value_type = String)]
+    pub side: Side,
+    /// The TCB (RFC 9293 names: iss, irs, snd_una, snd_nxt, snd_wnd, rcv_nxt, rcv_wnd, ...).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub tcb: TcbStatus,
+    /// Octets received so far, in order.
+    pub received_bytes: u64,
+}
+
+/// A connection with both ends.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionInfo {
+    /// Connection id.
+    pub id: u64,
+    /// The active opener (absent for a connection made by a stray SYN).
+    pub client: Option<EndInfo>,
+    /// The listener's end (absent until the SYN arrives).
+    pub server: Option<EndInfo>,
+}
+
+/// Which end a call is for.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SideRequest {
+    /// `client` or `server`.
+    #[schema(value_type = String)]
+    pub side: Side,
+}
+
+/// `POST .../send`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendData {
+    /// `client` or `server`.
+    #[schema(value_type = String)]
+    pub side: Side,
+    /// UTF-8 data.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Binary data in base64 (instead of `data`).
+    #[serde(default)]
+    pub data_base64: Option<String>,
+}
+
+impl SendData {
+    /// The octets to send, from `data` or `data_base64` (exactly one).
+    ///
+    /// # Errors
+    /// Both or neither given, or bad base64.
+    pub fn bytes(&self) -> Result<Vec<u8>, super::Error> {
+        match (&self.data, &self.data_base64) {
+            (Some(text), None) => Ok(text.as_bytes().to_vec()),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| super::Error::invalid("data_base64", e.to_string())),
+            _ => Err(super::Error::invalid("data", "give exactly one of data and data_base64")),
+        }
+    }
+}
+
+/// What a SEND queued.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SendResult {
+    /// The end that sends.
+    #[schema(value_type = String)]
+    pub side: Side,
+    /// Octets queued (all of them unless the send buffer filled).
+    pub accepted: u64,
+}
+
+/// Everything one end has received, in order.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Received {
+    /// The end.
+    #[schema(value_type = String)]
+    pub side: Side,
+    /// Octet count.
+    pub bytes: u64,
+    /// The data as UTF-8 (invalid sequences replaced).
+    pub data: String,
+    /// The data exactly, in base64.
+    pub data_base64: String,
+}
+
+/// `POST .../faults`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddFault {
+    /// Sending host (any when absent).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Receiving host (any when absent).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Which segments.
+    #[serde(default, rename = "match")]
+    pub matcher: Option<FaultMatch>,
+    /// Let this many matching segments pass first.
+    #[serde(default)]
+    pub skip: Option<u64>,
+    /// Act on this many (every later match when absent).
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// `drop`, `delay`, `duplicate`, `corrupt` or `hold`.
+    pub action: String,
+    /// For `delay`: milliseconds.
+    #[serde(default)]
+    pub delay_ms: Option<f64>,
+}
+
+/// A fault rule's segment match (every field optional).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultMatch {
+    /// The exact set of flags, e.g. `["ACK"]`.
+    #[serde(default)]
+    pub flags: Option<Vec<String>>,
+    /// Payload length.
+    #[serde(default)]
+    pub len: Option<u32>,
+    /// SEG.SEQ.
+    #[serde(default)]
+    pub seq: Option<u32>,
+    /// SEG.SEQ range `[from, to]`.
+    #[serde(default)]
+    pub seq_range: Option<[u32; 2]>,
+    /// SEG.ACK.
+    #[serde(default)]
+    pub ack: Option<u32>,
+    /// Source port.
+    #[serde(default)]
+    pub src_port: Option<u16>,
+    /// Destination port.
+    #[serde(default)]
+    pub dst_port: Option<u16>,
+}
+
+/// An installed fault rule.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FaultInfo {
+    /// Rule id.
+    pub id: u64,
+    /// Sending host filter.
+    pub from: Option<String>,
+    /// Receiving host filter.
+    pub to: Option<String>,
+    /// The match.
+    #[serde(rename = "match")]
+    pub matcher: FaultMatch,
+    /// Matches let through first.
+    pub skip: u64,
+    /// Matches acted on (absent: all).
+    pub count: Option<u64>,
+    /// The action.
+    pub action: String,
+    /// Delay in ms for `delay`.
+    pub delay_ms: f64,
+    /// Segments matched so far.
+    pub matched: u64,
+    /// Segments acted on so far.
+    pub acted: u64,
+    /// Segments held now.
+    pub held: u64,
+}
+
+/// An endpoint of an injected segment: a host name (with the port given
+/// separately) or `{"host","port"}`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum InjectEndpoint {
+    /// Host name.
+    Host(String),
+    /// Host and port.
+    HostPort {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u32,
+    },
+}
+
+/// `POST .../inject`: a crafted segment.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inject {
+    /// The host it appears to come from.
+    pub from: InjectEndpoint,
+    /// The destination host.
+    pub to: InjectEndpoint,
+    /// Source port (when `from` is a plain host name).
+    #[serde(default)]
+    pub src_port: Option<u32>,
+    /// Destination port (when `to` is a plain host name).
+    #[serde(default)]
+    pub dst_port: Option<u32>,
+    /// Flags, e.g. `["SYN"]`.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// SEG.SEQ.
+    #[serde(default)]
+    pub seq: u32,
+    /// SEG.ACK.
+    #[serde(default)]
+    pub ack: u32,
+    /// SEG.WND (default 65535).
+    #[serde(default)]
+    pub window: Option<u32>,
+    /// Urgent pointer.
+    #[serde(default)]
+    pub urgent: Option<u32>,
+    /// UTF-8 payload.
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// Binary payload in base64.
+    #[serde(default)]
+    pub payload_base64: Option<String>,
+    /// TCP options, in the shape segments report them.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub options: Vec<crate::engine::TcpOption>,
+    /// Delay before it enters the link, in ms.
+    #[serde(default)]
+    pub delay_ms: Option<f64>,
+}
+
+/// What `inject` did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct InjectResult {
+    /// The segment's id in the session's log.
+    pub segment_id: u64,
+}
+
+/// `POST .../clock`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClockRequest {
+    /// `step`, `advance`, `run_until_idle`, `pause`, `resume` or `set_speed`.
+    pub action: String,
+    /// For `advance`: milliseconds.
+    #[serde(default)]
+    pub ms: Option<f64>,
+    /// For `resume` / `set_speed`: the realtime speed factor.
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// For `run_until_idle`: cap on processed items (server default when absent).
+    #[serde(default)]
+    pub max_events: Option<u64>,
+    /// For `run_until_idle`: cap on virtual time, in ms (server default when absent).
+    #[serde(default)]
+    pub max_ms: Option<f64>,
+}
+
+/// The clock after a clock call.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClockState {
+    /// Virtual time now, in nanoseconds.
+    pub now_ns: u64,
+    /// Clock mode.
+    pub clock: ClockMode,
+    /// Realtime paused.
+    pub paused: bool,
+    /// Realtime speed.
+    pub speed: f64,
+    /// Items processed by this call.
+    pub steps: u64,
+    /// Nothing is scheduled any more.
+    pub idle: bool,
+    /// The cap that stopped `run_until_idle`, if one did (`events` or `time`).
+    pub stopped_by: Option<String>,
+}
+
+/// `GET .../events` query.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Only events with a greater `seq`.
+    #[serde(default)]
+    pub after_seq: Option<u64>,
+    /// At most this many (default 1000, at most 10000).
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Only these kinds (comma-separated), e.g. `state_changed,segment_sent`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only this connection's events.
+    #[serde(default)]
+    pub connection: Option<u64>,
+}
+
+/// A page of events.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    /// Events, by `seq`.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<serde_json::Value>,
+    /// Pass as `after_seq` for the next page (the last `seq` returned, or the one asked for).
+    pub next_after_seq: u64,
+}
+
+/// A segment with what became of it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SegmentInfo {
+    /// The segment as sent (from, to, ports, seq, ack, flags, window, len, options, ...).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub segment: serde_json::Value,
+    /// When it was sent, in virtual ns.
+    pub sent_ns: u64,
+    /// Its final fate: `delivered`, `lost`, `dropped`, `corrupted`, `held`, `in_flight`, ...
+    pub fate: String,
+    /// Every fate in order (a duplicated segment has several).
+    pub fates: Vec<String>,
+    /// The drop reason, when dropped.
+    pub reason: Option<String>,
+}
+
+/// Every segment of a session.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SegmentList {
+    /// In order of sending.
+    pub segments: Vec<SegmentInfo>,
+}
+
+/// Pagination of lists.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// First item (default 0).
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// Page size (default 100, at most 1000).
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
