@@ -7,9 +7,10 @@
 mod common;
 
 use common::smol::SmolHost;
+use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State as SmolState;
 use tcplab::engine::{Isn, Profile, State};
-use tcplab::sim::{ConnectSpec, EventKind, HostKind, LinkParams, ListenSpec, Side, World, WorldConfig};
+use tcplab::sim::{ConnectSpec, DropReason, EventKind, HostKind, LinkParams, ListenSpec, Side, World, WorldConfig};
 
 const MS: u64 = 1_000_000;
 const A_IP: [u8; 4] = [10, 0, 0, 1];
@@ -138,4 +139,133 @@ fn smoltcp_opens_to_tcplab_and_closes_first() {
         client_states(&p.world),
         [State::SynReceived, State::Established, State::CloseWait, State::LastAck, State::Closed]
     );
+}
+
+// ----- bulk transfer over a lossy link -----
+
+const MIB: usize = 1 << 20;
+
+/// 5 ms each way, and 3% of the segments lost in each direction (drawn from the world's seeded RNG).
+fn lossy() -> LinkParams {
+    LinkParams { latency_ms: 5.0, loss: 0.03, ..LinkParams::default() }
+}
+
+fn pattern(len: usize, mul: u32, shift: u32) -> Vec<u8> {
+    (0..len as u32).map(|i| (i.wrapping_mul(mul) >> shift) as u8).collect()
+}
+
+/// smoltcp's application: writes `out` as its send buffer makes room, and
+/// reads everything that arrives into `got`.
+struct SmolApp {
+    out: Vec<u8>,
+    sent: usize,
+    got: Vec<u8>,
+}
+
+impl SmolApp {
+    fn pump(&mut self, smol: &mut SmolHost, h: SocketHandle) {
+        let sock = smol.tcp(h);
+        if sock.can_send() && self.sent < self.out.len() {
+            self.sent += sock.send_slice(&self.out[self.sent..]).unwrap();
+        }
+        while sock.can_recv() {
+            let data = sock.recv(|buf| (buf.len(), buf.to_vec())).unwrap();
+            if data.is_empty() {
+                break;
+            }
+            self.got.extend_from_slice(&data);
+        }
+    }
+}
+
+/// Both sides send 1 MiB and read everything over the lossy link, then
+/// tcplab closes first and both end where RFC 9293 says: tcplab through
+/// FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT to CLOSED, smoltcp through CLOSE_WAIT and
+/// LAST_ACK to CLOSED. `tcplab_opens`: which side does the active OPEN.
+fn bulk_both_ways(tcplab_opens: bool, seed: u64) {
+    let mut p = Pair::new(lossy(), seed);
+    let to_smol = pattern(MIB, 2_654_435_761, 13);
+    let to_tcplab = pattern(MIB, 40_503, 7);
+    let mut app = SmolApp { out: to_tcplab.clone(), sent: 0, got: Vec::new() };
+    let smol = p.smol.add_tcp_socket(65_535, 65_535);
+    let (conn, side) = if tcplab_opens {
+        p.smol.listen(smol, 80);
+        let spec = ConnectSpec {
+            client: "A".into(),
+            server: "S".into(),
+            port: 80,
+            client_port: Some(40_000),
+            ..ConnectSpec::default()
+        };
+        (p.world.connect(spec).unwrap(), Side::Client)
+    } else {
+        p.world.listen(ListenSpec { host: "A".into(), port: 80, isn: Some(5000), profile: None }).unwrap();
+        p.smol.connect(smol, (A_IP.into(), 80), 45_000);
+        assert!(p.run(30_000 * MS, |p| !p.world.connections().is_empty()));
+        (p.world.connections()[0].id, Side::Server)
+    };
+
+    // The transfer: bounded in virtual time (it takes a few seconds; before
+    // the fixes some seeds needed minutes of backed-off timeouts).
+    let start = p.world.now();
+    let mut sent = 0;
+    let finished = p.run(60_000 * MS, |p| {
+        if sent < to_smol.len() {
+            sent += p.world.send(conn, side, &to_smol[sent..]).unwrap_or(0);
+        }
+        app.pump(&mut p.smol, smol);
+        app.got.len() == to_tcplab.len() && p.world.received(conn, side).unwrap().len() == to_smol.len()
+    });
+    assert!(
+        finished,
+        "transfer incomplete after {} ms: smoltcp got {} of {MIB}, tcplab got {} of {MIB}; tcplab: {:?}",
+        (p.world.now() - start) / MS,
+        app.got.len(),
+        p.world.received(conn, side).unwrap().len(),
+        p.world.status(conn, side).unwrap(),
+    );
+    assert!(app.got == to_smol, "tcplab -> smoltcp arrived intact");
+    assert!(p.world.received(conn, side).unwrap() == to_tcplab, "smoltcp -> tcplab arrived intact");
+    let lost = p
+        .world
+        .events()
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::SegmentDropped { reason: DropReason::Loss, .. }))
+        .count();
+    assert!(lost > 20, "the link lost segments ({lost})");
+
+    // The close, over the same lossy link.
+    p.world.close(conn, side).unwrap();
+    assert!(p.run(60_000 * MS, |p| p.smol.tcp(smol).state() == SmolState::CloseWait));
+    p.smol.tcp(smol).close();
+    assert!(p.run(60_000 * MS, |p| {
+        p.smol.tcp(smol).state() == SmolState::Closed && p.world.status(conn, side).unwrap().state == State::TimeWait
+    }));
+    assert!(p.run(120_000 * MS, |p| p.world.status(conn, side).unwrap().state == State::Closed));
+    assert_eq!(p.world.status(conn, side).unwrap().error, None);
+    let states: Vec<State> = p
+        .world
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StateChanged { host, to, listener: None, .. } if &**host == "A" => Some(*to),
+            _ => None,
+        })
+        .collect();
+    let opening = if tcplab_opens { State::SynSent } else { State::SynReceived };
+    assert_eq!(states, [opening, State::Established, State::FinWait1, State::FinWait2, State::TimeWait, State::Closed]);
+}
+
+#[test]
+fn bulk_both_ways_over_a_lossy_link_tcplab_client() {
+    for seed in [1, 2, 3] {
+        bulk_both_ways(true, seed);
+    }
+}
+
+#[test]
+fn bulk_both_ways_over_a_lossy_link_tcplab_server() {
+    for seed in [1, 2, 3] {
+        bulk_both_ways(false, seed);
+    }
 }

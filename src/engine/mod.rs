@@ -19,6 +19,7 @@ pub mod output;
 pub mod profile;
 pub mod rtt;
 pub mod segment;
+mod sendbuf;
 pub mod seq;
 pub mod stack;
 pub mod state;

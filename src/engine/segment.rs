@@ -336,12 +336,52 @@ impl Segment {
     /// # Errors
     /// [`DecodeError::OptionsTooLong`] when the options exceed 40 octets.
     pub fn encode(&self, src_ip: Ipv4Addr, dst_ip: Ipv4Addr) -> Result<Bytes, DecodeError> {
+        let mut out = Vec::with_capacity(MAX_HEADER_LEN + self.payload.len());
+        self.encode_header(&mut out)?;
+        out.extend_from_slice(&self.payload);
+        let sum = checksum(src_ip, dst_ip, &out);
+        out[16..18].copy_from_slice(&sum.to_be_bytes());
+        Ok(Bytes::from(out))
+    }
+
+    /// The checksum [`Segment::encode`] would put in the header, computed
+    /// without building the encoded bytes (one pass over the payload, no copy).
+    ///
+    /// # Errors
+    /// [`DecodeError::OptionsTooLong`] when the options exceed 40 octets.
+    pub fn wire_checksum(&self, src_ip: Ipv4Addr, dst_ip: Ipv4Addr) -> Result<u16, DecodeError> {
+        let mut header = Vec::with_capacity(MAX_HEADER_LEN);
+        self.encode_header(&mut header)?;
+        // The header is a whole number of 32-bit words, so the payload's sum
+        // continues it at an even offset.
+        let sum = sum_words(
+            sum_words(pseudo_header_sum(src_ip, dst_ip, header.len() + self.payload.len()), &header),
+            &self.payload,
+        );
+        Ok(!fold(sum))
+    }
+
+    /// Octets on the wire: header with options and padding, plus payload.
+    pub fn wire_len(&self) -> usize {
+        let options_len: usize = self.options.iter().map(TcpOption::wire_len).sum();
+        (HEADER_LEN + options_len).div_ceil(4) * 4 + self.payload.len()
+    }
+
+    /// `true` when decoding this segment's encoding gives it back unchanged
+    /// (bar the checksum field): its options fill the header exactly, so no
+    /// padding would come back as extra EOL options.
+    pub fn encodes_exactly(&self) -> bool {
+        let options_len: usize = self.options.iter().map(TcpOption::wire_len).sum();
+        options_len % 4 == 0 && options_len <= MAX_HEADER_LEN - HEADER_LEN
+    }
+
+    /// Writes the header and options (padded, checksum zero) to `out`.
+    fn encode_header(&self, out: &mut Vec<u8>) -> Result<(), DecodeError> {
         let options_len: usize = self.options.iter().map(TcpOption::wire_len).sum();
         if options_len > MAX_HEADER_LEN - HEADER_LEN {
             return Err(DecodeError::OptionsTooLong(options_len));
         }
         let header_len = (HEADER_LEN + options_len).div_ceil(4) * 4;
-        let mut out = Vec::with_capacity(header_len + self.payload.len());
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
         out.extend_from_slice(&self.seq.0.to_be_bytes());
@@ -352,13 +392,10 @@ impl Segment {
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.urgent.to_be_bytes());
         for option in &self.options {
-            option.encode_into(&mut out);
+            option.encode_into(out);
         }
         out.resize(header_len, 0);
-        out.extend_from_slice(&self.payload);
-        let sum = checksum(src_ip, dst_ip, &out);
-        out[16..18].copy_from_slice(&sum.to_be_bytes());
-        Ok(Bytes::from(out))
+        Ok(())
     }
 
     /// Decodes and verifies a segment. The payload shares `bytes`' buffer.
@@ -460,28 +497,49 @@ fn decode_options(mut rest: &[u8]) -> Result<Vec<TcpOption>, DecodeError> {
 /// Over a segment whose checksum field is zero it returns the value to put
 /// there; over a segment carrying a correct checksum it returns 0.
 pub fn checksum(src_ip: Ipv4Addr, dst_ip: Ipv4Addr, tcp: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    for pair in src_ip.octets().chunks_exact(2).chain(dst_ip.octets().chunks_exact(2)) {
-        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+    !fold(sum_words(pseudo_header_sum(src_ip, dst_ip, tcp.len()), tcp))
+}
+
+/// The IPv4 pseudo-header's share of the sum (RFC 9293 section 3.1).
+fn pseudo_header_sum(src_ip: Ipv4Addr, dst_ip: Ipv4Addr, tcp_len: usize) -> u128 {
+    let words = (u64::from(u32::from(src_ip)) << 32) | u64::from(u32::from(dst_ip));
+    u128::from(words) + 6 + tcp_len as u128
+}
+
+/// Adds `data` to a running one's complement sum as big-endian 64-bit words
+/// (RFC 1071: the sum may be taken in any word size and folded at the end).
+/// A `u128` cannot overflow here: it would take 2^64 words.
+fn sum_words(mut sum: u128, data: &[u8]) -> u128 {
+    let mut chunks = data.chunks_exact(32);
+    for c in &mut chunks {
+        let w = |i: usize| u128::from(u64::from_be_bytes(c[i..i + 8].try_into().unwrap_or([0; 8])));
+        sum += w(0) + w(8) + w(16) + w(24);
     }
-    sum += 6; // protocol number of TCP
-    sum += tcp.len() as u64;
-    let mut chunks = tcp.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
-        sum += (word >> 48) + ((word >> 32) & 0xffff) + ((word >> 16) & 0xffff) + (word & 0xffff);
+    let mut words = chunks.remainder().chunks_exact(8);
+    for c in &mut words {
+        sum += u128::from(u64::from_be_bytes(c.try_into().unwrap_or([0; 8])));
     }
-    let mut pairs = chunks.remainder().chunks_exact(2);
-    for pair in &mut pairs {
-        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+    // The tail, zero-padded on the right to a whole word.
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        sum += u128::from(u64::from_be_bytes(last));
     }
-    if let [last] = pairs.remainder() {
-        sum += u64::from(u16::from_be_bytes([*last, 0]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    sum
+}
+
+/// Folds a wide sum to 16 bits with end-around carries.
+fn fold(sum: u128) -> u16 {
+    let mut s = (sum as u64 as u128) + (sum >> 64);
+    s = (s & 0xffff_ffff_ffff_ffff) + (s >> 64);
+    let mut s = s as u64;
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
 }
 
 impl fmt::Debug for Segment {
@@ -652,6 +710,31 @@ mod tests {
         assert_eq!(&wire[20..], b"hi!");
         let decoded = Segment::decode(&wire, B, A).unwrap();
         assert_eq!(decoded, Segment { checksum: 0x369c, ..seg });
+    }
+
+    #[test]
+    fn wire_checksum_and_len_match_the_encoding() {
+        for len in [0usize, 1, 2, 3, 7, 8, 9, 31, 32, 33, 536, 1459, 1460] {
+            for options in [vec![], vec![TcpOption::Mss { value: 1460 }], vec![TcpOption::WindowScale { value: 7 }]] {
+                let seg = Segment {
+                    src_port: 80,
+                    dst_port: 49152,
+                    seq: SeqNumber(0xffff_fff0),
+                    ack: SeqNumber(77),
+                    flags: Flags::PSH | Flags::ACK,
+                    window: 0xffff,
+                    options: options.clone(),
+                    payload: (0..len).map(|i| (i * 7 + 3) as u8).collect::<Vec<u8>>().into(),
+                    ..Segment::default()
+                };
+                let wire = seg.encode(A, B).unwrap();
+                assert_eq!(seg.wire_len(), wire.len());
+                assert_eq!(seg.wire_checksum(A, B).unwrap().to_be_bytes(), wire[16..18], "len {len} {options:?}");
+                let exact = Segment::decode(&wire, A, B).unwrap()
+                    == Segment { checksum: seg.wire_checksum(A, B).unwrap(), ..seg.clone() };
+                assert_eq!(seg.encodes_exactly(), exact);
+            }
+        }
     }
 
     #[test]

@@ -73,8 +73,8 @@ struct Slot {
     user_data: u64,
     /// Generation of the valid heap entry; older entries are stale.
     timer_gen: u32,
-    /// Deadline of the valid heap entry.
-    timer_at: Option<u64>,
+    /// Deadline of the valid heap entry ([`NO_TIMER`] when there is none).
+    timer_at: u64,
     /// Listed in `dirty` already.
     dirty: bool,
     /// Present in `by_tuple`.
@@ -100,6 +100,9 @@ pub struct Stack {
 }
 
 const EPHEMERAL_FIRST: u16 = 49_152;
+
+/// `Slot::timer_at` when the endpoint has no entry in the heap.
+const NO_TIMER: u64 = u64::MAX;
 
 impl Stack {
     /// A stack for a host with address `ip`; `profile` answers segments for no connection.
@@ -212,6 +215,11 @@ impl Stack {
         match self.free.pop() {
             Some(index) => SocketId(index),
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by a quarter rather than double: still amortised
+                    // O(1), but at most a quarter of the table lies unused.
+                    self.slots.reserve_exact((self.slots.len() / 4).max(16));
+                }
                 self.slots.push(None);
                 SocketId((self.slots.len() - 1) as u32)
             }
@@ -221,7 +229,7 @@ impl Stack {
     fn install(&mut self, id: SocketId, tcb: Tcb, user_data: u64, tuple: Tuple) {
         self.by_tuple.insert(tuple, id);
         self.slots[id.0 as usize] =
-            Some(Slot { tcb, user_data, timer_gen: 0, timer_at: None, dirty: false, in_table: true });
+            Some(Slot { tcb, user_data, timer_gen: 0, timer_at: NO_TIMER, dirty: false, in_table: true });
         self.mark_dirty(id);
     }
 
@@ -293,6 +301,17 @@ impl Stack {
         let data = self.slot_mut(id)?.tcb.recv(max);
         self.mark_dirty(id); // the window may have opened
         Ok(data)
+    }
+
+    /// RECEIVE for an application that only counts: drops up to `max`
+    /// octets without copying them; returns how many.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn recv_discard(&mut self, id: SocketId, max: usize) -> Result<usize, StackError> {
+        let n = self.slot_mut(id)?.tcb.recv_discard(max);
+        self.mark_dirty(id);
+        Ok(n)
     }
 
     /// CLOSE on an endpoint.
@@ -443,21 +462,21 @@ impl Stack {
             return;
         };
         if slot.tcb.state() == State::Closed {
-            slot.timer_at = None;
+            slot.timer_at = NO_TIMER;
             self.untable(id);
             return;
         }
         if let Some(deadline) = slot.tcb.poll_at() {
-            if slot.timer_at.is_none_or(|at| deadline < at) {
+            if deadline < slot.timer_at {
                 slot.timer_gen = slot.timer_gen.wrapping_add(1);
-                slot.timer_at = Some(deadline);
+                slot.timer_at = deadline;
                 self.timers.push(Reverse((deadline, id.0, slot.timer_gen)));
             }
         }
     }
 
     fn entry_is_live(&self, index: u32, generation: u32) -> bool {
-        matches!(self.slots.get(index as usize), Some(Some(slot)) if slot.timer_gen == generation && slot.timer_at.is_some())
+        matches!(self.slots.get(index as usize), Some(Some(slot)) if slot.timer_gen == generation && slot.timer_at != NO_TIMER)
     }
 
     /// The earliest timer deadline of any endpoint. Entries whose endpoint
@@ -478,10 +497,10 @@ impl Stack {
                 return Some(at);
             }
             self.timers.pop();
-            slot.timer_at = None;
+            slot.timer_at = NO_TIMER;
             if let Some(deadline) = deadline {
                 slot.timer_gen = slot.timer_gen.wrapping_add(1);
-                slot.timer_at = Some(deadline);
+                slot.timer_at = deadline;
                 self.timers.push(Reverse((deadline, index, slot.timer_gen)));
             }
         }
@@ -500,7 +519,7 @@ impl Stack {
             }
             let id = SocketId(index);
             if let Some(Some(slot)) = self.slots.get_mut(index as usize) {
-                slot.timer_at = None;
+                slot.timer_at = NO_TIMER;
                 slot.tcb.on_timer(now, out);
             }
             self.mark_dirty(id);
@@ -738,6 +757,89 @@ mod tests {
             .collect();
         assert_eq!(changes, [(State::Closed, Cause::User { call: crate::engine::UserCall::Abort })]);
         assert_eq!(summary(&f.sent()), [s("RST", 501, 0, 0)]);
+    }
+
+    #[test]
+    fn a_pure_ack_at_the_right_edge_of_the_window_is_accepted() {
+        // Regression (interop with smoltcp under loss): a peer that filled our
+        // window sends its ACKs from SEG.SEQ = RCV.NXT + RCV.WND. They used to
+        // fail the acceptability test, so our SND.UNA stood still (and RTT
+        // samples grew) until a hole in the peer's data was filled.
+        let mut f = Fixture::established(Profile { window: 1000, ..profile() });
+        // 900 octets held out of order behind a hole at 101: the peer's SND.NXT is 1101, our right edge.
+        assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 201, 501, &[7; 900])), [s("ACK", 501, 101, 0)]);
+        f.stack.send(SocketId(0), b"0123456789").unwrap();
+        f.stack.dispatch(3 * MS, &mut f.out);
+        assert_eq!(summary(&f.sent()), [s("PSH+ACK", 501, 101, 10)]);
+        assert_eq!(summary(&f.recv(4 * MS, Flags::ACK, 1101, 511, b"")), [], "accepted, nothing to answer");
+        let status = f.stack.status(SocketId(0)).unwrap();
+        assert_eq!(status.snd_una, 511);
+        assert_eq!(status.timers.retransmit, None);
+        // Text beyond the window is dropped, but its ACK still counts.
+        f.stack.send(SocketId(0), b"abc").unwrap();
+        f.stack.dispatch(5 * MS, &mut f.out);
+        f.sent();
+        assert_eq!(summary(&f.recv(6 * MS, Flags::ACK, 1101, 514, b"z")), [s("ACK", 514, 101, 0)]);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().snd_una, 514);
+    }
+
+    #[test]
+    fn a_zero_window_probe_that_acknowledges_our_fin_moves_to_fin_wait_2() {
+        let mut f = Fixture::established(Profile { window: 1000, ..profile() });
+        f.recv(2 * MS, Flags::ACK, 101, 501, &[1; 1000]);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().rcv_wnd, 0);
+        f.stack.close(SocketId(0), &mut f.out).unwrap();
+        f.stack.dispatch(3 * MS, &mut f.out);
+        assert_eq!(summary(&f.sent()), [s("FIN+ACK", 501, 1101, 0)]);
+        // The peer probes our zero window; the probe's ACK covers our FIN.
+        assert_eq!(summary(&f.recv(4 * MS, Flags::ACK, 1101, 502, b"p")), [s("ACK", 502, 1101, 0)]);
+        assert_eq!(f.state(), State::FinWait2);
+    }
+
+    /// Established, with `n` segments of 536 octets (the peer announced no MSS) sent at 10 ms.
+    fn five_segments_in_flight() -> Fixture {
+        let mut f = Fixture::established(profile());
+        f.stack.send(SocketId(0), &[9; 5 * 536]).unwrap();
+        f.stack.dispatch(10 * MS, &mut f.out);
+        let seqs: Vec<u32> = f.sent().iter().map(|s| s.seq.0).collect();
+        assert_eq!(seqs, [501, 1037, 1573, 2109, 2645]);
+        f
+    }
+
+    #[test]
+    fn three_duplicate_acks_trigger_a_fast_retransmit_and_partial_acks_resend_the_next_hole() {
+        let mut f = five_segments_in_flight();
+        // Segments 501 and 1573 are lost; the peer answers the others with duplicate ACKs.
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, 501, b"")), []);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, 501, b"")), []);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, 501, b"")), [s("ACK", 501, 101, 536)]);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, 501, b"")), [], "one fast retransmit per loss");
+        // RFC 6582: a partial ACK shows the next hole; it is resent at once.
+        assert_eq!(summary(&f.recv(30 * MS, Flags::ACK, 101, 1573, b"")), [s("ACK", 1573, 101, 536)]);
+        assert_eq!(summary(&f.recv(40 * MS, Flags::ACK, 101, 3181, b"")), []);
+        let status = f.stack.status(SocketId(0)).unwrap();
+        assert_eq!((status.snd_una, status.snd_nxt, status.retries), (3181, 3181, 0));
+        assert!(!f.out.iter().any(|o| matches!(o, Output::TimerFired { .. })), "no timeout was needed");
+    }
+
+    #[test]
+    fn duplicate_acks_need_no_data_and_an_unchanged_window() {
+        let mut f = five_segments_in_flight();
+        f.recv(20 * MS, Flags::ACK, 101, 501, b"a");
+        f.recv(20 * MS, Flags::ACK, 102, 501, b"b");
+        let sent = f.recv(20 * MS, Flags::ACK, 103, 501, b"c");
+        assert_eq!(summary(&sent), [s("ACK", 3181, 104, 0)], "segments with data are not duplicate ACKs");
+    }
+
+    #[test]
+    fn duplicate_acks_echoing_a_timeout_retransmission_do_not_fast_retransmit() {
+        let mut f = five_segments_in_flight();
+        // The RTO fires: go-back-N resends everything from SND.UNA.
+        assert_eq!(f.tick(1010 * MS).len(), 5);
+        // The peer had most of it: its duplicate ACKs must not look like a new loss (RFC 6582 section 4).
+        for _ in 0..4 {
+            assert_eq!(summary(&f.recv(1020 * MS, Flags::ACK, 101, 501, b"")), []);
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::output::{Cause, ConnError, Output, SocketId, TimerKind, UserCall};
 use super::profile::{Handshake, Profile};
 use super::rtt::RttEstimator;
 use super::segment::{Flags, Segment, TcpOption};
+use super::sendbuf::SendBuffer;
 use super::seq::SeqNumber;
 use super::state::State;
 
@@ -58,6 +59,44 @@ pub struct Timers {
     /// Next zero-window probe.
     pub persist: Option<u64>,
 }
+
+/// A deadline that never comes: the timer is not running.
+const NEVER: u64 = u64::MAX;
+
+/// The running timers as the TCB keeps them: a deadline each, [`NEVER`] when
+/// stopped (half the size of three `Option<u64>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Deadlines {
+    retransmit: u64,
+    time_wait: u64,
+    persist: u64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines { retransmit: NEVER, time_wait: NEVER, persist: NEVER }
+    }
+}
+
+impl Deadlines {
+    fn public(self) -> Timers {
+        let running = |t: u64| (t != NEVER).then_some(t);
+        Timers {
+            retransmit: running(self.retransmit),
+            time_wait: running(self.time_wait),
+            persist: running(self.persist),
+        }
+    }
+
+    fn earliest(self) -> Option<u64> {
+        let t = self.retransmit.min(self.time_wait).min(self.persist);
+        (t != NEVER).then_some(t)
+    }
+}
+
+/// Buffers kept when they empty, so that a busy connection does not
+/// allocate again for every segment; larger ones are given back.
+const KEEP_EMPTY_BUFFER: usize = 64 * 1024;
 
 /// A snapshot of an endpoint for STATUS (RFC 9293 section 3.10.6) and the API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -137,11 +176,13 @@ pub struct Tcb {
     last_adv_wnd: u32,
 
     /// Data from SND.UNA (or ISS+1 while the SYN is unacknowledged) onwards.
-    tx: VecDeque<u8>,
+    tx: SendBuffer,
     /// In-order data not yet read by the user.
     rx: VecDeque<u8>,
-    /// Out-of-order segments, sorted by sequence number, trimmed to the window.
-    ooo: Vec<(SeqNumber, Bytes)>,
+    /// Out-of-order segments, sorted by sequence number, trimmed to the
+    /// window; boxed, and absent while nothing is held (almost always).
+    #[allow(clippy::box_collection)] // one pointer, not three words, in every idle TCB
+    ooo: Option<Box<Vec<(SeqNumber, Bytes)>>>,
     /// Where the peer's FIN sits, once seen (it is processed when RCV.NXT reaches it).
     peer_fin: Option<SeqNumber>,
     /// The user called CLOSE: a FIN follows the queued data.
@@ -152,8 +193,17 @@ pub struct Tcb {
     ack_pending: bool,
     /// The persist timer fired: send one octet beyond a zero window.
     probe_due: bool,
+    /// Fast retransmit (RFC 5681 section 3.2) or a partial ACK in recovery
+    /// (RFC 6582 section 3.2): resend the segment at SND.UNA now.
+    rexmit_due: bool,
+    /// In loss recovery after a fast retransmit, until SND.UNA reaches `recover`.
+    in_recovery: bool,
+    /// Duplicate ACKs in a row (RFC 5681 section 2's definition).
+    dup_acks: u8,
+    /// RFC 6582's `recover`: SND.NXT when recovery began or the RTO last fired.
+    recover: SeqNumber,
 
-    timers: Timers,
+    timers: Deadlines,
     rtt: RttEstimator,
     /// The segment being timed: the sequence number that acknowledges it, and when it left.
     rtt_probe: Option<(SeqNumber, u64)>,
@@ -200,15 +250,19 @@ impl Tcb {
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             last_adv_wnd: 0,
-            tx: VecDeque::new(),
+            tx: SendBuffer::default(),
             rx: VecDeque::new(),
-            ooo: Vec::new(),
+            ooo: None,
             peer_fin: None,
             fin_queued: false,
             fin_seq: None,
             ack_pending: false,
             probe_due: false,
-            timers: Timers::default(),
+            rexmit_due: false,
+            in_recovery: false,
+            dup_acks: 0,
+            recover: iss,
+            timers: Deadlines::default(),
             rtt,
             rtt_probe: None,
             retries: 0,
@@ -259,7 +313,7 @@ impl Tcb {
         tcb.snd_mss = syn.mss().unwrap_or(DEFAULT_PEER_MSS).min(tcb.profile.mss);
         if !syn.payload.is_empty() {
             // Text on a SYN is queued until the connection is established (3.10.7.2).
-            tcb.ooo.push((syn.seq + 1, syn.payload.clone()));
+            tcb.hold_out_of_order(syn.seq + 1, syn.payload.clone());
         }
         if syn.flags.contains(Flags::FIN) {
             tcb.peer_fin = Some(syn.seq + 1 + syn.payload.len() as u32);
@@ -362,8 +416,8 @@ impl Tcb {
             snd_mss: self.snd_mss,
             send_buffered: self.tx.len(),
             recv_buffered: self.rx.len(),
-            out_of_order: self.ooo.iter().map(|(_, b)| b.len()).sum(),
-            timers: self.timers,
+            out_of_order: self.ooo.iter().flat_map(|held| held.iter()).map(|(_, b)| b.len()).sum(),
+            timers: self.timers.public(),
             rto_ns: self.rtt.rto,
             srtt_ns: self.rtt.srtt,
             retries: self.retries,
@@ -373,12 +427,17 @@ impl Tcb {
 
     /// The earliest running timer's deadline: when to call [`Tcb::on_timer`].
     pub fn poll_at(&self) -> Option<u64> {
-        [self.timers.retransmit, self.timers.time_wait, self.timers.persist].into_iter().flatten().min()
+        self.timers.earliest()
     }
 
     /// `true` when the stack should call [`Tcb::dispatch`] (cheap to ask).
     pub fn wants_dispatch(&self) -> bool {
-        self.ack_pending || self.probe_due || self.snd_ptr != self.snd_nxt || !self.tx.is_empty() || self.fin_queued
+        self.ack_pending
+            || self.probe_due
+            || self.rexmit_due
+            || self.snd_ptr != self.snd_nxt
+            || !self.tx.is_empty()
+            || self.fin_queued
     }
 
     // ----- user calls (RFC 9293 section 3.10) -----
@@ -404,7 +463,7 @@ impl Tcb {
             return Err(UserError::BufferFull);
         }
         let n = room.min(data.len());
-        self.tx.extend(&data[..n]);
+        self.tx.push(&data[..n]);
         Ok(n)
     }
 
@@ -412,11 +471,32 @@ impl Tcb {
     /// peer's FIN has been processed means end of stream.
     pub fn recv(&mut self, max: usize) -> Vec<u8> {
         let n = max.min(self.rx.len());
-        let data: Vec<u8> = self.rx.drain(..n).collect();
-        if self.rx.is_empty() {
-            self.rx = VecDeque::new(); // an idle endpoint holds no buffer
-        }
+        let mut data = Vec::with_capacity(n);
+        let (a, b) = self.rx.as_slices();
+        let first = n.min(a.len());
+        data.extend_from_slice(&a[..first]);
+        data.extend_from_slice(&b[..n - first]);
+        self.consume(n);
         data
+    }
+
+    /// RECEIVE for an application that only counts what it reads: drops up to
+    /// `max` in-order octets without copying them out; returns how many.
+    pub fn recv_discard(&mut self, max: usize) -> usize {
+        let n = max.min(self.rx.len());
+        self.consume(n);
+        n
+    }
+
+    fn consume(&mut self, n: usize) {
+        if n == self.rx.len() {
+            self.rx.clear();
+            if self.rx.capacity() > KEEP_EMPTY_BUFFER {
+                self.rx = VecDeque::new();
+            }
+        } else {
+            self.rx.drain(..n);
+        }
     }
 
     /// Octets ready to be read.
@@ -528,7 +608,7 @@ impl Tcb {
             self.snd_ptr = self.iss;
             self.set_state(State::SynReceived, Cause::segment(seg), "3.10.7.3", out);
             if !seg.payload.is_empty() {
-                self.ooo.push((seg.seq + 1, seg.payload.clone()));
+                self.hold_out_of_order(seg.seq + 1, seg.payload.clone());
             }
         }
     }
@@ -568,11 +648,17 @@ impl Tcb {
         let flags = seg.flags;
         let seg_len = seg.seg_len();
 
-        // First, check the sequence number.
+        // First, check the sequence number. A segment of no length exactly at
+        // the right edge of the window passes too: a peer that filled our
+        // window sends its ACKs from there, and RFC 9293's test (with its
+        // "special allowance ... to accept valid ACKs") would otherwise ignore
+        // every ACK it sends until we open the window, which only our own
+        // retransmission can do when a hole holds RCV.NXT back. BSD and Linux
+        // accept SEG.SEQ = RCV.NXT + RCV.WND for the same reason.
         let rcv_wnd = self.rcv_wnd();
         let acceptable = match (seg_len, rcv_wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
-            (0, _) => seg.seq.in_window(self.rcv_nxt, rcv_wnd),
+            (0, _) => seg.seq.in_window(self.rcv_nxt, rcv_wnd) || seg.seq == self.rcv_nxt + rcv_wnd,
             (_, 0) => false,
             (_, _) => {
                 seg.seq.in_window(self.rcv_nxt, rcv_wnd) || (seg.seq + (seg_len - 1)).in_window(self.rcv_nxt, rcv_wnd)
@@ -587,9 +673,16 @@ impl Tcb {
                 // restart the 2*MSL wait (3.10.7.4, eighth step, TIME-WAIT).
                 self.restart_time_wait(now, out);
             }
-            // RCV.WND zero: still honour a valid ACK (3.10.7.4, "special allowance").
-            if rcv_wnd == 0 && seg.seq == self.rcv_nxt && flags.contains(Flags::ACK) {
-                self.process_ack(seg, now, out);
+            // Text that starts at the right edge of the window (a probe of a
+            // zero window, or a peer that sent as far as we let it): the text
+            // is dropped, but its ACK is valid and honoured (3.10.7.4,
+            // "special allowance should be made to accept valid ACKs").
+            if seg.seq == self.rcv_nxt + rcv_wnd && flags.contains(Flags::ACK) && !flags.contains(Flags::SYN) {
+                self.ack_pending = true;
+                if self.process_ack(seg, now, out) {
+                    self.after_ack(cause, now, out);
+                }
+                return;
             }
             self.ack_pending = true;
             return;
@@ -658,29 +751,39 @@ impl Tcb {
         if !self.process_ack(seg, now, out) {
             return;
         }
-        match self.state {
-            State::FinWait1 if self.fin_acked() => {
-                self.set_state(State::FinWait2, cause.clone(), "3.10.7.4", out);
-            }
-            State::Closing => {
-                if self.fin_acked() {
-                    self.enter_time_wait(cause, now, out);
-                }
-                return;
-            }
-            State::LastAck => {
-                if self.fin_acked() {
-                    self.enter_closed(cause, "3.10.7.4", out);
-                }
-                return;
-            }
-            _ => {}
+        if !self.after_ack(cause.clone(), now, out) {
+            return;
         }
 
         // Sixth (URG) is not implemented: urgent data is delivered in line.
         // Seventh and eighth: text and FIN.
         if let Some(text) = self.trim_to_window(seg) {
             self.receive_text(text, &cause, now, out);
+        }
+    }
+
+    /// The state changes an acceptable ACK brings about once our FIN is
+    /// acknowledged (3.10.7.4, fifth step). Returns `false` when the rest of
+    /// the segment is not to be processed.
+    fn after_ack(&mut self, cause: Cause, now: u64, out: &mut Vec<Output>) -> bool {
+        match self.state {
+            State::FinWait1 if self.fin_acked() => {
+                self.set_state(State::FinWait2, cause, "3.10.7.4", out);
+                true
+            }
+            State::Closing => {
+                if self.fin_acked() {
+                    self.enter_time_wait(cause, now, out);
+                }
+                false
+            }
+            State::LastAck => {
+                if self.fin_acked() {
+                    self.enter_closed(cause, "3.10.7.4", out);
+                }
+                false
+            }
+            _ => true,
         }
     }
 
@@ -698,8 +801,36 @@ impl Tcb {
             self.ack_pending = true;
             return false;
         }
+        // RFC 5681 section 2: a duplicate ACK carries no data, no SYN or FIN,
+        // acknowledges SND.UNA while data is outstanding and repeats the window.
+        let duplicate = seg.ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.contains(Flags::SYN)
+            && !seg.flags.contains(Flags::FIN)
+            && self.snd_una != self.snd_nxt
+            && self.snd_wnd > 0
+            && u32::from(seg.window) == self.snd_wnd;
         if self.snd_una < seg.ack {
+            let partial = self.in_recovery && seg.ack < self.recover;
             self.ack_advance(seg.ack, now);
+            self.dup_acks = 0;
+            if partial {
+                // RFC 6582 section 3.2 step 5: the next hole is lost too; resend it now.
+                self.rexmit_due = true;
+            } else {
+                self.in_recovery = false;
+            }
+        } else if duplicate {
+            self.dup_acks = self.dup_acks.saturating_add(1);
+            // RFC 5681 section 3.2 steps 2 and 3, with RFC 6582's check that the
+            // duplicates are not echoes of what a timeout already resent.
+            if self.dup_acks == 3 && !self.in_recovery && seg.ack >= self.recover {
+                self.in_recovery = true;
+                self.recover = self.snd_nxt;
+                self.rexmit_due = true;
+            }
+        } else if seg.ack != self.snd_una || !seg.payload.is_empty() {
+            self.dup_acks = 0;
         }
         // Window update (3.10.7.4): only from a segment at least as new as the last one used.
         if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack) {
@@ -709,7 +840,7 @@ impl Tcb {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
             if was_zero && self.snd_wnd > 0 {
-                self.timers.persist = None;
+                self.timers.persist = NEVER;
                 self.persist_backoff = 0;
             }
         }
@@ -724,11 +855,7 @@ impl Tcb {
         if self.snd_una == self.iss && acked > 0 {
             acked -= 1; // our SYN
         }
-        let data = (acked as usize).min(self.tx.len());
-        self.tx.drain(..data);
-        if self.tx.is_empty() {
-            self.tx = VecDeque::new();
-        }
+        self.tx.consume(acked as usize);
         self.snd_una = ack;
         if self.snd_ptr < self.snd_una {
             self.snd_ptr = self.snd_una;
@@ -740,7 +867,7 @@ impl Tcb {
             }
         }
         self.retries = 0;
-        self.timers.retransmit = if self.snd_una == self.snd_nxt { None } else { Some(now + self.rtt.rto) };
+        self.timers.retransmit = if self.snd_una == self.snd_nxt { NEVER } else { now + self.rtt.rto };
     }
 
     fn fin_acked(&self) -> bool {
@@ -801,26 +928,35 @@ impl Tcb {
     }
 
     fn hold_out_of_order(&mut self, seq: SeqNumber, data: Bytes) {
-        let at = self.ooo.partition_point(|(s, _)| *s < seq);
-        if self.ooo.get(at).is_some_and(|(s, d)| *s == seq && d.len() >= data.len()) {
+        let held = self.ooo.get_or_insert_with(Box::default);
+        let at = held.partition_point(|(s, _)| *s < seq);
+        if held.get(at).is_some_and(|(s, d)| *s == seq && d.len() >= data.len()) {
             return; // a duplicate of what we hold
         }
-        self.ooo.insert(at, (seq, data));
+        held.insert(at, (seq, data));
     }
 
     /// Moves held segments that now continue the in-order stream into `rx`,
     /// each octet exactly once.
     fn drain_out_of_order(&mut self) {
-        while let Some((seq, _)) = self.ooo.first() {
+        let Some(held) = self.ooo.as_mut() else {
+            return;
+        };
+        let mut ready = 0;
+        for (seq, data) in held.iter() {
             if *seq > self.rcv_nxt {
                 break;
             }
-            let (seq, data) = self.ooo.remove(0);
-            let skip = (self.rcv_nxt - seq) as usize;
+            ready += 1;
+            let skip = (self.rcv_nxt - *seq) as usize;
             if skip < data.len() {
                 self.rx.extend(&data[skip..]);
                 self.rcv_nxt += (data.len() - skip) as u32;
             }
+        }
+        held.drain(..ready);
+        if held.is_empty() {
+            self.ooo = None;
         }
     }
 
@@ -857,11 +993,11 @@ impl Tcb {
     }
 
     fn enter_time_wait(&mut self, cause: Cause, now: u64, out: &mut Vec<Output>) {
-        self.timers.retransmit = None;
-        self.timers.persist = None;
+        self.timers.retransmit = NEVER;
+        self.timers.persist = NEVER;
         if self.profile.time_wait.is_on() {
             self.set_state(State::TimeWait, cause, "3.10.7.4", out);
-            self.timers.time_wait = Some(now + self.profile.time_wait_ns());
+            self.timers.time_wait = now + self.profile.time_wait_ns();
         } else {
             // The variant: skip the 2*MSL wait. The final ACK still goes out
             // now, but nobody stays to repeat it.
@@ -877,7 +1013,7 @@ impl Tcb {
         let _ = out;
         self.ack_pending = true;
         if self.state == State::TimeWait {
-            self.timers.time_wait = Some(now + self.profile.time_wait_ns());
+            self.timers.time_wait = now + self.profile.time_wait_ns();
         }
     }
 
@@ -885,19 +1021,19 @@ impl Tcb {
 
     /// Fires every timer whose deadline is at or before `now`.
     pub fn on_timer(&mut self, now: u64, out: &mut Vec<Output>) {
-        if self.timers.time_wait.is_some_and(|t| t <= now) {
-            self.timers.time_wait = None;
+        if self.timers.time_wait <= now {
+            self.timers.time_wait = NEVER;
             out.push(Output::TimerFired { socket: self.id, timer: TimerKind::TimeWait });
             self.enter_closed(Cause::Timer { timer: TimerKind::TimeWait }, "3.10.8", out);
             return;
         }
-        if self.timers.retransmit.is_some_and(|t| t <= now) {
-            self.timers.retransmit = None;
+        if self.timers.retransmit <= now {
+            self.timers.retransmit = NEVER;
             out.push(Output::TimerFired { socket: self.id, timer: TimerKind::Retransmit });
             self.on_retransmit_timeout(now, out);
         }
-        if self.timers.persist.is_some_and(|t| t <= now) {
-            self.timers.persist = None;
+        if self.timers.persist <= now {
+            self.timers.persist = NEVER;
             out.push(Output::TimerFired { socket: self.id, timer: TimerKind::Persist });
             if self.snd_wnd == 0 && self.state != State::Closed {
                 self.probe_due = true;
@@ -922,11 +1058,16 @@ impl Tcb {
         self.rtt.back_off();
         self.rtt_probe = None;
         self.snd_ptr = self.snd_una;
+        // RFC 6582 section 4: leave recovery and remember how far we had sent.
+        self.in_recovery = false;
+        self.rexmit_due = false;
+        self.dup_acks = 0;
+        self.recover = self.snd_nxt;
         if self.snd_wnd == 0 && self.state.is_synchronized() {
             // The octet in flight is a window probe: send it again, beyond the window.
             self.probe_due = true;
         }
-        self.timers.retransmit = Some(now + self.rtt.rto);
+        self.timers.retransmit = now + self.rtt.rto;
     }
 
     // ----- sending -----
@@ -960,6 +1101,10 @@ impl Tcb {
             return;
         }
         let may_send = !matches!(self.state, State::FinWait2);
+        if self.rexmit_due {
+            self.rexmit_due = false;
+            self.retransmit_first(now, out);
+        }
         if may_send {
             loop {
                 let data_start = self.snd_una;
@@ -1013,11 +1158,38 @@ impl Tcb {
         }
         self.probe_due = false;
         // Arm the persist timer when data waits behind a zero window and nothing is in flight.
-        if self.snd_wnd == 0 && !self.tx.is_empty() && self.snd_una == self.snd_nxt && self.timers.persist.is_none() {
+        if self.snd_wnd == 0 && !self.tx.is_empty() && self.snd_una == self.snd_nxt && self.timers.persist == NEVER {
             let interval =
                 self.rtt.rto.saturating_mul(1 << self.persist_backoff).min(self.profile.rto_max_ms * 1_000_000);
-            self.timers.persist = Some(now + interval);
+            self.timers.persist = now + interval;
         }
+    }
+
+    /// Resends the segment at SND.UNA (fast retransmit), leaving the send
+    /// path where it is unless it would only resend the same octets.
+    fn retransmit_first(&mut self, now: u64, out: &mut Vec<Output>) {
+        if self.snd_una == self.snd_nxt || !self.state.is_synchronized() {
+            return;
+        }
+        let len = self.tx.len().min(usize::from(self.snd_mss)).min(self.snd_wnd as usize);
+        let fin = self.fin_seq == Some(self.snd_una + len as u32);
+        if len == 0 && !fin {
+            return;
+        }
+        let mut flags = Flags::ACK;
+        if fin {
+            flags |= Flags::FIN;
+        }
+        if len > 0 && len == self.tx.len() {
+            flags |= Flags::PSH;
+        }
+        let payload = self.tx_slice(0, len);
+        let seg = self.segment(self.snd_una, flags, payload);
+        let end = self.snd_una + seg.seg_len();
+        if self.snd_ptr < end {
+            self.snd_ptr = end;
+        }
+        self.emit(seg, true, now, out);
     }
 
     /// Receiver-side silly window avoidance (RFC 9293 section 3.8.6.2.2):
@@ -1031,23 +1203,8 @@ impl Tcb {
         now_wnd > self.last_adv_wnd && now_wnd - self.last_adv_wnd >= threshold
     }
 
-    fn tx_slice(&self, offset: usize, len: usize) -> Bytes {
-        if len == 0 {
-            return Bytes::new();
-        }
-        let (a, b) = self.tx.as_slices();
-        if offset + len <= a.len() {
-            return Bytes::copy_from_slice(&a[offset..offset + len]);
-        }
-        let mut v = Vec::with_capacity(len);
-        if offset < a.len() {
-            v.extend_from_slice(&a[offset..]);
-            v.extend_from_slice(&b[..len - (a.len() - offset)]);
-        } else {
-            let start = offset - a.len();
-            v.extend_from_slice(&b[start..start + len]);
-        }
-        Bytes::from(v)
+    fn tx_slice(&mut self, offset: usize, len: usize) -> Bytes {
+        self.tx.slice(offset, len)
     }
 
     fn syn_segment(&self) -> Segment {
@@ -1081,8 +1238,8 @@ impl Tcb {
             self.last_adv_wnd = u32::from(segment.window);
         }
         if seg_len > 0 && !segment.flags.contains(Flags::RST) {
-            if self.timers.retransmit.is_none() && self.snd_una != self.snd_nxt {
-                self.timers.retransmit = Some(now + self.rtt.rto);
+            if self.timers.retransmit == NEVER && self.snd_una != self.snd_nxt {
+                self.timers.retransmit = now + self.rtt.rto;
             }
             if retransmission {
                 self.rtt_probe = None; // Karn's algorithm
@@ -1115,12 +1272,12 @@ impl Tcb {
 
     /// CLOSED: the TCB is deleted (its owner releases it); buffers and timers go.
     fn enter_closed(&mut self, cause: Cause, rfc: &'static str, out: &mut Vec<Output>) {
-        self.timers = Timers::default();
+        self.timers = Deadlines::default();
         self.ack_pending = false;
         self.probe_due = false;
         self.fin_queued = false;
-        self.tx = VecDeque::new();
-        self.ooo = Vec::new();
+        self.tx = SendBuffer::default();
+        self.ooo = None;
         self.set_state(State::Closed, cause, rfc, out);
     }
 }

@@ -127,8 +127,13 @@ pub(crate) struct InFlight {
     to: HostId,
     src_ip: Ipv4Addr,
     dst_ip: Ipv4Addr,
-    bytes: Bytes,
-    /// The segment as sent (for the log; the receiver decodes `bytes`).
+    /// The encoded segment. `None` while nothing has touched the segment
+    /// since a TCP here encoded it: then `segment` (its checksum field set)
+    /// is exactly what the bytes would decode to, so they are made only if
+    /// needed (a bit to flip, a raw host to hand them to) and the receiver
+    /// takes `segment` as it is, sparing an encoding and a decoding.
+    bytes: Option<Bytes>,
+    /// The segment as sent (for the log; the receiver decodes `bytes` when there are any).
     segment: Segment,
     retransmission: bool,
     injected: bool,
@@ -143,6 +148,19 @@ struct Scheduled {
     at: u64,
     order: u64,
     item: Item,
+}
+
+impl InFlight {
+    /// The encoded bytes, made now if they were not yet.
+    fn bytes(&mut self) -> &Bytes {
+        let (segment, src_ip, dst_ip) = (&self.segment, self.src_ip, self.dst_ip);
+        self.bytes.get_or_insert_with(|| segment.encode(src_ip, dst_ip).unwrap_or_default())
+    }
+
+    /// Octets on the wire.
+    fn wire_len(&self) -> usize {
+        self.bytes.as_ref().map_or_else(|| self.segment.wire_len(), Bytes::len)
+    }
 }
 
 impl PartialEq for Scheduled {
@@ -337,6 +355,8 @@ pub struct World {
     next_event_seq: u64,
     next_segment_id: u64,
     scratch: Vec<Output>,
+    /// Endpoints that became readable while settling a host (kept for its allocation).
+    scratch_readable: Vec<SocketId>,
     default_link: LinkParams,
 }
 
@@ -383,6 +403,7 @@ impl World {
             next_event_seq: 1,
             next_segment_id: 1,
             scratch: Vec::new(),
+            scratch_readable: Vec::new(),
             default_link: LinkParams::default(),
         })
     }
@@ -776,12 +797,20 @@ impl World {
         let Ok(user_data) = stack.user_data(socket) else {
             return 0;
         };
-        let Ok(data) = stack.recv(socket, max) else {
-            return 0;
+        let keep = self.config.keep_received;
+        let (n, data) = if keep {
+            let Ok(data) = stack.recv(socket, max) else {
+                return 0;
+            };
+            (data.len(), data)
+        } else {
+            // Nobody will look at the octets: count them and let them go.
+            let Ok(n) = stack.recv_discard(socket, max) else {
+                return 0;
+            };
+            (n, Vec::new())
         };
-        let n = data.len();
         if let Some((conn, side)) = untag(user_data) {
-            let keep = self.config.keep_received;
             if let Some(end) = self.connections.get_mut(&conn).and_then(|c| c.end_mut(side)) {
                 end.received_total += n as u64;
                 if keep {
@@ -863,7 +892,7 @@ impl World {
         let src_ip = self.hosts[from as usize].ip;
         let dst_ip = self.hosts[to as usize].ip;
         let bytes = segment.encode(src_ip, dst_ip)?;
-        Ok(self.launch(from, dst_ip, bytes, segment, false, true, None, spec.delay_ns))
+        Ok(self.launch(from, dst_ip, Some(bytes), segment, false, true, None, spec.delay_ns))
     }
 
     /// Puts bytes a raw host's peer implementation produced on the wire from
@@ -877,7 +906,7 @@ impl World {
             return Err(WorldError::NotRawHost(from.to_string()));
         }
         let segment = Segment::decode_unverified(&bytes).unwrap_or_default();
-        Ok(self.launch(host, dst_ip, bytes, segment, false, false, None, 0))
+        Ok(self.launch(host, dst_ip, Some(bytes), segment, false, false, None, 0))
     }
 
     /// Takes the packets that reached a raw host since the last call.
@@ -997,7 +1026,10 @@ impl World {
 
     /// Takes the events produced since the last call (the log's numbering continues).
     pub fn take_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.events)
+        // The next batch is likely as large as this one: give it the room now
+        // rather than growing (and copying) the log from empty again.
+        let room = self.events.len().min(1 << 16);
+        std::mem::replace(&mut self.events, Vec::with_capacity(room))
     }
 
     /// The number the next event will get.
@@ -1034,13 +1066,29 @@ impl World {
         }
     }
 
+    /// [`World::wire`], taking the segment instead of copying it.
+    fn wire_owned(&self, p: InFlight) -> WireSegment {
+        let to = match self.host_by_ip.get(&p.dst_ip) {
+            Some(&h) => self.hosts[h as usize].name.clone(),
+            None => Arc::from(p.dst_ip.to_string()),
+        };
+        WireSegment {
+            id: p.id,
+            from: self.hosts[p.from as usize].name.clone(),
+            to,
+            segment: p.segment,
+            retransmission: p.retransmission,
+            injected: p.injected,
+        }
+    }
+
     /// A segment leaves `from`: log it, apply fault rules and the link, schedule its arrival.
     #[allow(clippy::too_many_arguments)]
     fn launch(
         &mut self,
         from: HostId,
         dst_ip: Ipv4Addr,
-        bytes: Bytes,
+        bytes: Option<Bytes>,
         mut segment: Segment,
         retransmission: bool,
         injected: bool,
@@ -1049,7 +1097,7 @@ impl World {
     ) -> u64 {
         let id = self.next_segment_id;
         self.next_segment_id += 1;
-        if bytes.len() >= 18 {
+        if let Some(bytes) = bytes.as_ref().filter(|b| b.len() >= 18) {
             segment.checksum = u16::from_be_bytes([bytes[16], bytes[17]]);
         }
         let src_ip = self.hosts[from as usize].ip;
@@ -1098,7 +1146,8 @@ impl World {
                 dup_fault = Some(fault);
             }
             Some((_, FaultAction::Corrupt, _)) => {
-                packet.bytes = self.flip_bit(&packet.bytes);
+                let flipped = self.flip_bit(packet.bytes());
+                packet.bytes = Some(flipped);
             }
             None => {}
         }
@@ -1111,7 +1160,8 @@ impl World {
             return id;
         }
         if params.corrupt > 0.0 && self.chance(params.corrupt) {
-            packet.bytes = self.flip_bit(&packet.bytes);
+            let flipped = self.flip_bit(packet.bytes());
+            packet.bytes = Some(flipped);
         }
         if params.duplicate > 0.0 && self.chance(params.duplicate) {
             copies = 2;
@@ -1120,7 +1170,7 @@ impl World {
         let departure = match self.links.get_mut(&(from, to)) {
             Some(dir) if params.bandwidth_bps > 0 => {
                 let begin = start.max(dir.busy_until);
-                dir.busy_until = begin + params.serialisation_ns(packet.bytes.len());
+                dir.busy_until = begin + params.serialisation_ns(packet.wire_len());
                 dir.busy_until
             }
             _ => start,
@@ -1146,7 +1196,7 @@ impl World {
                         to: 0,
                         src_ip: Ipv4Addr::UNSPECIFIED,
                         dst_ip: Ipv4Addr::UNSPECIFIED,
-                        bytes: Bytes::new(),
+                        bytes: None,
                         segment: Segment::default(),
                         retransmission: false,
                         injected: false,
@@ -1175,11 +1225,15 @@ impl World {
     }
 
     /// A segment reaches its destination host.
-    fn arrive(&mut self, packet: InFlight) {
-        let decoded = Segment::decode(&packet.bytes, packet.src_ip, packet.dst_ip);
-        let segment = match decoded {
-            Ok(segment) => segment,
-            Err(error) => {
+    fn arrive(&mut self, mut packet: InFlight) {
+        let decoded = match &packet.bytes {
+            None => None, // untouched since it was encoded: `packet.segment` is what arrives
+            Some(bytes) => Some(Segment::decode(bytes, packet.src_ip, packet.dst_ip)),
+        };
+        let decoded = match decoded {
+            None => None,
+            Some(Ok(segment)) => Some(segment),
+            Some(Err(error)) => {
                 let reason = match error {
                     DecodeError::BadChecksum { .. } => DropReason::BadChecksum,
                     _ => DropReason::Malformed,
@@ -1195,10 +1249,14 @@ impl World {
         let World { hosts, rng, .. } = self;
         let delivery = match &mut hosts[host as usize].stack {
             HostStack::Raw(inbox) => {
-                inbox.push(RawPacket { t_ns: now, src_ip: packet.src_ip, bytes: packet.bytes.clone() });
+                let bytes = packet.bytes().clone();
+                inbox.push(RawPacket { t_ns: now, src_ip: packet.src_ip, bytes });
                 None
             }
-            HostStack::Tcp(stack) => Some(stack.process(now, packet.src_ip, &segment, rng, &mut out)),
+            HostStack::Tcp(stack) => {
+                let segment = decoded.as_ref().unwrap_or(&packet.segment);
+                Some(stack.process(now, packet.src_ip, segment, rng, &mut out))
+            }
         };
         let connection = match delivery {
             Some(Delivery::Socket(socket)) => match &self.hosts[host as usize].stack {
@@ -1207,7 +1265,7 @@ impl World {
             },
             _ => None,
         };
-        let wire = self.wire(&packet);
+        let wire = self.wire_owned(packet);
         if delivery == Some(Delivery::NoConnection) {
             self.push_event(EventKind::SegmentDropped { reason: DropReason::NoListener, fault: None, segment: wire });
         } else {
@@ -1230,14 +1288,16 @@ impl World {
                     stack.dispatch(now, &mut out);
                 }
             }
-            let mut readable = Vec::new();
+            let mut readable = std::mem::take(&mut self.scratch_readable);
             for output in out.drain(..) {
                 self.apply_output(host, output, &mut readable, &mut closed);
             }
             self.scratch = out;
-            for socket in readable {
+            for &socket in &readable {
                 self.read_if_auto(host, socket);
             }
+            readable.clear();
+            self.scratch_readable = readable;
         }
         for socket in closed {
             self.release(host, socket);
@@ -1271,11 +1331,23 @@ impl World {
             Output::Transmit { socket, dst_ip, segment, retransmission } => {
                 let src_ip = self.hosts[host as usize].ip;
                 let connection = socket.and_then(|s| owner(self, s)).map(|(c, _)| c);
-                match segment.encode(src_ip, dst_ip) {
-                    Ok(bytes) => {
-                        self.launch(host, dst_ip, bytes, segment, retransmission, false, connection, 0);
+                let mut segment = segment;
+                if segment.encodes_exactly() {
+                    // The bytes are made only if something needs them (see `InFlight::bytes`).
+                    match segment.wire_checksum(src_ip, dst_ip) {
+                        Ok(sum) => {
+                            segment.checksum = sum;
+                            self.launch(host, dst_ip, None, segment, retransmission, false, connection, 0);
+                        }
+                        Err(_) => debug_assert!(false, "the engine only sends encodable segments"),
                     }
-                    Err(_) => debug_assert!(false, "the engine only sends encodable segments"),
+                } else {
+                    match segment.encode(src_ip, dst_ip) {
+                        Ok(bytes) => {
+                            self.launch(host, dst_ip, Some(bytes), segment, retransmission, false, connection, 0);
+                        }
+                        Err(_) => debug_assert!(false, "the engine only sends encodable segments"),
+                    }
                 }
             }
             Output::StateChanged { socket, from, to, cause, rfc } => {
