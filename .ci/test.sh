@@ -11,3 +11,13 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --locked
+
+echo "== every built-in lab (tcplab lab run --all)"
+cargo build --locked --bin tcplab
+target/debug/tcplab lab run --all
+
+echo "== python gRPC client (examples/python against a live server)"
+bash .ci/python_client.sh
+
+echo "== dashboard in a real browser (headless chromium, tests/e2e)"
+bash .ci/e2e.sh

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod lab;
 pub mod server;
 pub mod service;
 pub mod sim;

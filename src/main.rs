@@ -28,6 +28,30 @@ enum Command {
     Serve(ServeArgs),
     /// Open a connection from A to B, send data both ways, close it, and print every event.
     Demo(DemoArgs),
+    /// List and run labs: scripted scenarios that check the seed text's claims.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// List the built-in labs.
+    List,
+    /// Run a built-in lab by name, or a lab file; exit code 0 only if every check passes.
+    Run(LabRunArgs),
+}
+
+#[derive(clap::Args)]
+struct LabRunArgs {
+    /// A built-in lab's name or a path to a lab file (.toml).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    lab: Option<String>,
+    /// Run every built-in lab.
+    #[arg(long)]
+    all: bool,
+    /// Print the machine-readable result (JSON) instead of the diagram.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Clone)]
@@ -41,6 +65,65 @@ struct ServeArgs {
     /// SQLite database file (created with its migrations on first start).
     #[arg(long, env = "TCPLAB_DB", default_value = "tcplab.db")]
     db: PathBuf,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The server's limits: each refusal names the limit it hit, so a class
+/// sharing one server can be given room (or kept in check) without a rebuild.
+/// Unset flags keep the defaults of [`Limits::default`].
+#[derive(clap::Args, Clone, Default)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Live sessions at once.
+    #[arg(long, env = "TCPLAB_MAX_SESSIONS")]
+    max_sessions: Option<usize>,
+    /// Hosts per session.
+    #[arg(long, env = "TCPLAB_MAX_HOSTS")]
+    max_hosts: Option<usize>,
+    /// Connections per session.
+    #[arg(long, env = "TCPLAB_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Fault rules per session.
+    #[arg(long, env = "TCPLAB_MAX_FAULTS")]
+    max_faults: Option<usize>,
+    /// Octets buffered for sending per connection end.
+    #[arg(long, env = "TCPLAB_MAX_BUFFERED_BYTES")]
+    max_buffered_bytes: Option<u32>,
+    /// Recent events kept in memory per session for late subscribers.
+    #[arg(long, env = "TCPLAB_MAX_EVENTS_IN_MEMORY")]
+    max_events_in_memory: Option<usize>,
+    /// Event streams per session.
+    #[arg(long, env = "TCPLAB_MAX_SUBSCRIBERS")]
+    max_subscribers: Option<usize>,
+    /// Events one run_until_idle may process.
+    #[arg(long, env = "TCPLAB_RUN_MAX_EVENTS")]
+    run_max_events: Option<u64>,
+    /// Virtual time one run_until_idle may cover, in ms.
+    #[arg(long, env = "TCPLAB_RUN_MAX_MS")]
+    run_max_ms: Option<u64>,
+    /// Largest request body, in octets.
+    #[arg(long, env = "TCPLAB_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_sessions: self.max_sessions.unwrap_or(d.max_sessions),
+            max_hosts: self.max_hosts.unwrap_or(d.max_hosts),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_faults: self.max_faults.unwrap_or(d.max_faults),
+            max_buffered_bytes: self.max_buffered_bytes.unwrap_or(d.max_buffered_bytes),
+            max_events_in_memory: self.max_events_in_memory.unwrap_or(d.max_events_in_memory),
+            max_subscribers: self.max_subscribers.unwrap_or(d.max_subscribers),
+            run_max_events: self.run_max_events.unwrap_or(d.run_max_events),
+            run_max_ms: self.run_max_ms.unwrap_or(d.run_max_ms),
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            ..d
+        }
+    }
 }
 
 #[derive(Parser)]
@@ -81,6 +164,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Demo(args)) => demo(&args),
+        Some(Command::Lab(command)) => lab(command),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
@@ -92,10 +176,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config = ServerConfig { http: args.http, grpc: args.grpc, db: args.db.clone(), limits: Limits::default() };
+        let config =
+            ServerConfig { http: args.http, grpc: args.grpc, db: args.db.clone(), limits: args.limits.limits() };
         let server = Server::bind(config).await?;
         tracing::info!(
             http = %server.http_addr()?,
@@ -108,6 +195,60 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.run(shutdown_signal()).await?;
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// `tcplab lab ...`: exits with 1 when a lab fails, 2 when one cannot be loaded.
+fn lab(command: LabCommand) -> anyhow::Result<()> {
+    match command {
+        LabCommand::List => {
+            for (name, text) in tcplab::lab::builtin() {
+                let title = tcplab::lab::builtin_lab(name).map_or_else(|e| format!("(broken: {e})"), |l| l.title);
+                let _ = text;
+                println!("{name:<26} {title}");
+            }
+            Ok(())
+        }
+        LabCommand::Run(args) => {
+            let names: Vec<String> = match (&args.lab, args.all) {
+                (_, true) => tcplab::lab::builtin().into_iter().map(|(n, _)| n.to_string()).collect(),
+                (Some(lab), false) => vec![lab.clone()],
+                (None, false) => anyhow::bail!("name a lab or pass --all"),
+            };
+            let mut reports = Vec::new();
+            let mut failed = Vec::new();
+            for name in &names {
+                let lab = match tcplab::lab::load(name) {
+                    Ok(lab) => lab,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        std::process::exit(2);
+                    }
+                };
+                let report = tcplab::lab::run(&lab);
+                if !report.passed {
+                    failed.push(report.name.clone());
+                }
+                if !args.json {
+                    print!("{}", tcplab::lab::render_report(&report));
+                    println!();
+                }
+                reports.push(report);
+            }
+            if args.json {
+                let value = if args.all { serde_json::to_value(&reports)? } else { serde_json::to_value(&reports[0])? };
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if names.len() > 1 {
+                println!("{} of {} labs passed", names.len() - failed.len(), names.len());
+            }
+            if !failed.is_empty() {
+                if !args.json {
+                    eprintln!("failed: {}", failed.join(", "));
+                }
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
 }
 
 fn demo(args: &DemoArgs) -> anyhow::Result<()> {

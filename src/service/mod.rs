@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 pub use error::Error;
 use model::*;
-pub use session::LiveEvent;
+pub use session::{LiveEvent, StateChangeSummary};
 use session::{SessionHandle, SessionState};
 pub use stream::{StreamItem, Subscription};
 
@@ -54,7 +54,9 @@ pub struct Limits {
     pub max_events_in_memory: usize,
     /// Open event streams per session.
     pub max_subscribers: usize,
-    /// Events a live subscriber may fall behind before it is told it lagged.
+    /// Events a live subscriber may fall behind the newest before it is told
+    /// it lagged (also when what it needs next has left the
+    /// `max_events_in_memory` ring). A threshold only: it allocates nothing.
     pub broadcast_capacity: usize,
     /// Items one `run_until_idle` may process.
     pub run_max_events: u64,
@@ -66,6 +68,10 @@ pub struct Limits {
     /// seconds, is ended; 0 never ends one.
     pub idle_timeout_s: u64,
 }
+
+/// How many world steps a `run_until_idle` takes between two publications
+/// of its events to subscribers and to the store.
+const RUN_CHUNK_STEPS: u64 = 4096;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -836,10 +842,24 @@ impl LabService {
                     let max_events = req.max_events.unwrap_or(s.limits.run_max_events).min(s.limits.run_max_events);
                     let cap_ns = s.limits.run_max_ms.saturating_mul(1_000_000);
                     let max_time = max_ms.unwrap_or(cap_ns).min(cap_ns);
-                    let outcome = s.world.run_until_idle(max_events, max_time);
-                    steps = outcome.steps;
-                    idle = outcome.idle;
-                    stopped_by = outcome.stopped_by.map(str::to_string);
+                    // In chunks, publishing after each, so that subscribers
+                    // watch a long run as it goes and the unpublished events
+                    // held in memory stay bounded.
+                    let deadline = s.world.now().saturating_add(max_time);
+                    loop {
+                        let chunk = (max_events - steps).min(RUN_CHUNK_STEPS);
+                        let outcome = s.world.run_until_idle(chunk, deadline.saturating_sub(s.world.now()));
+                        steps += outcome.steps;
+                        s.publish();
+                        idle = outcome.idle;
+                        match outcome.stopped_by {
+                            Some("events") if steps < max_events => continue,
+                            other => {
+                                stopped_by = other.map(str::to_string);
+                                break;
+                            }
+                        }
+                    }
                 }
                 "pause" => s.paused = true,
                 "resume" => {
@@ -1014,8 +1034,8 @@ impl LabService {
         let live = match self.handle(sid) {
             Ok(handle) => {
                 let subscribers = handle.subscribers.clone();
-                let opened = handle.call(move |s| s.subscribe(after_seq)).await?;
-                Some((opened, subscribers))
+                let feed = handle.call(|s| s.subscribe()).await?;
+                Some((feed, subscribers, self.inner.limits.broadcast_capacity))
             }
             Err(_) => None,
         };

@@ -3,26 +3,60 @@
 //! touches the world and one busy session never blocks another.
 //!
 //! After every job (and every realtime tick) the actor takes the world's new
-//! events, serialises each once to JSON, keeps the most recent in a ring for
-//! late subscribers, broadcasts them live and hands them to the store's writer.
+//! events, serialises each once to JSON, appends them to a ring of the most
+//! recent ones that every subscriber reads from (late or live: one cursor,
+//! see [`super::stream`]), wakes the subscribers once per batch and hands the
+//! events to the store's writer.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::model::ClockMode;
 use super::{Error, Limits};
 use crate::engine::Profile;
-use crate::sim::{Event, World};
+use crate::sim::{Event, EventKind, World};
 use crate::store::{CommandRecord, EventRecord, StoreWriter};
 
-/// A live receiver, the kept events after the requested seq, and the first
-/// seq the ring still holds: taken together under the actor so that replay
-/// and live never overlap nor leave a gap.
-pub(crate) type Subscription = (broadcast::Receiver<Arc<LiveEvent>>, Vec<Arc<LiveEvent>>, u64);
+/// The session's most recent events, shared by the actor (the only writer,
+/// once per published batch) and its subscribers (readers that copy a few
+/// hundred `Arc`s at a time): no per-subscriber queue, nothing preallocated.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    events: VecDeque<Arc<LiveEvent>>,
+    /// The seq the next published event will have.
+    next_seq: u64,
+}
+
+impl Ring {
+    /// The oldest seq still held (`next_seq` when empty).
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.events.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    /// The newest seq published (0 before any).
+    pub(crate) fn newest_seq(&self) -> u64 {
+        self.next_seq.saturating_sub(1)
+    }
+
+    /// Appends up to `max` held events with a seq above `after` to `out`.
+    pub(crate) fn copy_after(&self, after: u64, max: usize, out: &mut Vec<Arc<LiveEvent>>) {
+        let from = self.events.partition_point(|e| e.seq <= after);
+        out.extend(self.events.range(from..).take(max).cloned());
+    }
+}
+
+/// What a subscriber reads live events from, taken under the actor: the
+/// ring, a channel that says "the ring has grown" (closed when the session
+/// ends), and the first seq published after the subscription.
+pub(crate) struct LiveFeed {
+    pub ring: Arc<RwLock<Ring>>,
+    pub changed: watch::Receiver<u64>,
+    pub live_from: u64,
+}
 
 /// An event as it leaves the actor: numbered, timed, serialised once.
 #[derive(Debug, Clone)]
@@ -37,6 +71,45 @@ pub struct LiveEvent {
     pub connection: Option<u64>,
     /// The whole event as JSON.
     pub body: Arc<str>,
+    /// For `state_changed`, the transition, so that typed APIs need not
+    /// parse `body`.
+    pub state_change: Option<StateChangeSummary>,
+}
+
+/// A `state_changed` event's fields with fixed names (RFC 9293 state names).
+#[derive(Debug, Clone)]
+pub struct StateChangeSummary {
+    /// The host whose end changed state.
+    pub host: Arc<str>,
+    /// `client` or `server`; `None` for a listener or an injected peer.
+    pub side: Option<&'static str>,
+    /// Old state.
+    pub from: &'static str,
+    /// New state.
+    pub to: &'static str,
+    /// The RFC 9293 section that prescribes the transition.
+    pub rfc: Arc<str>,
+}
+
+impl StateChangeSummary {
+    /// Reads the summary back from a stored event's JSON (replay from
+    /// SQLite); `None` when the body is not a well-formed `state_changed`.
+    pub fn from_json(body: &str) -> Option<StateChangeSummary> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        let state =
+            |key: &str| v[key].as_str().and_then(crate::engine::State::from_name).map(crate::engine::State::name);
+        Some(StateChangeSummary {
+            host: v["host"].as_str()?.into(),
+            side: match v["side"].as_str() {
+                Some("client") => Some("client"),
+                Some("server") => Some("server"),
+                _ => None,
+            },
+            from: state("from")?,
+            to: state("to")?,
+            rfc: v["rfc"].as_str().unwrap_or_default().into(),
+        })
+    }
 }
 
 impl LiveEvent {
@@ -47,6 +120,16 @@ impl LiveEvent {
             kind: event.kind.name(),
             connection: event.kind.connection(),
             body: serde_json::to_string(event).unwrap_or_else(|_| "{}".to_string()).into(),
+            state_change: match &event.kind {
+                EventKind::StateChanged { host, side, from, to, rfc, .. } => Some(StateChangeSummary {
+                    host: host.clone(),
+                    side: side.map(|s| s.name()),
+                    from: from.name(),
+                    to: to.name(),
+                    rfc: (*rfc).into(),
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -76,8 +159,9 @@ pub struct SessionState {
     pub world: World,
     /// The configured limits.
     pub limits: Limits,
-    ring: VecDeque<Arc<LiveEvent>>,
-    live: broadcast::Sender<Arc<LiveEvent>>,
+    ring: Arc<RwLock<Ring>>,
+    /// The newest published seq, for subscribers to wait on.
+    live: watch::Sender<u64>,
     writer: StoreWriter,
     command_seq: i64,
     /// Wall instant and virtual time at which realtime last (re)started.
@@ -103,7 +187,8 @@ impl SessionState {
         limits: Limits,
         writer: StoreWriter,
     ) -> SessionState {
-        let (live, _) = broadcast::channel(limits.broadcast_capacity.max(16));
+        let ring = Ring { events: VecDeque::new(), next_seq: world.next_event_seq() };
+        let (live, _) = watch::channel(ring.newest_seq());
         let anchor = (clock == ClockMode::Realtime).then(|| (Instant::now(), 0));
         SessionState {
             id,
@@ -116,7 +201,7 @@ impl SessionState {
             profile,
             world,
             limits,
-            ring: VecDeque::new(),
+            ring: Arc::new(RwLock::new(ring)),
             live,
             writer,
             command_seq: 0,
@@ -144,6 +229,7 @@ impl SessionState {
             return;
         }
         let mut records = Vec::with_capacity(events.len());
+        let mut lives = Vec::with_capacity(events.len());
         for event in &events {
             let live = Arc::new(LiveEvent::from_event(event));
             records.push(EventRecord {
@@ -154,20 +240,27 @@ impl SessionState {
                 connection: live.connection.map(|c| c as i64),
                 body: live.body.clone(),
             });
-            if self.ring.len() >= self.limits.max_events_in_memory.max(1) {
-                self.ring.pop_front();
-            }
-            self.ring.push_back(live.clone());
-            let _ = self.live.send(live); // nobody listening is fine
+            lives.push(live);
         }
+        let newest = lives.last().map_or(0, |e| e.seq);
+        {
+            // One short write per batch; readers only ever hold it to copy `Arc`s.
+            let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let max = self.limits.max_events_in_memory.max(1);
+            let keep_new = lives.len().min(max);
+            let evict = (ring.events.len() + keep_new).saturating_sub(max);
+            ring.events.drain(..evict);
+            ring.events.extend(lives.drain(lives.len() - keep_new..));
+            ring.next_seq = newest + 1;
+        }
+        self.live.send_replace(newest); // wakes every subscriber once; nobody listening is fine
         self.published.fetch_add(events.len() as u64, Ordering::Relaxed);
         self.writer.events(records);
     }
 
-    /// Subscribes to live events and returns, consistently with that
-    /// subscription, the kept events after `after_seq` and the first seq
-    /// the ring still holds.
-    pub(crate) fn subscribe(&mut self, after_seq: u64) -> Result<Subscription, Error> {
+    /// Subscribes to the session's events: the ring (kept and future ones)
+    /// and the seq from which events count as live.
+    pub(crate) fn subscribe(&mut self) -> Result<LiveFeed, Error> {
         if self.subscribers.load(Ordering::Relaxed) >= self.limits.max_subscribers {
             return Err(Error::LimitExceeded {
                 limit: "max_subscribers_per_session",
@@ -175,10 +268,8 @@ impl SessionState {
             });
         }
         self.publish();
-        let receiver = self.live.subscribe();
-        let first_kept = self.ring.front().map_or(self.world.next_event_seq(), |e| e.seq);
-        let kept = self.ring.iter().filter(|e| e.seq > after_seq).cloned().collect();
-        Ok((receiver, kept, first_kept))
+        let live_from = self.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner).next_seq;
+        Ok(LiveFeed { ring: self.ring.clone(), changed: self.live.subscribe(), live_from })
     }
 
     /// `true` when realtime is running (not paused).

@@ -2,13 +2,22 @@
 //! gap and no duplicate, filtered by kind and connection. A subscriber that
 //! falls too far behind is told it lagged (with the last `seq` it got, so it
 //! can resume) instead of ever slowing the session down.
+//!
+//! A subscription is one cursor (the last `seq` delivered or skipped) read
+//! by whoever polls it (the gRPC or SSE response body), in batches: events
+//! the session's ring no longer holds come from SQLite, the rest straight
+//! from the ring, so the switch from replay to live is the same cursor moving
+//! on and can neither skip nor repeat an event. There is no per-subscriber
+//! task or queue; the session wakes subscribers once per published batch.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::watch;
 
-use super::LiveEvent;
+use super::session::{LiveFeed, Ring};
+
+use super::{LiveEvent, StateChangeSummary};
 use crate::sim::EventKind;
 use crate::store::{EventFilter, EventRow, Store, StoreWriter};
 
@@ -25,10 +34,171 @@ pub enum StreamItem {
     },
 }
 
-/// An open stream: receive until `None` (session ended, or lagged).
+/// An open stream: call [`Subscription::next_batch`] until `None` (session
+/// ended, or after a [`StreamItem::Lagged`]).
 pub struct Subscription {
-    /// The items, in `seq` order.
-    pub items: mpsc::Receiver<StreamItem>,
+    store: Store,
+    writer: StoreWriter,
+    sid: u64,
+    /// The last seq delivered or skipped by the filter.
+    last: u64,
+    kinds: Vec<String>,
+    connection: Option<u64>,
+    live: Option<Live>,
+    /// The store has been flushed since the cursor last needed it.
+    flushed: bool,
+    /// A flushed store lacked the next event once already.
+    store_missed: bool,
+    done: bool,
+    _guard: Option<SubscriberGuard>,
+}
+
+/// The live part of a subscription to a running session.
+struct Live {
+    ring: Arc<RwLock<Ring>>,
+    changed: watch::Receiver<u64>,
+    /// The first seq published after the subscription was opened.
+    live_from: u64,
+    /// How far behind the newest event the cursor may fall, once past
+    /// `live_from`, before the subscriber is told it lagged.
+    lag_limit: u64,
+}
+
+/// What the cursor does next.
+enum Next {
+    Events(Vec<Arc<LiveEvent>>),
+    Lagged,
+    FromStore,
+    Wait,
+}
+
+/// Events taken from the ring (or one SQLite page) per batch.
+const BATCH: usize = 256;
+
+impl Subscription {
+    /// The next items in `seq` order (never an empty batch): events, or a
+    /// final [`StreamItem::Lagged`]; `None` once the stream has ended.
+    pub async fn next_batch(&mut self) -> Option<Vec<StreamItem>> {
+        while !self.done {
+            let next = match &self.live {
+                Some(live) => live.next(self.last),
+                None => Next::FromStore,
+            };
+            match next {
+                Next::Events(events) => {
+                    self.flushed = false;
+                    self.last = events.last().map_or(self.last, |e| e.seq);
+                    let items: Vec<_> = events.into_iter().filter(|e| self.wanted(e)).map(StreamItem::Event).collect();
+                    if !items.is_empty() {
+                        return Some(items);
+                    }
+                }
+                Next::Lagged => {
+                    self.done = true;
+                    return Some(vec![StreamItem::Lagged { last_seq: self.last }]);
+                }
+                Next::FromStore => {
+                    if let Some(items) = self.read_store().await {
+                        return Some(items);
+                    }
+                }
+                Next::Wait => {
+                    let live = self.live.as_mut()?;
+                    if live.changed.changed().await.is_err() {
+                        // The session ended: deliver what the ring still has, then end.
+                        if let Next::Events(events) = live.next(self.last) {
+                            self.last = events.last().map_or(self.last, |e| e.seq);
+                            let items: Vec<_> =
+                                events.into_iter().filter(|e| self.wanted(e)).map(StreamItem::Event).collect();
+                            if !items.is_empty() {
+                                return Some(items);
+                            }
+                            continue;
+                        }
+                        self.done = true;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The stream as items one at a time (batches flattened).
+    pub fn into_stream(self) -> impl futures::Stream<Item = StreamItem> + Send + 'static {
+        use futures::StreamExt as _;
+        futures::stream::unfold(self, |mut sub| async move { sub.next_batch().await.map(|batch| (batch, sub)) })
+            .flat_map(futures::stream::iter)
+    }
+
+    fn wanted(&self, e: &LiveEvent) -> bool {
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == e.kind))
+            && self.connection.is_none_or(|c| e.connection == Some(c))
+    }
+
+    /// One page of what only SQLite still has (flushing the writer first, so
+    /// that every published event is there); `None` when the page had none
+    /// the filter wants. Ends the stream when the store fails or lacks them.
+    async fn read_store(&mut self) -> Option<Vec<StreamItem>> {
+        if self.live.is_some() && !self.flushed {
+            if self.writer.flush().await.is_err() {
+                self.done = true;
+                return None;
+            }
+            self.flushed = true;
+        }
+        let filter = EventFilter {
+            after_seq: self.last.min(i64::MAX as u64) as i64,
+            limit: BATCH as i64 * 4,
+            kinds: Vec::new(), // filter in one place (`wanted`), so `last` tracks every seq
+            connection: None,
+        };
+        let rows = match self.store.events(self.sid as i64, &filter).await {
+            Ok(rows) if !rows.is_empty() => rows,
+            // A running session's events are all there after a flush: if
+            // some are missing, flush once more (they may have left the ring
+            // since), and end rather than skip them if they still are.
+            Ok(_) if self.live.is_some() && !self.store_missed => {
+                self.store_missed = true;
+                self.flushed = false;
+                return None;
+            }
+            _ => {
+                self.done = true;
+                return None;
+            }
+        };
+        self.store_missed = false;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event = from_row(row);
+            if event.seq <= self.last {
+                continue;
+            }
+            self.last = event.seq;
+            if self.wanted(&event) {
+                items.push(StreamItem::Event(Arc::new(event)));
+            }
+        }
+        (!items.is_empty()).then_some(items)
+    }
+}
+
+impl Live {
+    /// What a cursor at `last` does next.
+    fn next(&self, last: u64) -> Next {
+        let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
+        let behind = ring.newest_seq().saturating_sub(last.max(self.live_from.saturating_sub(1)));
+        if behind > self.lag_limit {
+            return Next::Lagged;
+        }
+        if last.saturating_add(1) < ring.first_seq() {
+            // Older than the ring: SQLite has it, unless it was live already.
+            return if last >= self.live_from { Next::Lagged } else { Next::FromStore };
+        }
+        let mut events = Vec::new();
+        ring.copy_after(last, BATCH, &mut events);
+        if events.is_empty() { Next::Wait } else { Next::Events(events) }
+    }
 }
 
 /// Counts a stream among the session's subscribers while it lives.
@@ -40,10 +210,10 @@ impl Drop for SubscriberGuard {
     }
 }
 
-type LiveParts = ((broadcast::Receiver<Arc<LiveEvent>>, Vec<Arc<LiveEvent>>, u64), Arc<AtomicUsize>);
-
 fn from_row(row: EventRow) -> LiveEvent {
+    let state_change = if row.kind == "state_changed" { StateChangeSummary::from_json(&row.body) } else { None };
     LiveEvent {
+        state_change,
         seq: row.seq as u64,
         t_ns: row.t_ns as u64,
         kind: EventKind::NAMES.iter().find(|k| **k == row.kind).copied().unwrap_or("unknown"),
@@ -59,83 +229,168 @@ pub(super) fn open(
     after_seq: u64,
     kinds: Vec<String>,
     connection: Option<u64>,
-    live: Option<LiveParts>,
+    live: Option<(LiveFeed, Arc<AtomicUsize>, usize)>,
 ) -> Subscription {
-    let (tx, items) = mpsc::channel(1024);
-    let guard = live.as_ref().map(|(_, subscribers)| {
+    let mut guard = None;
+    let live = live.map(|(feed, subscribers, lag_limit)| {
         subscribers.fetch_add(1, Ordering::Relaxed);
-        SubscriberGuard(subscribers.clone())
+        guard = Some(SubscriberGuard(subscribers));
+        let LiveFeed { ring, changed, live_from } = feed;
+        Live { ring, changed, live_from, lag_limit: lag_limit as u64 }
     });
-    let wanted = move |e: &LiveEvent| {
-        (kinds.is_empty() || kinds.iter().any(|k| k == e.kind)) && connection.is_none_or(|c| e.connection == Some(c))
-    };
-    let store_kinds = Vec::new(); // filter in one place (`wanted`), so `last` tracks every seq
-    tokio::spawn(async move {
-        let _guard = guard;
-        let mut last = after_seq;
-        let (receiver, kept, stored_until) = match live {
-            Some(((receiver, kept, first_kept), _)) => (Some(receiver), kept, first_kept.saturating_sub(1)),
-            None => (None, Vec::new(), u64::MAX),
-        };
-        // 1. What only SQLite still has.
-        if last < stored_until {
-            if receiver.is_some() && writer.flush().await.is_err() {
-                return;
-            }
-            loop {
-                let filter = EventFilter {
-                    after_seq: last.min(i64::MAX as u64) as i64,
-                    limit: 1000,
-                    kinds: store_kinds.clone(),
-                    connection: None,
-                };
-                let Ok(rows) = store.events(sid as i64, &filter).await else { return };
-                if rows.is_empty() {
-                    break;
-                }
-                for row in rows {
-                    let event = from_row(row);
-                    if event.seq > stored_until {
-                        break;
+    Subscription {
+        store,
+        writer,
+        sid,
+        last: after_seq,
+        kinds,
+        connection,
+        live,
+        flushed: false,
+        store_missed: false,
+        done: false,
+        _guard: guard,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    use super::StreamItem;
+    use crate::service::{LabService, Limits, Subscription};
+    use crate::store::Store;
+
+    fn req<T: DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).expect("a valid request")
+    }
+
+    /// A manual-clock session with an established connection from A to B:80.
+    async fn session(limits: Limits) -> (LabService, u64, u64, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("lab.db")).await.expect("store");
+        let svc = LabService::new(store, limits).await.expect("service");
+        let sid = svc.create_session(req(json!({"clock": "manual"}))).await.expect("session").id;
+        for (name, ip) in [("A", "10.0.0.1"), ("B", "10.0.0.2")] {
+            svc.add_host(sid, req(json!({"name": name, "ip": ip}))).await.expect("host");
+        }
+        svc.add_listener(sid, req(json!({"host": "B", "port": 80}))).await.expect("listener");
+        let cid =
+            svc.open_connection(sid, req(json!({"client": "A", "server": "B", "port": 80}))).await.expect("open").id;
+        run(&svc, sid).await;
+        (svc, sid, cid, dir)
+    }
+
+    async fn run(svc: &LabService, sid: u64) {
+        svc.clock(sid, req(json!({"action": "run_until_idle"}))).await.expect("run");
+    }
+
+    /// Sends `n` octets from the client and runs until idle: a few events per 536 octets.
+    async fn transfer(svc: &LabService, sid: u64, cid: u64, n: usize) {
+        svc.send(sid, cid, req(json!({"side": "client", "data": "x".repeat(n)}))).await.expect("send");
+        run(svc, sid).await;
+    }
+
+    async fn events(svc: &LabService, sid: u64) -> u64 {
+        svc.get_session(sid).await.expect("session").events
+    }
+
+    /// Reads until the event numbered `until`, checking every seq follows the
+    /// previous one; returns the last seq read (`Err` with it on `Lagged`).
+    async fn read(sub: &mut Subscription, mut last: u64, until: u64) -> Result<u64, u64> {
+        while last < until {
+            let batch = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next_batch())
+                .await
+                .expect("in time")
+                .expect("the stream goes on");
+            assert!(!batch.is_empty());
+            for item in batch {
+                match item {
+                    StreamItem::Event(e) => {
+                        assert_eq!(e.seq, last + 1, "gap or duplicate");
+                        last = e.seq;
                     }
-                    last = event.seq;
-                    if wanted(&event) && tx.send(StreamItem::Event(Arc::new(event))).await.is_err() {
-                        return;
+                    StreamItem::Lagged { last_seq } => {
+                        assert_eq!(last_seq, last);
+                        return Err(last);
                     }
-                }
-                if last >= stored_until {
-                    break;
                 }
             }
         }
-        // 2. What the session still keeps in memory.
-        for event in kept {
-            if event.seq > last {
-                last = event.seq;
-                if wanted(&event) && tx.send(StreamItem::Event(event)).await.is_err() {
-                    return;
-                }
+        Ok(last)
+    }
+
+    /// Some events only SQLite still has, some the ring has, then live ones
+    /// published while the subscriber reads: one run of seqs.
+    #[tokio::test]
+    async fn store_then_ring_then_live_without_gap_or_duplicate() {
+        let limits = Limits { max_events_in_memory: 40, ..Limits::default() };
+        let (svc, sid, cid, _dir) = session(limits).await;
+        transfer(&svc, sid, cid, 100_000).await;
+        let stored = events(&svc, sid).await;
+        assert!(stored > 100, "{stored}");
+        let mut sub = svc.subscribe(sid, 3, None, None).await.expect("subscribe");
+        let last = read(&mut sub, 3, stored - 10).await.expect("no lag");
+        // Live while the cursor is still in the ring's (moving) past.
+        for _ in 0..5 {
+            transfer(&svc, sid, cid, 20_000).await;
+        }
+        let total = events(&svc, sid).await;
+        assert!(total > stored + 40);
+        let last = read(&mut sub, last, total).await.expect("no lag");
+        transfer(&svc, sid, cid, 1_000).await;
+        read(&mut sub, last, events(&svc, sid).await).await.expect("no lag");
+        // The session ends: the stream ends after its last event.
+        svc.end_session(sid).await.expect("end");
+        let rest = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next_batch()).await.expect("in time");
+        assert!(rest.is_none(), "{rest:?}");
+    }
+
+    /// Filters skip events without losing the cursor.
+    #[tokio::test]
+    async fn a_filtered_stream_keeps_its_order() {
+        let (svc, sid, cid, _dir) = session(Limits { max_events_in_memory: 30, ..Limits::default() }).await;
+        transfer(&svc, sid, cid, 10_000).await;
+        let mut sub = svc.subscribe(sid, 0, Some("state_changed"), None).await.expect("subscribe");
+        svc.close(sid, cid, req(json!({"side": "client"}))).await.expect("close");
+        svc.close(sid, cid, req(json!({"side": "server"}))).await.expect("close");
+        run(&svc, sid).await;
+        svc.end_session(sid).await.expect("end");
+        let mut seqs = Vec::new();
+        while let Some(batch) = sub.next_batch().await {
+            for item in batch {
+                let StreamItem::Event(e) = item else { panic!("lagged") };
+                assert_eq!(e.kind, "state_changed");
+                seqs.push(e.seq);
             }
         }
-        // 3. Live.
-        let Some(mut receiver) = receiver else { return };
-        loop {
-            match receiver.recv().await {
-                Ok(event) => {
-                    if event.seq > last {
-                        last = event.seq;
-                        if wanted(&event) && tx.send(StreamItem::Event(event)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = tx.send(StreamItem::Lagged { last_seq: last }).await;
-                    return;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        // Both ends went through the handshake and the close.
+        assert!(seqs.len() >= 8, "{seqs:?}");
+    }
+
+    /// A subscriber that does not read while the session runs ahead is told
+    /// it lagged, with the seq to resume after; resuming there (from the ring
+    /// or SQLite) continues with no gap, and the session never waited.
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_told_where_to_resume_and_resumes_without_gap() {
+        for max_events_in_memory in [100_000, 50] {
+            let limits = Limits { broadcast_capacity: 64, max_events_in_memory, ..Limits::default() };
+            let (svc, sid, cid, _dir) = session(limits).await;
+            let start = events(&svc, sid).await;
+            let mut sub = svc.subscribe(sid, start, None, None).await.expect("subscribe");
+            transfer(&svc, sid, cid, 4_000).await;
+            let mid = events(&svc, sid).await;
+            assert!(mid > start + 3, "{start} {mid}");
+            let last = read(&mut sub, start, mid).await.expect("within the limit");
+            transfer(&svc, sid, cid, 200_000).await;
+            let end = events(&svc, sid).await;
+            let lagged = read(&mut sub, last, end).await.expect_err("lagged");
+            assert_eq!(lagged, mid);
+            assert!(sub.next_batch().await.is_none(), "the stream ends after Lagged");
+            let mut resumed = svc.subscribe(sid, lagged, None, None).await.expect("resume");
+            read(&mut resumed, lagged, end).await.expect("caught up");
         }
-    });
-    Subscription { items }
+    }
 }

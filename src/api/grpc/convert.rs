@@ -476,6 +476,13 @@ impl From<&LiveEvent> for pb::Event {
             kind: e.kind.to_owned(),
             connection: e.connection,
             json: e.body.to_string(),
+            state_changed: e.state_change.as_ref().map(|c| pb::StateChange {
+                host: c.host.to_string(),
+                side: c.side.map(str::to_owned),
+                from_state: c.from.to_owned(),
+                to_state: c.to.to_owned(),
+                rfc: c.rfc.to_string(),
+            }),
         }
     }
 }
@@ -488,6 +495,13 @@ impl From<serde_json::Value> for pb::Event {
             t_ns: event["t_ns"].as_u64().unwrap_or(0),
             kind: event["kind"].as_str().unwrap_or_default().to_owned(),
             connection: event["connection"].as_u64(),
+            state_changed: (event["kind"] == "state_changed").then(|| pb::StateChange {
+                host: event["host"].as_str().unwrap_or_default().to_owned(),
+                side: event["side"].as_str().map(str::to_owned),
+                from_state: event["from"].as_str().unwrap_or_default().to_owned(),
+                to_state: event["to"].as_str().unwrap_or_default().to_owned(),
+                rfc: event["rfc"].as_str().unwrap_or_default().to_owned(),
+            }),
             json: event.to_string(),
         }
     }

@@ -24,7 +24,7 @@ mod tests;
 use std::future::Future;
 use std::pin::Pin;
 
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::server::NamedService;
 use tonic::service::Routes;
@@ -247,7 +247,7 @@ impl LabRpc for GrpcLab {
             .subscribe(req.session_id, req.after_seq, kinds.as_deref(), req.connection)
             .await
             .map_err(|e| renamed(e, "kind", "kinds"))?;
-        let events = ReceiverStream::new(subscription.items).map(stream_item);
+        let events = subscription.into_stream().map(stream_item);
         reply(Box::pin(events) as EventStream)
     }
 }
@@ -278,10 +278,12 @@ pub async fn router_with_health(service: LabService) -> (Routes, HealthReporter)
     // Our own build artifact, not client input: a failure here is a build bug.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("build.rs wrote a valid descriptor set for reflection v1");
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("build.rs wrote a valid descriptor set for reflection v1alpha");
     let (reporter, health) = tonic_health::server::health_reporter();

@@ -382,16 +382,30 @@ fn faults_and_listeners_convert() {
 
 #[test]
 fn events_keep_their_json() {
-    let body = r#"{"seq":4,"t_ns":99,"kind":"state_changed","connection":1,"host":"A"}"#;
-    let live = LiveEvent { seq: 4, t_ns: 99, kind: "state_changed", connection: Some(1), body: Arc::from(body) };
+    let body = r#"{"seq":4,"t_ns":99,"kind":"state_changed","connection":1,"host":"A","side":"client","from":"SYN_SENT","to":"ESTABLISHED","rfc":"3.10.7.3"}"#;
+    let live = LiveEvent {
+        seq: 4,
+        t_ns: 99,
+        kind: "state_changed",
+        connection: Some(1),
+        body: Arc::from(body),
+        state_change: crate::service::StateChangeSummary::from_json(body),
+    };
     let e = pb::Event::from(&live);
     assert_eq!(
         (e.seq, e.t_ns, e.kind.as_str(), e.connection, e.json.as_str()),
         (4, 99, "state_changed", Some(1), body)
     );
+    let change = e.state_changed.expect("typed state change");
+    assert_eq!(
+        (change.host.as_str(), change.side.as_deref(), change.from_state.as_str(), change.to_state.as_str()),
+        ("A", Some("client"), "SYN_SENT", "ESTABLISHED")
+    );
+    assert_eq!(change.rfc, "3.10.7.3");
     let value: serde_json::Value = serde_json::from_str(body).unwrap();
     let e = pb::Event::from(value.clone());
     assert_eq!((e.seq, e.t_ns, e.kind.as_str(), e.connection), (4, 99, "state_changed", Some(1)));
+    assert_eq!(e.state_changed.map(|c| c.to_state), Some("ESTABLISHED".to_owned()));
     assert_eq!(serde_json::from_str::<serde_json::Value>(&e.json).unwrap(), value);
     let no_conn = pb::Event::from(serde_json::json!({"seq": 5, "t_ns": 1, "kind": "segment_dropped"}));
     assert_eq!(no_conn.connection, None);
@@ -440,7 +454,14 @@ fn a_lagged_subscription_ends_with_aborted_and_the_resume_point() {
     let status = stream_item(StreamItem::Lagged { last_seq: 41 }).unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(status.message(), "subscriber lagged; resume with after_seq=41");
-    let live = LiveEvent { seq: 42, t_ns: 0, kind: "timer_fired", connection: None, body: Arc::from("{}") };
+    let live = LiveEvent {
+        seq: 42,
+        t_ns: 0,
+        kind: "timer_fired",
+        connection: None,
+        body: Arc::from("{}"),
+        state_change: None,
+    };
     assert_eq!(stream_item(StreamItem::Event(Arc::new(live))).unwrap().seq, 42);
 }
 

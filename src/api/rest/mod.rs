@@ -9,7 +9,8 @@
 //!   generated from the handlers' `#[utoipa::path]` attributes.
 //! - `GET .../events/stream` is Server-Sent Events ([`stream`]).
 //!
-//! [`router`] has a fallback (the 404 body) and a method-not-allowed
+//! [`router`] has a fallback (the dashboard's files from
+//! [`crate::api::web`], else the 404 body) and a method-not-allowed
 //! fallback; to merge another router with its own fallback into it, call
 //! `reset_fallback` on one of them first.
 
@@ -137,10 +138,6 @@ pub async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], openapi_text()).into_response()
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::no_route(&method, uri.path())
-}
-
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::method_not_allowed(&method, uri.path())
 }
@@ -173,7 +170,7 @@ pub fn router(service: LabService) -> Router {
         .route("/api/v1/sessions/{sid}/events/stream", get(stream::event_stream))
         .route("/api/v1/sessions/{sid}/segments", get(segments))
         .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
+        .fallback(crate::api::web::fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(service)

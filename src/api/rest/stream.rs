@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody};
@@ -77,20 +77,15 @@ pub async fn event_stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let after = start_after(&headers, &q)?;
     let subscription = svc.subscribe(p.sid, after, q.kind.as_deref(), q.connection).await?;
-    let events = futures::stream::unfold(Some(subscription.items), |items| async move {
-        let mut items = items?;
-        let event = match items.recv().await? {
-            StreamItem::Event(e) => {
-                let event = Event::default().id(e.seq.to_string()).event(e.kind).data(&*e.body);
-                return Some((Ok(event), Some(items)));
-            }
+    // After `lagged` the subscription ends, and so does the stream.
+    let events = subscription.into_stream().map(|item| {
+        Ok(match item {
+            StreamItem::Event(e) => Event::default().id(e.seq.to_string()).event(e.kind).data(&*e.body),
             StreamItem::Lagged { last_seq } => Event::default()
                 .id(last_seq.to_string())
                 .event("lagged")
                 .data(serde_json::json!({ "last_seq": last_seq }).to_string()),
-        };
-        // After `lagged` the stream ends.
-        Some((Ok(event), None))
+        })
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }

@@ -1,0 +1,223 @@
+//! The ASCII ladder diagram: two hosts as two vertical lines, time flowing
+//! down, one arrow per segment labelled with its flags, seq, ack, len and
+//! window, drops marked with `X`, and each side's state printed where it
+//! changes -- the figures of the seed text, drawn from a run's events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+
+use crate::engine::TimerKind;
+use crate::sim::{ConnId, DropReason, Event, EventKind, Side, WireSegment};
+
+/// A remark a lab placed between events (`note = "..."`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Index of the first event after the note.
+    pub before_event: usize,
+    /// Virtual time of the note.
+    pub t_ns: u64,
+    /// The remark.
+    pub text: String,
+}
+
+const TIME_W: usize = 10;
+const SIDE_W: usize = 20;
+const MID_W: usize = 66;
+
+/// What became of one segment, gathered before drawing its arrow.
+#[derive(Default)]
+struct SegInfo {
+    drop: Option<DropReason>,
+    delayed_ns: Option<u64>,
+    held: bool,
+    duplicated: bool,
+}
+
+/// One end seen at a host: its connection (none for a listener) and side.
+type Endpoint = (Option<ConnId>, Option<Side>);
+
+/// Draws the events between hosts `a` (left) and `b` (right). Connection
+/// ids found in `labels` are printed by name when a host has more than one
+/// endpoint; `notes` are printed where they were made.
+pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, String>, notes: &[Note]) -> String {
+    let mut info: HashMap<u64, SegInfo> = HashMap::new();
+    let mut endpoints: HashMap<&str, HashSet<Endpoint>> = HashMap::new();
+    for e in events {
+        match &e.kind {
+            EventKind::SegmentDropped { reason, segment, .. } => {
+                info.entry(segment.id).or_default().drop = Some(*reason)
+            }
+            EventKind::SegmentDelayed { delay_ns, segment, .. } => {
+                info.entry(segment.id).or_default().delayed_ns = Some(*delay_ns);
+            }
+            EventKind::SegmentHeld { segment, .. } => info.entry(segment.id).or_default().held = true,
+            EventKind::SegmentDuplicated { segment, .. } => info.entry(segment.id).or_default().duplicated = true,
+            EventKind::StateChanged { host, connection, side, .. } => {
+                endpoints.entry(host).or_default().insert((*connection, *side));
+            }
+            _ => {}
+        }
+    }
+    // Name the endpoint only where a host has more than one connection end.
+    let crowded =
+        |host: &str| endpoints.get(host).is_some_and(|set| set.iter().filter(|(c, _)| c.is_some()).count() > 1);
+    let who = |connection: &Option<ConnId>, side: &Option<Side>| match (connection, side) {
+        (Some(c), Some(s)) => {
+            let name = labels.get(c).cloned().unwrap_or_else(|| format!("#{c}"));
+            let _ = s;
+            format!(" [{name}]")
+        }
+        _ => " (listener)".to_string(),
+    };
+
+    let mut out = String::new();
+    let _ = writeln!(out, "{:>TIME_W$}  {:<SIDE_W$}{a:<w$}{b}", "t (ms)", "", w = MID_W + 1);
+    let mut last_t = None;
+    let mut row = |out: &mut String, t: u64, left: &str, mid: &str, right: &str| {
+        let time = if last_t == Some(t) { String::new() } else { format!("{:.3}", t as f64 / 1e6) };
+        last_t = Some(t);
+        let line = format!("{time:>TIME_W$}  {left:<SIDE_W$}|{mid:<MID_W$}|  {right}");
+        let _ = writeln!(out, "{}", line.trim_end());
+    };
+    let mut notes = notes.iter().peekable();
+    for (index, e) in events.iter().enumerate() {
+        while let Some(note) = notes.next_if(|n| n.before_event <= index) {
+            let _ = writeln!(out, "{:>TIME_W$}  # {}", "", note.text);
+        }
+        match &e.kind {
+            EventKind::StateChanged { host, connection, side, to, .. } => {
+                let mut text = to.name().to_string();
+                if crowded(host) {
+                    text.push_str(&who(connection, side));
+                }
+                if &**host == a {
+                    row(&mut out, e.t_ns, &text, "", "");
+                } else if &**host == b {
+                    row(&mut out, e.t_ns, "", "", &text);
+                }
+            }
+            EventKind::SegmentSent { segment, .. } => {
+                if let Some(mid) = arrow(segment, a, b, info.get(&segment.id)) {
+                    let (left, right) = drop_note(segment, a, info.get(&segment.id));
+                    row(&mut out, e.t_ns, &left, &mid, &right);
+                }
+            }
+            EventKind::SegmentDelivered { segment, .. } => {
+                let late = info.get(&segment.id).is_some_and(|i| i.delayed_ns.is_some() || i.held);
+                if late && is_between(segment, a, b) {
+                    let text = format!(" #{} arrives now ", segment.id);
+                    let mid = if &*segment.from == a {
+                        format!("{text:~>w$}>", w = MID_W - 1)
+                    } else {
+                        format!("<{text:~<w$}", w = MID_W - 1)
+                    };
+                    row(&mut out, e.t_ns, "", &mid, "");
+                }
+            }
+            EventKind::SegmentReleased { segment, .. } if is_between(segment, a, b) => {
+                let text = format!("  #{} released", segment.id);
+                row(&mut out, e.t_ns, "", &text, "");
+            }
+            EventKind::TimerFired { host, timer, connection, side } => {
+                let mut text = match timer {
+                    TimerKind::Retransmit => "(RTO expires)".to_string(),
+                    TimerKind::TimeWait => "(2MSL expires)".to_string(),
+                    TimerKind::Persist => "(persist timer)".to_string(),
+                };
+                if crowded(host) {
+                    text.push_str(&who(connection, side));
+                }
+                if &**host == a {
+                    row(&mut out, e.t_ns, &text, "", "");
+                } else if &**host == b {
+                    row(&mut out, e.t_ns, "", "", &text);
+                }
+            }
+            EventKind::ConnectionError { host, error, .. } => {
+                let text = error.errno().to_string();
+                if &**host == a {
+                    row(&mut out, e.t_ns, &text, "", "");
+                } else if &**host == b {
+                    row(&mut out, e.t_ns, "", "", &text);
+                }
+            }
+            _ => {}
+        }
+    }
+    for note in notes {
+        let _ = writeln!(out, "{:>TIME_W$}  # {} (t={:.3})", "", note.text, note.t_ns as f64 / 1e6);
+    }
+    out
+}
+
+fn is_between(w: &WireSegment, a: &str, b: &str) -> bool {
+    (&*w.from == a && &*w.to == b) || (&*w.from == b && &*w.to == a)
+}
+
+/// The label of an arrow: `#3 ACK seq=301 ack=501 len=0 win=65535`.
+fn label(w: &WireSegment, info: Option<&SegInfo>) -> String {
+    let s = &w.segment;
+    let mut text =
+        format!("#{} {} seq={} ack={} len={} win={}", w.id, s.flags, s.seq.0, s.ack.0, s.payload.len(), s.window);
+    if w.retransmission {
+        text.push_str(" rtx");
+    }
+    if w.injected {
+        text.push_str(" injected");
+    }
+    if let Some(i) = info {
+        if let Some(d) = i.delayed_ns {
+            text.push_str(&format!(" delayed {:.0}ms", d as f64 / 1e6));
+        }
+        if i.duplicated {
+            text.push_str(" dup");
+        }
+    }
+    text
+}
+
+/// Where the segment dies: in the network (`--X`), or at the receiver (`X|`).
+fn in_network(reason: DropReason) -> bool {
+    matches!(reason, DropReason::Loss | DropReason::Fault | DropReason::NoRoute)
+}
+
+fn arrow(w: &WireSegment, a: &str, b: &str, info: Option<&SegInfo>) -> Option<String> {
+    if !is_between(w, a, b) {
+        return None;
+    }
+    let text = label(w, info);
+    let rightwards = &*w.from == a;
+    let drop = info.and_then(|i| i.drop);
+    let held = info.is_some_and(|i| i.held);
+    let mid = match (rightwards, drop, held) {
+        (true, _, true) => format!("-- {text} --H"),
+        (false, _, true) => format!("{:>w$}", format!("H-- {text} --"), w = MID_W),
+        (true, Some(r), _) if in_network(r) => format!("-- {text} --X"),
+        (false, Some(r), _) if in_network(r) => format!("{:>w$}", format!("X-- {text} --"), w = MID_W),
+        (true, drop, _) => {
+            let head = if drop.is_some() { 'X' } else { '>' };
+            format!("{:-<w$}{head}", format!("-- {text} "), w = MID_W - 1)
+        }
+        (false, drop, _) => {
+            let head = if drop.is_some() { 'X' } else { '<' };
+            format!("{head}{:->w$}", format!(" {text} --"), w = MID_W - 1)
+        }
+    };
+    Some(mid)
+}
+
+/// The text beside a dropped or held segment, on the side where it died.
+fn drop_note(w: &WireSegment, a: &str, info: Option<&SegInfo>) -> (String, String) {
+    let Some(info) = info else { return (String::new(), String::new()) };
+    let text = match (info.drop, info.held) {
+        (_, true) => "held by a fault rule".to_string(),
+        (Some(DropReason::Loss), _) => "X lost".to_string(),
+        (Some(DropReason::Fault), _) => "X dropped by fault".to_string(),
+        (Some(DropReason::NoRoute), _) => "X no route".to_string(),
+        (Some(DropReason::NoListener), _) => "X no listener".to_string(),
+        (Some(DropReason::BadChecksum), _) => "X bad checksum".to_string(),
+        (Some(DropReason::Malformed), _) => "X malformed".to_string(),
+        (None, false) => return (String::new(), String::new()),
+    };
+    if &*w.from == a { (String::new(), text) } else { (text, String::new()) }
+}

@@ -1,0 +1,114 @@
+//! Labs: scripted scenarios that reproduce the seed text's claims on a
+//! simulated world, check them, and draw them as ladder diagrams.
+//!
+//! Sans-IO like the engine and the world: parsing is a function of text,
+//! running is a function of a lab and a world, and nothing here reads a clock
+//! or a socket, so the CLI, the tests and (later) the service's session actor
+//! all run labs the same way.
+//!
+//! # Layout
+//! - [`format`]: the TOML lab format, its parser and its located errors.
+//! - [`runner`]: [`LabRun`] (step-wise), [`run`] and [`run_variant`], and the reports.
+//! - [`ladder`]: the ASCII ladder diagram.
+
+pub mod format;
+pub mod ladder;
+pub mod runner;
+
+pub use format::{Fate, FlagSet, Lab, LabError, LabStep, LabVariant, StateName, Step};
+pub use ladder::{Note, ladder};
+pub use runner::{Check, LabReport, LabRun, VariantReport, fate_of, run, run_variant};
+
+/// The built-in labs, embedded in the binary so `tcplab lab list` works from
+/// any directory: `(name, TOML text)`, in teaching order.
+pub fn builtin() -> Vec<(&'static str, &'static str)> {
+    macro_rules! labs {
+        ($($name:literal),* $(,)?) => {
+            vec![$(($name, include_str!(concat!("../../labs/", $name, ".toml")))),*]
+        };
+    }
+    labs![
+        "three-way-handshake",
+        "sequence-numbers",
+        "why-not-two-way",
+        "four-way-close",
+        "half-close",
+        "time-wait-lost-ack",
+        "time-wait-old-duplicates",
+        "simultaneous-open",
+        "simultaneous-close",
+        "syn-retransmission",
+        "rst-to-closed-port",
+        "zero-window-probe",
+    ]
+}
+
+/// A built-in lab by name, parsed.
+///
+/// # Errors
+/// [`LabError::UnknownLab`], or a parse error (a bug in a shipped lab, which
+/// the tests rule out).
+pub fn builtin_lab(name: &str) -> Result<Lab, LabError> {
+    let (name, text) =
+        builtin().into_iter().find(|(n, _)| *n == name).ok_or_else(|| LabError::UnknownLab(name.to_string()))?;
+    Lab::parse(&format!("labs/{name}.toml"), text)
+}
+
+/// A lab by built-in name or by file path (a path is anything that exists on
+/// disk or ends in `.toml`), so `tcplab lab run` takes either.
+///
+/// # Errors
+/// An unknown name, an unreadable file, or a parse error.
+pub fn load(name_or_path: &str) -> Result<Lab, LabError> {
+    if builtin().iter().any(|(n, _)| *n == name_or_path) {
+        return builtin_lab(name_or_path);
+    }
+    let path = std::path::Path::new(name_or_path);
+    if path.exists() || name_or_path.ends_with(".toml") {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LabError::Io { path: name_or_path.to_string(), message: e.to_string() })?;
+        return Lab::parse(name_or_path, &text);
+    }
+    Err(LabError::UnknownLab(name_or_path.to_string()))
+}
+
+/// A report as text: the ladder of each variant, then one pass/fail line per
+/// check, then a verdict -- what `tcplab lab run` prints.
+pub fn render_report(report: &LabReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "== {}: {}", report.name, report.title);
+    let _ = writeln!(out);
+    for line in report.explanation.trim().lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    for v in &report.variants {
+        let _ = writeln!(out);
+        if report.variants.len() > 1 || v.name != "default" {
+            let _ = writeln!(out, "-- variant `{}`: {}", v.name, v.description.trim());
+            let _ = writeln!(out);
+        }
+        out.push_str(&v.ladder);
+        let _ = writeln!(out);
+        for c in &v.checks {
+            let _ = writeln!(out, "  {} {}", if c.passed { "PASS" } else { "FAIL" }, c.message());
+        }
+        if let Some(e) = &v.error {
+            let _ = writeln!(out, "  FAIL step error: {e}");
+        }
+        let passed = v.checks.iter().filter(|c| c.passed).count();
+        let _ = writeln!(
+            out,
+            "  {}: {passed}/{} checks passed{}",
+            if v.passed { "ok" } else { "FAILED" },
+            v.checks.len(),
+            if report.variants.len() > 1 { format!(" (variant `{}`)", v.name) } else { String::new() }
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{} {}", if report.passed { "PASS" } else { "FAIL" }, report.name);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,760 @@
+//! Running a lab on a world: each step is applied or checked in order, and
+//! every expectation becomes a [`Check`] saying what was expected, what
+//! happened and at which virtual time.
+//!
+//! [`LabRun`] is step-wise and owns everything it needs (no borrow of the
+//! [`Lab`]), so a session actor can drive it one step at a time on the world it
+//! owns and forward the events as they come; [`run`] and [`run_variant`] are
+//! the one-shot forms the CLI and the tests use.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::format::{
+    ExpectConnections, ExpectState, ExpectStates, ExpectTcb, Fate, Lab, LabStep, LabVariant, SegmentExpect, StateName,
+    Step, parse_conn_number,
+};
+use super::ladder::{Note, ladder};
+use crate::engine::State;
+use crate::sim::{
+    ConnId, ConnectSpec, DropReason, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, SegmentMatch, Side, World,
+    WorldConfig, WorldError,
+};
+
+const MS: u64 = 1_000_000;
+
+/// One expectation's verdict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Check {
+    /// 1-based index of the step in its run.
+    pub step: usize,
+    /// Line of the step in the lab file.
+    pub line: usize,
+    /// The step's key (`expect_segments`...).
+    pub kind: &'static str,
+    /// What was checked, briefly (`client state`, `segment 2`).
+    pub what: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What the lab expected.
+    pub expected: String,
+    /// What the world showed.
+    pub got: String,
+    /// Virtual time of the observation, ms.
+    pub t_ms: f64,
+}
+
+impl Check {
+    /// `line 12 (expect_state) client state: expected X, got Y at t=20.000ms`.
+    pub fn message(&self) -> String {
+        if self.passed {
+            format!("line {} ({}) {}: {}", self.line, self.kind, self.what, self.expected)
+        } else {
+            format!(
+                "line {} ({}) {}: expected {}, got {} at t={:.3}ms",
+                self.line, self.kind, self.what, self.expected, self.got, self.t_ms
+            )
+        }
+    }
+}
+
+/// The result of one variant's run.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantReport {
+    /// The variant's name (`default` for a lab without variants).
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// Every check passed and no step failed.
+    pub passed: bool,
+    /// The checks in order.
+    pub checks: Vec<Check>,
+    /// A step the world refused (the run stopped there), as a message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The ladder diagram of the run.
+    pub ladder: String,
+    /// Every event of the run.
+    pub events: Vec<Event>,
+}
+
+/// The result of a whole lab: one report per variant.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabReport {
+    /// The lab's name.
+    pub name: String,
+    /// Its title.
+    pub title: String,
+    /// Its explanation.
+    pub explanation: String,
+    /// Every variant passed.
+    pub passed: bool,
+    /// One per variant.
+    pub variants: Vec<VariantReport>,
+}
+
+impl Lab {
+    /// The world configuration of one variant (its seed and profile).
+    pub fn world_config(&self, variant: &LabVariant) -> WorldConfig {
+        WorldConfig { seed: self.seed, profile: variant.profile.clone(), ..WorldConfig::default() }
+    }
+
+    /// Adds the lab's hosts and links to a fresh world.
+    ///
+    /// # Errors
+    /// What the world refuses (duplicate names or addresses, bad links).
+    pub fn setup(&self, world: &mut World) -> Result<(), WorldError> {
+        for host in &self.hosts {
+            world.add_host(&host.name, host.ip, host.kind)?;
+        }
+        for link in &self.links {
+            world.set_link(&link.a, &link.b, link.params())?;
+        }
+        Ok(())
+    }
+
+    /// A fresh world for one variant, with hosts and links.
+    ///
+    /// # Errors
+    /// What the world refuses.
+    pub fn new_world(&self, variant: &LabVariant) -> Result<World, WorldError> {
+        let mut world = World::new(self.world_config(variant))?;
+        self.setup(&mut world)?;
+        Ok(world)
+    }
+
+    /// The two hosts the ladder diagram draws (the first two).
+    pub fn ladder_hosts(&self) -> (String, String) {
+        let a = self.hosts.first().map_or("A".to_string(), |h| h.name.clone());
+        let b = self.hosts.get(1).map_or("B".to_string(), |h| h.name.clone());
+        (a, b)
+    }
+}
+
+/// Runs every variant of a lab, each on a fresh world.
+pub fn run(lab: &Lab) -> LabReport {
+    let variants: Vec<VariantReport> = lab
+        .variants
+        .iter()
+        .map(|variant| match lab.new_world(variant) {
+            Ok(mut world) => run_variant(lab, variant, &mut world),
+            Err(e) => VariantReport {
+                name: variant.name.clone(),
+                description: variant.description.clone(),
+                passed: false,
+                checks: Vec::new(),
+                error: Some(format!("building the world: {e}")),
+                ladder: String::new(),
+                events: Vec::new(),
+            },
+        })
+        .collect();
+    LabReport {
+        name: lab.name.clone(),
+        title: lab.title.clone(),
+        explanation: lab.explanation.clone(),
+        passed: variants.iter().all(|v| v.passed),
+        variants,
+    }
+}
+
+/// Runs one variant on a world that already has the lab's hosts and links
+/// (see [`Lab::new_world`]).
+pub fn run_variant(lab: &Lab, variant: &LabVariant, world: &mut World) -> VariantReport {
+    let mut run = LabRun::new(lab, variant);
+    while run.step(world) {}
+    run.finish()
+}
+
+/// A lab run in progress, driven one step at a time.
+#[derive(Debug)]
+pub struct LabRun {
+    name: String,
+    description: String,
+    steps: Vec<LabStep>,
+    next: usize,
+    ladder_hosts: (String, String),
+    conns: HashMap<String, ConnId>,
+    faults: HashMap<String, u64>,
+    events: Vec<Event>,
+    /// Index in `events` after the last segment expectation.
+    segment_cursor: usize,
+    checks: Vec<Check>,
+    notes: Vec<Note>,
+    error: Option<String>,
+}
+
+impl LabRun {
+    /// A run of one variant, not started.
+    pub fn new(lab: &Lab, variant: &LabVariant) -> LabRun {
+        LabRun {
+            name: variant.name.clone(),
+            description: variant.description.clone(),
+            steps: variant.steps.clone(),
+            next: 0,
+            ladder_hosts: lab.ladder_hosts(),
+            conns: HashMap::new(),
+            faults: HashMap::new(),
+            events: Vec::new(),
+            segment_cursor: 0,
+            checks: Vec::new(),
+            notes: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Every event collected so far (the run takes them from the world after each step).
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The checks so far.
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// Whether every step has run (or one failed).
+    pub fn is_done(&self) -> bool {
+        self.next >= self.steps.len() || self.error.is_some()
+    }
+
+    /// Runs the next step; `false` once there is none left (or a step failed).
+    pub fn step(&mut self, world: &mut World) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        let index = self.next;
+        self.next += 1;
+        let LabStep { line, step } = self.steps[index].clone();
+        let result = self.apply(world, index + 1, line, &step);
+        self.events.extend(world.take_events());
+        if let Err(e) = result {
+            self.error = Some(format!("line {line} ({}): {e}", step.kind()));
+            return false;
+        }
+        !self.is_done()
+    }
+
+    /// The report: checks, the ladder and the events.
+    pub fn finish(self) -> VariantReport {
+        let mut labels = BTreeMap::new();
+        for (name, id) in &self.conns {
+            labels.insert(*id, name.clone());
+        }
+        let (a, b) = &self.ladder_hosts;
+        let ladder = ladder(&self.events, a, b, &labels, &self.notes);
+        let not_run = self.steps.len().saturating_sub(self.next);
+        let error = self.error.map(|e| if not_run > 0 { format!("{e}; {not_run} later step(s) not run") } else { e });
+        VariantReport {
+            passed: error.is_none() && self.checks.iter().all(|c| c.passed),
+            name: self.name,
+            description: self.description,
+            checks: self.checks,
+            error,
+            ladder,
+            events: self.events,
+        }
+    }
+
+    fn conn(&self, name: &str) -> Result<ConnId, String> {
+        parse_conn_number(name)
+            .or_else(|| self.conns.get(name).copied())
+            .ok_or_else(|| format!("unknown connection `{name}`"))
+    }
+
+    fn apply(&mut self, world: &mut World, index: usize, line: usize, step: &Step) -> Result<(), String> {
+        let w = |e: WorldError| e.to_string();
+        match step {
+            Step::Listen(l) => {
+                world
+                    .listen(ListenSpec { host: l.host.clone(), port: l.port, isn: l.isn, profile: None })
+                    .map_err(w)?;
+            }
+            Step::Open(o) => {
+                let result = world.connect(ConnectSpec {
+                    client: o.client.clone(),
+                    server: o.server.clone(),
+                    port: o.port,
+                    client_port: o.client_port,
+                    isn: o.isn,
+                    profile: None,
+                });
+                if let Some(id) = self.expect_outcome(world, index, line, "open", &o.expect_error, result)? {
+                    self.conns.insert(o.name.clone(), id);
+                }
+            }
+            Step::Send(s) => {
+                let data = s.bytes();
+                let result = world.send(self.conn(&s.conn)?, s.side, &data);
+                if let Some(n) = self.expect_outcome(world, index, line, "send", &s.expect_error, result)? {
+                    if n < data.len() {
+                        return Err(format!("only {n} of {} octets fit in the send buffer", data.len()));
+                    }
+                }
+            }
+            Step::Close(c) => {
+                let result = world.close(self.conn(&c.conn)?, c.side);
+                self.expect_outcome(world, index, line, "close", &c.expect_error, result)?;
+            }
+            Step::Abort(e) => world.abort(self.conn(&e.conn)?, e.side).map_err(w)?,
+            Step::AutoRead(a) => world.set_auto_read(self.conn(&a.conn)?, a.side, a.on).map_err(w)?,
+            Step::Fault(f) => {
+                let spec = FaultSpec {
+                    from: f.from.clone(),
+                    to: f.to.clone(),
+                    matcher: SegmentMatch {
+                        flags: f.flags.map(|f| f.0),
+                        len: f.len,
+                        seq: f.seq,
+                        seq_range: None,
+                        ack: f.ack,
+                        src_port: f.src_port,
+                        dst_port: f.dst_port,
+                    },
+                    skip: f.skip,
+                    count: f.count,
+                    action: f.action,
+                    delay_ns: ms_to_ns(f.delay_ms.unwrap_or(0.0)),
+                };
+                let id = world.add_fault(spec).map_err(w)?;
+                if let Some(name) = &f.name {
+                    self.faults.insert(name.clone(), id);
+                }
+            }
+            Step::Release(name) => {
+                let id = *self.faults.get(name).ok_or_else(|| format!("unknown fault rule `{name}`"))?;
+                world.release_fault(id).map_err(w)?;
+            }
+            Step::Inject(i) => {
+                world
+                    .inject(InjectSpec {
+                        from: i.from.clone(),
+                        to: i.to.clone(),
+                        src_port: i.src_port,
+                        dst_port: i.dst_port,
+                        seq: i.seq,
+                        ack: i.ack,
+                        flags: i.flags.0,
+                        window: i.window.unwrap_or(65535),
+                        payload: i.data.clone().unwrap_or_default().into_bytes().into(),
+                        delay_ns: ms_to_ns(i.delay_ms.unwrap_or(0.0)),
+                        ..InjectSpec::default()
+                    })
+                    .map_err(w)?;
+            }
+            Step::Advance(ms) => {
+                world.advance(ms.saturating_mul(MS));
+            }
+            Step::RunUntilIdle(r) => {
+                let max_time = r.max_ms.map_or(u64::MAX, |ms| ms.saturating_mul(MS));
+                let outcome = world.run_until_idle(r.max_steps.unwrap_or(100_000), max_time);
+                if outcome.stopped_by == Some("events") {
+                    return Err(format!("still busy after {} scheduled items (raise max_steps)", outcome.steps));
+                }
+            }
+            Step::Step(n) => {
+                for _ in 0..*n {
+                    if !world.step() {
+                        break;
+                    }
+                }
+            }
+            Step::Note(text) => {
+                let at = self.events.len() + world.events().len();
+                self.notes.push(Note { before_event: at, t_ns: world.now(), text: text.clone() });
+            }
+            expectation => {
+                // Checks see every event up to now.
+                self.events.extend(world.take_events());
+                let mut ctx = Ctx { run: self, world: &*world, index, line, kind: expectation.kind() };
+                ctx.check(expectation);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LabRun {
+    /// A user call's result: with `expect_error`, a check that it failed with
+    /// that text (`Ok(None)`); without, its value or the run's error.
+    fn expect_outcome<T>(
+        &mut self,
+        world: &World,
+        index: usize,
+        line: usize,
+        kind: &'static str,
+        expect_error: &Option<String>,
+        result: Result<T, WorldError>,
+    ) -> Result<Option<T>, String> {
+        let Some(want) = expect_error else {
+            return result.map(Some).map_err(|e| e.to_string());
+        };
+        let (got, passed, value) = match result {
+            Ok(v) => ("success".to_string(), false, Some(v)),
+            Err(e) => {
+                let text = e.to_string();
+                let passed = text.to_lowercase().contains(&want.to_lowercase());
+                (format!("error \"{text}\""), passed, None)
+            }
+        };
+        self.checks.push(Check {
+            step: index,
+            line,
+            kind,
+            what: format!("{kind} refused"),
+            passed,
+            expected: format!("error containing \"{want}\""),
+            got,
+            t_ms: world.now() as f64 / 1e6,
+        });
+        Ok(value)
+    }
+}
+
+fn ms_to_ns(ms: f64) -> u64 {
+    if ms.is_finite() && ms > 0.0 { (ms * 1e6) as u64 } else { 0 }
+}
+
+/// One expectation being checked.
+struct Ctx<'a> {
+    run: &'a mut LabRun,
+    world: &'a World,
+    index: usize,
+    line: usize,
+    kind: &'static str,
+}
+
+impl Ctx<'_> {
+    fn push(&mut self, what: String, expected: String, got: String, passed: bool, t_ns: u64) {
+        self.run.checks.push(Check {
+            step: self.index,
+            line: self.line,
+            kind: self.kind,
+            what,
+            passed,
+            expected,
+            got,
+            t_ms: t_ns as f64 / 1e6,
+        });
+    }
+
+    fn compare(&mut self, what: String, expected: String, got: String) {
+        let passed = expected == got;
+        let now = self.world.now();
+        self.push(what, expected, got, passed, now);
+    }
+
+    fn check(&mut self, step: &Step) {
+        match step {
+            Step::ExpectState(e) => self.state(e),
+            Step::ExpectStates(e) => self.states(e),
+            Step::ExpectTcb(e) => self.tcb(e),
+            Step::ExpectSegments(list) => self.segments(list, true),
+            Step::ExpectNextSegments(list) => self.segments(list, false),
+            Step::ExpectFate(f) => {
+                let got = fate_of(&self.run.events, f.segment);
+                let now = self.world.now();
+                self.push(
+                    format!("fate of segment #{}", f.segment),
+                    f.fate.name().to_string(),
+                    got.name().to_string(),
+                    f.fate.accepts(got),
+                    now,
+                );
+            }
+            Step::ExpectReceived(r) => {
+                let what = format!("{} {} received", r.conn, r.side.name());
+                let got = self
+                    .run
+                    .conn(&r.conn)
+                    .and_then(|c| self.world.received(c, r.side).map(<[u8]>::to_vec).map_err(|e| e.to_string()));
+                match got {
+                    Err(e) => {
+                        let expected = r
+                            .data
+                            .as_ref()
+                            .map_or_else(|| format!("{} octets", r.len.unwrap_or(0)), |d| show(d.as_bytes()));
+                        self.compare(what, expected, e);
+                    }
+                    Ok(bytes) => {
+                        if let Some(data) = &r.data {
+                            self.compare(what.clone(), show(data.as_bytes()), show(&bytes));
+                        }
+                        if let Some(len) = r.len {
+                            self.compare(format!("{what} (octets)"), len.to_string(), bytes.len().to_string());
+                        }
+                    }
+                }
+            }
+            Step::ExpectConnections(c) => self.connections(c),
+            _ => {}
+        }
+    }
+
+    fn end_state(&self, conn: &str, side: Side) -> String {
+        let id = match self.run.conn(conn) {
+            Ok(id) => id,
+            Err(e) => return e,
+        };
+        match self.world.connection(id) {
+            None => format!("no connection {conn}"),
+            Some(c) => match c.end(side) {
+                None => StateName::Absent.to_string(),
+                Some(end) => end.state.name().to_string(),
+            },
+        }
+    }
+
+    fn state(&mut self, e: &ExpectState) {
+        match (&e.conn, e.side, &e.host, e.port) {
+            (Some(conn), Some(side), _, _) => {
+                let got = self.end_state(conn, side);
+                self.compare(format!("{conn} {} state", side.name()), e.state.to_string(), got);
+            }
+            (_, _, Some(host), Some(port)) => {
+                let host_id = self.world.host_id(host).ok();
+                let open = self.world.listeners().iter().any(|l| Some(l.host) == host_id && l.port == port && l.open);
+                let got = if open { State::Listen } else { State::Closed };
+                self.compare(format!("{host}:{port} listener state"), e.state.to_string(), got.name().to_string());
+            }
+            _ => {}
+        }
+    }
+
+    fn states(&mut self, e: &ExpectStates) {
+        let what = format!("{} {} states", e.conn, e.side.name());
+        let expected = e.states.iter().map(ToString::to_string).collect::<Vec<_>>().join(" -> ");
+        let got = match self.run.conn(&e.conn) {
+            Err(err) => err,
+            Ok(id) => {
+                let mut states: Vec<&str> = Vec::new();
+                for ev in &self.run.events {
+                    if let EventKind::StateChanged { connection: Some(c), side: Some(s), from, to, .. } = &ev.kind {
+                        if *c == id && *s == e.side {
+                            if states.is_empty() {
+                                states.push(from.name());
+                            }
+                            states.push(to.name());
+                        }
+                    }
+                }
+                states.join(" -> ")
+            }
+        };
+        self.compare(what, expected, got);
+    }
+
+    fn tcb(&mut self, e: &ExpectTcb) {
+        let Some(side) = e.side else { return };
+        let prefix = format!("{} {}", e.conn, side.name());
+        let status = self.run.conn(&e.conn).and_then(|c| self.world.status(c, side).map_err(|e| e.to_string()));
+        let status = match status {
+            Ok(s) => s,
+            Err(err) => {
+                self.compare(format!("{prefix} TCB"), "a TCB".into(), err);
+                return;
+            }
+        };
+        let now = self.world.now();
+        let numbers: [(&str, Option<u64>, u64); 11] = [
+            ("ISS", e.iss.map(u64::from), u64::from(status.iss)),
+            ("IRS", e.irs.map(u64::from), u64::from(status.irs)),
+            ("SND.UNA", e.snd_una.map(u64::from), u64::from(status.snd_una)),
+            ("SND.NXT", e.snd_nxt.map(u64::from), u64::from(status.snd_nxt)),
+            ("SND.WND", e.snd_wnd.map(u64::from), u64::from(status.snd_wnd)),
+            ("RCV.NXT", e.rcv_nxt.map(u64::from), u64::from(status.rcv_nxt)),
+            ("RCV.WND", e.rcv_wnd.map(u64::from), u64::from(status.rcv_wnd)),
+            ("SND.MSS", e.snd_mss.map(u64::from), u64::from(status.snd_mss)),
+            ("send buffered", e.send_buffered.map(|v| v as u64), status.send_buffered as u64),
+            ("receive buffered", e.recv_buffered.map(|v| v as u64), status.recv_buffered as u64),
+            ("retries", e.retries.map(u64::from), u64::from(status.retries)),
+        ];
+        for (name, expected, got) in numbers {
+            if let Some(expected) = expected {
+                self.compare(format!("{prefix} {name}"), expected.to_string(), got.to_string());
+            }
+        }
+        if let Some(expected) = &e.error {
+            let got = status.error.map_or("none", |err| err.errno());
+            self.compare(format!("{prefix} error"), expected.to_ascii_uppercase().replace("NONE", "none"), got.into());
+        }
+        if let Some(expected) = e.time_wait_left_ms {
+            let got = status.timers.time_wait.map_or(-1, |deadline| (deadline.saturating_sub(now) / MS) as i64);
+            self.compare(format!("{prefix} TIME_WAIT ms left"), expected.to_string(), got.to_string());
+        }
+    }
+
+    fn segments(&mut self, expected: &[SegmentExpect], exact: bool) {
+        let start = self.run.segment_cursor;
+        let sent: Vec<(usize, &Event)> = self.run.events[start..]
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e.kind, EventKind::SegmentSent { .. }))
+            .map(|(i, e)| (start + i, e))
+            .collect();
+        let mut results = Vec::new();
+        for (i, exp) in expected.iter().enumerate() {
+            let what = format!("segment {} of {}", i + 1, expected.len());
+            let want = describe_expect(exp);
+            match sent.get(i) {
+                None => results.push((what, want, "no segment".to_string(), false, self.world.now())),
+                Some((_, ev)) => {
+                    let (got, ok) = self.match_segment(exp, ev);
+                    results.push((what, want, got, ok, ev.t_ns));
+                }
+            }
+        }
+        if exact && sent.len() > expected.len() {
+            let extra: Vec<String> =
+                sent[expected.len()..].iter().map(|(_, ev)| self.describe_sent(ev, false)).collect();
+            let t = sent[expected.len()].1.t_ns;
+            results.push((
+                "no further segment".into(),
+                format!("{} segment(s)", expected.len()),
+                format!("{} more: {}", extra.len(), extra.join("; ")),
+                false,
+                t,
+            ));
+        }
+        let consumed = if exact { sent.len() } else { expected.len().min(sent.len()) };
+        // Just after the last segment matched: later ones stay for the next expectation.
+        let cursor = sent.get(consumed).map_or(self.run.events.len(), |(i, _)| *i);
+        for (what, want, got, ok, t) in results {
+            self.push(what, want, got, ok, t);
+        }
+        self.run.segment_cursor = cursor;
+    }
+
+    fn describe_sent(&self, ev: &Event, with_fate: bool) -> String {
+        let Some(w) = ev.kind.segment() else { return String::new() };
+        let s = &w.segment;
+        let mut text = format!(
+            "#{} {}->{} {} seq={} ack={} len={} win={}",
+            w.id,
+            w.from,
+            w.to,
+            s.flags,
+            s.seq.0,
+            s.ack.0,
+            s.payload.len(),
+            s.window
+        );
+        if w.retransmission {
+            text.push_str(" (retransmission)");
+        }
+        text.push_str(&format!(" at {:.3}ms", ev.t_ns as f64 / 1e6));
+        if with_fate {
+            text.push_str(&format!(" [{}]", fate_of(&self.run.events, w.id).name()));
+        }
+        text
+    }
+
+    fn match_segment(&self, exp: &SegmentExpect, ev: &Event) -> (String, bool) {
+        let Some(w) = ev.kind.segment() else { return ("not a segment".into(), false) };
+        let s = &w.segment;
+        let fate = fate_of(&self.run.events, w.id);
+        let ok = exp.from.as_deref().is_none_or(|f| f == &*w.from)
+            && exp.to.as_deref().is_none_or(|t| t == &*w.to)
+            && exp.flags.is_none_or(|f| f.0 == s.flags)
+            && exp.seq.is_none_or(|v| v == s.seq.0)
+            && exp.ack.is_none_or(|v| v == s.ack.0)
+            && exp.len.is_none_or(|v| v as usize == s.payload.len())
+            && exp.win.is_none_or(|v| v == s.window)
+            && exp.retransmission.is_none_or(|r| r == w.retransmission)
+            && exp.at_ms.is_none_or(|t| ms_to_ns(t) == ev.t_ns)
+            && exp.fate.is_none_or(|f| f.accepts(fate));
+        (self.describe_sent(ev, exp.fate.is_some()), ok)
+    }
+
+    fn connections(&mut self, c: &ExpectConnections) {
+        let host_id = c.host.as_deref().and_then(|h| self.world.host_id(h).ok());
+        let mut count = 0;
+        for conn in self.world.connections() {
+            for end in [&conn.client, &conn.server].into_iter().flatten() {
+                let on_host = host_id.is_none_or(|h| h == end.host);
+                let in_state = match c.state {
+                    None => true,
+                    Some(StateName::State(s)) => end.state == s,
+                    Some(StateName::Absent) => false,
+                };
+                if on_host && in_state {
+                    count += 1;
+                }
+            }
+        }
+        let mut what = format!("connections on {}", c.host.as_deref().unwrap_or("all hosts"));
+        if let Some(s) = c.state {
+            what.push_str(&format!(" in {s}"));
+        }
+        self.compare(what, c.count.to_string(), count.to_string());
+    }
+}
+
+/// `#3 A->B SYN seq=300 ...` for an expectation, naming only what it checks.
+fn describe_expect(e: &SegmentExpect) -> String {
+    let mut parts = Vec::new();
+    match (&e.from, &e.to) {
+        (Some(f), Some(t)) => parts.push(format!("{f}->{t}")),
+        (Some(f), None) => parts.push(format!("{f}->*")),
+        (None, Some(t)) => parts.push(format!("*->{t}")),
+        (None, None) => {}
+    }
+    if let Some(f) = e.flags {
+        parts.push(f.0.to_string());
+    }
+    for (name, v) in [("seq", e.seq), ("ack", e.ack), ("len", e.len), ("win", e.win.map(u32::from))] {
+        if let Some(v) = v {
+            parts.push(format!("{name}={v}"));
+        }
+    }
+    if e.retransmission == Some(true) {
+        parts.push("(retransmission)".into());
+    }
+    if let Some(t) = e.at_ms {
+        parts.push(format!("at {t:.3}ms"));
+    }
+    if let Some(f) = e.fate {
+        parts.push(format!("[{}]", f.name()));
+    }
+    parts.join(" ")
+}
+
+/// What became of segment `id`, from the events so far.
+pub fn fate_of(events: &[Event], id: u64) -> Fate {
+    let mut fate = Fate::InFlight;
+    for e in events {
+        let Some(w) = e.kind.segment() else { continue };
+        if w.id != id {
+            continue;
+        }
+        match &e.kind {
+            EventKind::SegmentDelivered { .. } => return Fate::Delivered,
+            EventKind::SegmentDropped { reason, .. } => {
+                fate = match reason {
+                    DropReason::Loss => Fate::Lost,
+                    DropReason::Fault => Fate::DroppedByFault,
+                    DropReason::BadChecksum => Fate::BadChecksum,
+                    DropReason::NoListener => Fate::NoListener,
+                    DropReason::NoRoute => Fate::NoRoute,
+                    DropReason::Malformed => Fate::Malformed,
+                }
+            }
+            EventKind::SegmentHeld { .. } => fate = Fate::Held,
+            EventKind::SegmentReleased { .. } => fate = Fate::InFlight,
+            _ => {}
+        }
+    }
+    fate
+}
+
+/// Data as a quoted, escaped string, shortened when long.
+fn show(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out: String = text.chars().take(60).collect::<String>().escape_debug().to_string();
+    if text.chars().count() > 60 {
+        out.push_str(&format!("... ({} octets)", bytes.len()));
+    }
+    format!("\"{out}\"")
+}

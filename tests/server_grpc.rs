@@ -1,0 +1,605 @@
+//! The lab server over real gRPC: the real server on ephemeral ports with a
+//! temporary database, driven with the tonic client generated from
+//! `proto/tcplab/v1/lab.proto`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::{CLEAN_RUN, TestServer, WAIT, describe, grpc_channel};
+use serde_json::Value;
+use tcplab::api::grpc::pb;
+use tcplab::api::grpc::pb::lab_service_client::LabServiceClient;
+use tcplab::service::Limits;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+type Lab = LabServiceClient<Channel>;
+
+async fn client(server: &TestServer) -> Lab {
+    LabServiceClient::new(grpc_channel(&server.grpc).await)
+}
+
+/// Selected TCB fields of one end: state, iss, irs, snd_una, snd_nxt, rcv_nxt.
+fn tcb(end: &Option<pb::End>) -> (String, u32, u32, u32, u32, u32) {
+    let e = end.as_ref().expect("the end exists");
+    (e.state.clone(), e.iss, e.irs, e.snd_una, e.snd_nxt, e.rcv_nxt)
+}
+
+fn t(state: &str, iss: u32, irs: u32, una: u32, nxt: u32, rcv: u32) -> (String, u32, u32, u32, u32, u32) {
+    (state.to_string(), iss, irs, una, nxt, rcv)
+}
+
+async fn clock(lab: &mut Lab, sid: u64, action: &str, ms: Option<f64>) -> pb::ClockResponse {
+    let req = pb::ClockRequest { session_id: sid, action: action.into(), ms, ..Default::default() };
+    lab.clock(req).await.expect("clock").into_inner()
+}
+
+async fn get(lab: &mut Lab, sid: u64, cid: u64) -> pb::Connection {
+    lab.get_connection(pb::ConnectionRef { session_id: sid, connection_id: cid }).await.expect("get").into_inner()
+}
+
+async fn side(lab: &mut Lab, sid: u64, cid: u64, call: &str, side: &str) -> pb::Connection {
+    let req = pb::SideRequest { session_id: sid, connection_id: cid, side: side.into() };
+    match call {
+        "close" => lab.close(req).await,
+        _ => lab.abort(req).await,
+    }
+    .expect("side call")
+    .into_inner()
+}
+
+async fn send(lab: &mut Lab, sid: u64, cid: u64, side: &str, data: Vec<u8>) -> u64 {
+    let req = pb::SendRequest { session_id: sid, connection_id: cid, side: side.into(), data };
+    lab.send(req).await.expect("send").into_inner().accepted
+}
+
+/// A manual session (MSL 500 ms) with hosts A and B, a 10 ms link and a listener on B:80 (ISN 500).
+async fn session(lab: &mut Lab, name: &str, seed: u64) -> u64 {
+    let created = lab
+        .create_session(pb::CreateSessionRequest {
+            name: Some(name.into()),
+            seed: Some(seed),
+            clock: Some("manual".into()),
+            profile: Some(pb::Profile { msl_ms: Some(500), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!((created.status.as_str(), created.clock.as_str(), created.name.as_str()), ("live", "manual", name));
+    let sid = created.id;
+    for (name, ip) in [("A", "10.0.0.1"), ("B", "10.0.0.2")] {
+        let host = lab
+            .add_host(pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), kind: None })
+            .await
+            .expect("host")
+            .into_inner();
+        assert_eq!((host.name.as_str(), host.ip.as_str(), host.kind.as_str()), (name, ip, "tcp"));
+    }
+    let link = lab
+        .set_link(pb::SetLinkRequest {
+            session_id: sid,
+            a: "A".into(),
+            b: "B".into(),
+            latency_ms: Some(10.0),
+            ..Default::default()
+        })
+        .await
+        .expect("link")
+        .into_inner();
+    assert_eq!((link.latency_ms, link.loss), (10.0, 0.0));
+    let listener = lab
+        .add_listener(pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 80, isn: Some(500) })
+        .await
+        .expect("listen")
+        .into_inner();
+    assert_eq!((listener.state.as_str(), listener.port), ("LISTEN", 80));
+    sid
+}
+
+/// Opens A:40000 -> B:80 with ISN 300 and runs the handshake; returns the connection id.
+async fn handshake(lab: &mut Lab, sid: u64) -> u64 {
+    let conn = lab
+        .open_connection(pb::OpenConnectionRequest {
+            session_id: sid,
+            client: "A".into(),
+            server: "B".into(),
+            port: 80,
+            client_port: Some(40000),
+            isn: Some(300),
+        })
+        .await
+        .expect("connect")
+        .into_inner();
+    assert_eq!(tcb(&conn.client), t("SYN_SENT", 300, 0, 300, 301, 0));
+    assert_eq!(conn.server, None);
+    let c = clock(lab, sid, "step", None).await;
+    assert_eq!((c.now_ns, c.steps, c.idle), (10_000_000, 1, false));
+    let got = get(lab, sid, conn.id).await;
+    assert_eq!(tcb(&got.server), t("SYN_RECEIVED", 500, 300, 500, 501, 301));
+    let c = clock(lab, sid, "run_until_idle", None).await;
+    assert_eq!((c.now_ns, c.idle), (30_000_000, true));
+    let got = get(lab, sid, conn.id).await;
+    assert_eq!(tcb(&got.client), t("ESTABLISHED", 300, 500, 301, 301, 501));
+    assert_eq!(tcb(&got.server), t("ESTABLISHED", 500, 300, 501, 501, 301));
+    let client = got.client.as_ref().unwrap();
+    assert_eq!((client.local_port, client.remote_ip.as_str(), client.remote_port), (40000, "10.0.0.2", 80));
+    conn.id
+}
+
+/// Data both ways and the four-way close, with the clean run's exact states.
+async fn data_and_close(lab: &mut Lab, sid: u64, cid: u64) {
+    assert_eq!(send(lab, sid, cid, "client", vec![b'a'; 100]).await, 100);
+    clock(lab, sid, "run_until_idle", None).await;
+    assert_eq!(send(lab, sid, cid, "server", vec![b'b'; 200]).await, 200);
+    clock(lab, sid, "run_until_idle", None).await;
+    let got = lab
+        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: "server".into() })
+        .await
+        .expect("received")
+        .into_inner();
+    assert_eq!((got.side.as_str(), got.bytes, got.data), ("server", 100, vec![b'a'; 100]));
+    let got = lab
+        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: "client".into() })
+        .await
+        .expect("received")
+        .into_inner();
+    assert_eq!((got.side.as_str(), got.bytes, got.data), ("client", 200, vec![b'b'; 200]));
+    let conn = get(lab, sid, cid).await;
+    assert_eq!(tcb(&conn.client), t("ESTABLISHED", 300, 500, 401, 401, 701));
+    assert_eq!(tcb(&conn.server), t("ESTABLISHED", 500, 300, 701, 701, 401));
+
+    let conn = side(lab, sid, cid, "close", "client").await;
+    assert_eq!(tcb(&conn.client), t("FIN_WAIT_1", 300, 500, 401, 402, 701));
+    clock(lab, sid, "run_until_idle", None).await;
+    let conn = get(lab, sid, cid).await;
+    assert_eq!(tcb(&conn.client), t("FIN_WAIT_2", 300, 500, 402, 402, 701));
+    assert_eq!(tcb(&conn.server), t("CLOSE_WAIT", 500, 300, 701, 701, 402));
+    let conn = side(lab, sid, cid, "close", "server").await;
+    assert_eq!(tcb(&conn.server), t("LAST_ACK", 500, 300, 701, 702, 402));
+    let c = clock(lab, sid, "advance", Some(15.0)).await;
+    assert_eq!(c.now_ns, 105_000_000);
+    let conn = get(lab, sid, cid).await;
+    assert_eq!(tcb(&conn.client), t("TIME_WAIT", 300, 500, 402, 402, 702));
+    assert_eq!(conn.client.as_ref().unwrap().timers.as_ref().unwrap().time_wait, Some(1_100_000_000));
+    assert_eq!(tcb(&conn.server), t("LAST_ACK", 500, 300, 701, 702, 402));
+    let c = clock(lab, sid, "run_until_idle", None).await;
+    assert_eq!((c.now_ns, c.idle), (1_100_000_000, true));
+    let conn = get(lab, sid, cid).await;
+    assert_eq!(conn.client.unwrap().state, "CLOSED");
+    assert_eq!(conn.server.unwrap().state, "CLOSED");
+}
+
+/// Every stored event, all pages.
+async fn all_events(lab: &mut Lab, sid: u64) -> Vec<pb::Event> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = lab
+            .list_events(pb::ListEventsRequest {
+                session_id: sid,
+                after_seq: Some(after),
+                limit: Some(10_000),
+                ..Default::default()
+            })
+            .await
+            .expect("list events")
+            .into_inner();
+        if page.events.is_empty() {
+            return out;
+        }
+        after = page.next_after_seq;
+        out.extend(page.events);
+    }
+}
+
+/// An event's JSON, checked against its typed header fields.
+fn json_of(e: &pb::Event) -> Value {
+    let v: Value = serde_json::from_str(&e.json).expect("event JSON");
+    assert_eq!(v["seq"].as_u64(), Some(e.seq));
+    assert_eq!(v["t_ns"].as_u64(), Some(e.t_ns));
+    assert_eq!(v["kind"].as_str(), Some(e.kind.as_str()));
+    assert_eq!(v["connection"].as_u64(), e.connection);
+    v
+}
+
+/// What an event says, independent of how its JSON text orders keys.
+fn norm(events: &[pb::Event]) -> Vec<(u64, u64, String, Option<u64>, Value)> {
+    events.iter().map(|e| (e.seq, e.t_ns, e.kind.clone(), e.connection, json_of(e))).collect()
+}
+
+fn seqs(events: &[pb::Event]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_data_and_close_over_grpc() {
+    let server = TestServer::start().await;
+    let mut lab = client(&server).await;
+    let sid = session(&mut lab, "grpc clean", 7).await;
+    let cid = handshake(&mut lab, sid).await;
+    data_and_close(&mut lab, sid, cid).await;
+
+    let events = all_events(&mut lab, sid).await;
+    let lines: Vec<String> = events.iter().map(|e| describe(&json_of(e))).collect();
+    assert_eq!(lines, CLEAN_RUN);
+
+    let page = lab
+        .list_events(pb::ListEventsRequest {
+            session_id: sid,
+            kinds: vec!["state_changed".into(), "timer_fired".into()],
+            connection: Some(cid),
+            after_seq: Some(20),
+            ..Default::default()
+        })
+        .await
+        .expect("filtered")
+        .into_inner();
+    assert_eq!(seqs(&page.events), [23, 26, 27, 30, 33, 34, 35]);
+    assert_eq!(page.next_after_seq, 35);
+    let page = lab
+        .list_events(pb::ListEventsRequest { session_id: sid, limit: Some(3), ..Default::default() })
+        .await
+        .expect("page")
+        .into_inner();
+    assert_eq!((seqs(&page.events), page.next_after_seq), (vec![1, 2, 3], 3));
+
+    let segs = lab.list_segments(pb::SessionRef { session_id: sid }).await.expect("segments").into_inner().segments;
+    let summary: Vec<(u64, String, String, u32, u32, u32, String)> = segs
+        .iter()
+        .map(|s| (s.id, format!("{}>{}", s.from, s.to), s.flags.join(","), s.seq, s.ack, s.len, s.fate.clone()))
+        .collect();
+    let d = |id: u64, dir: &str, flags: &str, seq: u32, ack: u32, len: u32| {
+        (id, dir.to_string(), flags.to_string(), seq, ack, len, "delivered".to_string())
+    };
+    assert_eq!(
+        summary,
+        [
+            d(1, "A>B", "SYN", 300, 0, 0),
+            d(2, "B>A", "ACK,SYN", 500, 301, 0),
+            d(3, "A>B", "ACK", 301, 501, 0),
+            d(4, "A>B", "ACK,PSH", 301, 501, 100),
+            d(5, "B>A", "ACK", 501, 401, 0),
+            d(6, "B>A", "ACK,PSH", 501, 401, 200),
+            d(7, "A>B", "ACK", 401, 701, 0),
+            d(8, "A>B", "ACK,FIN", 401, 701, 0),
+            d(9, "B>A", "ACK", 701, 402, 0),
+            d(10, "B>A", "ACK,FIN", 701, 402, 0),
+            d(11, "A>B", "ACK", 402, 702, 0),
+        ]
+    );
+    assert_eq!((segs[0].src_port, segs[0].dst_port, segs[0].window, segs[0].sent_ns), (40000, 80, 65535, 0));
+    assert_eq!(segs[0].fates, ["delivered"]);
+
+    let info = lab.get_session(pb::SessionRef { session_id: sid }).await.expect("get").into_inner();
+    assert_eq!((info.events, info.now_ns, info.connections, info.hosts), (35, 1_100_000_000, 1, 2));
+    assert_eq!(info.states.get("CLOSED"), Some(&2));
+    let ended = lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end").into_inner();
+    assert_eq!((ended.status.as_str(), ended.events), ("ended", 35));
+    assert!(ended.ended_at.is_some());
+    // The history stays.
+    let again = all_events(&mut lab, sid).await;
+    assert_eq!(again, events);
+    server.stop().await;
+}
+
+/// Reads a `WatchEvents` stream until it yields `last` (inclusive).
+async fn watch_until(stream: &mut tonic::Streaming<pb::Event>, last: u64) -> Vec<pb::Event> {
+    let mut out = Vec::new();
+    loop {
+        let next = tokio::time::timeout(WAIT, stream.message()).await.expect("an event in time");
+        let e = next.expect("stream ok").expect("the stream goes on");
+        let seq = e.seq;
+        out.push(e);
+        if seq >= last {
+            return out;
+        }
+    }
+}
+
+async fn watch(
+    lab: &mut Lab,
+    sid: u64,
+    after_seq: u64,
+    kinds: &[&str],
+    connection: Option<u64>,
+) -> tonic::Streaming<pb::Event> {
+    let req = pb::WatchEventsRequest {
+        session_id: sid,
+        after_seq,
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        connection,
+    };
+    lab.watch_events(req).await.expect("watch").into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_events_replays_then_continues_live() {
+    let server = TestServer::start().await;
+    let mut lab = client(&server).await;
+    let sid = session(&mut lab, "watch", 7).await;
+    let cid = handshake(&mut lab, sid).await; // events 1..=11
+
+    // Started mid-session: 6..=11 are replayed, the rest arrives live.
+    let mut all = watch(&mut lab, sid, 5, &[], None).await;
+    let mut states = watch(&mut lab, sid, 0, &["state_changed"], Some(cid)).await;
+    let mut seen = watch_until(&mut all, 11).await;
+    assert_eq!(seqs(&seen), [6, 7, 8, 9, 10, 11]);
+    data_and_close(&mut lab, sid, cid).await; // 12..=35
+    seen.extend(watch_until(&mut all, 35).await);
+    let changes = watch_until(&mut states, 35).await;
+    assert_eq!(seqs(&changes), [2, 5, 8, 11, 20, 23, 26, 27, 30, 33, 35]);
+
+    let stored = all_events(&mut lab, sid).await;
+    assert_eq!(seqs(&seen), (6..=35).collect::<Vec<u64>>(), "no gap, no duplicate");
+    assert_eq!(norm(&seen), norm(&stored[5..]), "streamed events equal the stored ones");
+
+    // Ending the session ends the streams.
+    lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end");
+    let end = tokio::time::timeout(WAIT, all.message()).await.expect("in time");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    let end = tokio::time::timeout(WAIT, states.message()).await.expect("in time");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+
+    // An ended session's history replays, then the stream ends.
+    let mut old = watch(&mut lab, sid, 33, &[], None).await;
+    let tail = watch_until(&mut old, 35).await;
+    assert_eq!(norm(&tail), norm(&stored[33..]));
+    let end = tokio::time::timeout(WAIT, old.message()).await.expect("in time");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_started_while_the_session_is_busy_has_no_gap_and_no_duplicate() {
+    // A small in-memory ring, so that a late subscriber's replay comes
+    // first from SQLite, then from the ring, then live.
+    let server = TestServer::with_limits(Limits { max_events_in_memory: 500, ..Limits::default() }).await;
+    let mut lab = client(&server).await;
+    let sid = session(&mut lab, "busy", 11).await;
+    lab.set_link(pb::SetLinkRequest {
+        session_id: sid,
+        a: "A".into(),
+        b: "B".into(),
+        latency_ms: Some(10.0),
+        loss: Some(0.03),
+        ..Default::default()
+    })
+    .await
+    .expect("lossy link");
+    let cid = handshake(&mut lab, sid).await;
+    let data: Vec<u8> = (0..1_048_576u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    assert_eq!(send(&mut lab, sid, cid, "client", data.clone()).await, 1_048_576);
+
+    // A background task moves the clock in small steps until the transfer is done.
+    let mut driver = lab.clone();
+    let busy = tokio::spawn(async move {
+        for _ in 0..100_000 {
+            let c = clock(&mut driver, sid, "advance", Some(20.0)).await;
+            let conn = get(&mut driver, sid, cid).await;
+            let server_end = conn.server.expect("server end");
+            if server_end.received_bytes == 1_048_576 && c.idle {
+                return c.now_ns;
+            }
+        }
+        panic!("the transfer did not finish");
+    });
+
+    // Join in the middle of it.
+    let mut joined_at = 0;
+    for _ in 0..1000 {
+        let info = lab.get_session(pb::SessionRef { session_id: sid }).await.expect("get").into_inner();
+        if info.events >= 2_000 {
+            joined_at = info.events / 2;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(joined_at > 0, "the session got busy");
+    let mut stream = watch(&mut lab, sid, joined_at, &[], None).await;
+    let mut seen: Vec<pb::Event> = Vec::new();
+    let done_at = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut busy = busy;
+        loop {
+            tokio::select! {
+                done = &mut busy => return done.expect("driver"),
+                e = stream.message() => seen.push(e.expect("stream ok").expect("stream goes on")),
+            }
+        }
+    })
+    .await
+    .expect("the transfer finishes in time");
+    assert!(done_at > 0);
+    let total = lab.get_session(pb::SessionRef { session_id: sid }).await.expect("get").into_inner().events;
+    let last_seen = seen.last().map_or(joined_at, |e| e.seq);
+    if last_seen < total {
+        seen.extend(watch_until(&mut stream, total).await);
+    }
+    assert!(total > joined_at + 1_000, "{total} events, joined after {joined_at}");
+    assert_eq!(seqs(&seen), (joined_at + 1..=total).collect::<Vec<u64>>(), "no gap, no duplicate");
+    let stored = all_events(&mut lab, sid).await;
+    assert_eq!(stored.len() as u64, total);
+    assert!(norm(&seen) == norm(&stored[joined_at as usize..]), "streamed events equal the stored ones");
+    let got = lab
+        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: "server".into() })
+        .await
+        .expect("received")
+        .into_inner();
+    assert!(got.data == data, "the lossy transfer arrived whole");
+    let retransmitted =
+        seen.iter().filter(|e| e.kind == "segment_sent" && e.json.contains("\"retransmission\":true")).count();
+    let lost = seen.iter().filter(|e| e.kind == "segment_dropped" && e.json.contains("\"reason\":\"loss\"")).count();
+    assert!(
+        lost > 0 && retransmitted > 0,
+        "a 3% lossy link loses and retransmits: {lost} lost, {retransmitted} retransmitted"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_map_to_invalid_argument_and_not_found() {
+    let server = TestServer::start().await;
+    let mut lab = client(&server).await;
+    let sid = session(&mut lab, "errors", 7).await;
+    let cid = handshake(&mut lab, sid).await;
+
+    fn check(got: tonic::Status, code: Code, starts: &str) {
+        assert_eq!(got.code(), code, "{got:?}");
+        assert!(got.message().starts_with(starts), "{:?} starts with {starts:?}", got.message());
+    }
+    let host =
+        |name: &str, ip: &str| pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), kind: None };
+    check(lab.add_host(host("C", "10.0.0.300")).await.unwrap_err(), Code::InvalidArgument, "ip: ");
+    check(
+        lab.add_listener(pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 70000, isn: None })
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+        "port: ",
+    );
+    check(
+        lab.set_link(pb::SetLinkRequest {
+            session_id: sid,
+            a: "A".into(),
+            b: "B".into(),
+            loss: Some(1.5),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+        Code::InvalidArgument,
+        "loss: ",
+    );
+    check(
+        lab.clock(pb::ClockRequest { session_id: sid, action: "sometimes".into(), ..Default::default() })
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+        "action: ",
+    );
+    check(
+        lab.create_session(pb::CreateSessionRequest { clock: Some("sometimes".into()), ..Default::default() })
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+        "clock: ",
+    );
+    check(
+        lab.send(pb::SendRequest { session_id: sid, connection_id: cid, side: "middle".into(), data: vec![1] })
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+        "side: ",
+    );
+    check(
+        lab.list_events(pb::ListEventsRequest { session_id: sid, kinds: vec!["bogus".into()], ..Default::default() })
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+        "kinds: ",
+    );
+    let err = lab
+        .watch_events(pb::WatchEventsRequest { session_id: sid, kinds: vec!["bogus".into()], ..Default::default() })
+        .await
+        .unwrap_err();
+    check(err, Code::InvalidArgument, "kinds: ");
+
+    check(
+        lab.get_session(pb::SessionRef { session_id: 999 }).await.unwrap_err(),
+        Code::NotFound,
+        "session 999 not found",
+    );
+    check(
+        lab.get_connection(pb::ConnectionRef { session_id: sid, connection_id: 77 }).await.unwrap_err(),
+        Code::NotFound,
+        "connection 77 not found",
+    );
+    check(
+        lab.delete_fault(pb::FaultRef { session_id: sid, fault_id: 5 }).await.unwrap_err(),
+        Code::NotFound,
+        "fault 5 not found",
+    );
+    check(
+        lab.clock(pb::ClockRequest { session_id: 999, action: "step".into(), ..Default::default() }).await.unwrap_err(),
+        Code::NotFound,
+        "session 999 not found",
+    );
+    let err = lab.watch_events(pb::WatchEventsRequest { session_id: 999, ..Default::default() }).await.unwrap_err();
+    check(err, Code::NotFound, "session 999 not found");
+    check(
+        lab.open_connection(pb::OpenConnectionRequest {
+            session_id: sid,
+            client: "A".into(),
+            server: "Z".into(),
+            port: 80,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+        Code::NotFound,
+        "host Z not found",
+    );
+    // An ended session refuses commands.
+    lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end");
+    check(
+        lab.clock(pb::ClockRequest { session_id: sid, action: "step".into(), ..Default::default() }).await.unwrap_err(),
+        Code::FailedPrecondition,
+        &format!("session {sid} has ended"),
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_serving_and_reflection_lists_the_lab_service() {
+    let server = TestServer::start().await;
+    let channel = grpc_channel(&server.grpc).await;
+    let mut health = HealthClient::new(channel.clone());
+    for name in ["", "tcplab.v1.LabService"] {
+        let status =
+            health.check(HealthCheckRequest { service: name.into() }).await.expect("check").into_inner().status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{name:?}");
+    }
+    let err = health.check(HealthCheckRequest { service: "no.such.Service".into() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let requests = [
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol("tcplab.v1.LabService".into())),
+        },
+    ];
+    let mut replies =
+        reflection.server_reflection_info(tokio_stream::iter(requests)).await.expect("reflection").into_inner();
+    let reply = replies.message().await.expect("reply ok").expect("a reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reflection reply {reply:?}");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert!(names.contains(&"tcplab.v1.LabService".to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    let reply = replies.message().await.expect("reply ok").expect("a reply");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = reply.message_response else {
+        panic!("unexpected reflection reply {reply:?}");
+    };
+    // The serialized FileDescriptorProto names its file and package.
+    let proto = files.file_descriptor_proto.iter().find(|f| f.windows(19).any(|w| w == b"tcplab/v1/lab.proto"));
+    let proto = proto.expect("the descriptor of tcplab/v1/lab.proto");
+    assert!(proto.windows(9).any(|w| w == b"tcplab.v1"));
+    assert!(proto.windows(10).any(|w| w == b"LabService"));
+    assert!(proto.windows(11).any(|w| w == b"WatchEvents"));
+    server.stop().await;
+}
