@@ -127,6 +127,8 @@ async function newLab(name) {
 
 /** The drawn segments, in the order they were sent. */
 async function segments() {
+  // Let a scheduled redraw (next animation frame) happen first.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   return page.$$eval('[data-testid=ladder-segment]', (nodes) => nodes.map((n) => ({
     id: Number(n.dataset.segId), flags: n.dataset.flags, seq: Number(n.dataset.seq), ack: Number(n.dataset.ack),
     len: Number(n.dataset.len), from: n.dataset.from, to: n.dataset.to, fate: n.dataset.fate, reason: n.dataset.reason,
@@ -277,7 +279,8 @@ test('an ended session replays from history after a restart', async () => {
 
   // Scrub the timeline back to the start, then forward row by row.
   await tid('timeline-start').click();
-  assert.equal(await page.locator('[data-testid=ladder-segment]').count(), 0);
+  // The ladder redraws on the next animation frame.
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=ladder-segment]').length === 0, null, { timeout: 5000 });
   for (let i = 0; i < 4; i++) await tid('timeline-forward').click();
   const early = await segments();
   assert.ok(early.length >= 1 && early.length < segs.length, `after 4 rows: ${early.length} segments`);
@@ -301,7 +304,7 @@ test('an ended session replays from history after a restart', async () => {
   await shot('08-replay-scrubbed');
   await tid('timeline-live').click();
   await page.waitForFunction((v) => document.querySelector('[data-testid=timeline-position]').textContent.startsWith(`event ${v} / ${v}`), max);
-  assert.equal(await page.locator('.cursor-line').count(), 0);
+  await page.waitForFunction(() => document.querySelectorAll('.cursor-line').length === 0, null, { timeout: 5000 });
 });
 
 test('10,000 segments stay responsive: only what is in view is drawn', async () => {
