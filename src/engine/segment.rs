@@ -509,24 +509,36 @@ fn pseudo_header_sum(src_ip: Ipv4Addr, dst_ip: Ipv4Addr, tcp_len: usize) -> u128
 /// Adds `data` to a running one's complement sum as big-endian 64-bit words
 /// (RFC 1071: the sum may be taken in any word size and folded at the end).
 /// A `u128` cannot overflow here: it would take 2^64 words.
-fn sum_words(mut sum: u128, data: &[u8]) -> u128 {
-    let mut chunks = data.chunks_exact(32);
-    for c in &mut chunks {
-        let w = |i: usize| u128::from(u64::from_be_bytes(c[i..i + 8].try_into().unwrap_or([0; 8])));
-        sum += w(0) + w(8) + w(16) + w(24);
+fn sum_words(sum: u128, data: &[u8]) -> u128 {
+    // RFC 1071: the ones' complement sum is independent of byte order, so
+    // sum native-endian 32-bit words into 64-bit lanes (which the compiler
+    // vectorises; no carry is lost before 2^32 words), fold to 16 bits and
+    // swap back to network order once at the end. A 16-bit value adds into
+    // the wide big-endian sum as its words would, because 2^16 = 1 in
+    // ones' complement arithmetic.
+    const LANES: usize = 8;
+    let mut lanes = [0u64; LANES];
+    let mut blocks = data.chunks_exact(4 * LANES);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(4)) {
+            *lane += u64::from(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]));
+        }
     }
-    let mut words = chunks.remainder().chunks_exact(8);
-    for c in &mut words {
-        sum += u128::from(u64::from_be_bytes(c.try_into().unwrap_or([0; 8])));
+    let mut acc: u64 = lanes.iter().sum();
+    let mut words = blocks.remainder().chunks_exact(4);
+    for word in &mut words {
+        acc += u64::from(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]));
     }
     // The tail, zero-padded on the right to a whole word.
     let tail = words.remainder();
     if !tail.is_empty() {
-        let mut last = [0u8; 8];
+        let mut last = [0u8; 4];
         last[..tail.len()].copy_from_slice(tail);
-        sum += u128::from(u64::from_be_bytes(last));
+        acc += u64::from(u32::from_ne_bytes(last));
     }
-    sum
+    let native = fold(u128::from(acc));
+    let network = if cfg!(target_endian = "little") { native.swap_bytes() } else { native };
+    sum + u128::from(network)
 }
 
 /// Folds a wide sum to 16 bits with end-around carries.
