@@ -8,12 +8,23 @@
 //!   an actor task that owns its world.
 //! - [`api`]: the thin REST (axum) and gRPC (tonic) shells over the service.
 //! - [`store`]: SQLite persistence through one batching writer task.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`): counters, gauges, latency histograms.
+//! - [`pcap`]: a session's segments as a pcap file (sans-IO), for Wireshark.
+//! - [`auth`]: who may use a server (full and read-only tokens), decided once for REST and gRPC.
+//! - [`config`]: the server's TOML configuration file and its precedence (flags > env > file > defaults).
 //! - [`server`]: binds both listeners and shuts them down gracefully.
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod auth;
+pub mod config;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod lab;
+pub mod metrics;
+pub mod packetdrill;
+pub mod pcap;
 pub mod server;
 pub mod service;
 pub mod sim;

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tcplab::engine::{Handshake, Isn, Profile, Switch};
 use tcplab::server::{Server, ServerConfig, shutdown_signal};
-use tcplab::service::Limits;
 use tcplab::sim::{ConnectSpec, Event, EventKind, HostKind, LinkParams, ListenSpec, Side, World, WorldConfig};
 
 /// A TCP connection lab: RFC 9293 TCP on a deterministic simulated network,
@@ -26,11 +25,57 @@ struct Cli {
 enum Command {
     /// Run the lab server (the default when no command is given).
     Serve(ServeArgs),
+    /// Show the configuration the server would use.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Open a connection from A to B, send data both ways, close it, and print every event.
     Demo(DemoArgs),
     /// List and run labs: scripted scenarios that check the seed text's claims.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Run packetdrill scripts against tcplab's TCP in virtual time.
+    #[command(subcommand)]
+    Packetdrill(PacketdrillCommand),
+    /// List the behaviour profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Subcommand)]
+enum PacketdrillCommand {
+    /// Run scripts (files or directories, recursively *.pkt); exit code 1 if any fails.
+    Run(PacketdrillRunArgs),
+}
+
+#[derive(clap::Args)]
+struct PacketdrillRunArgs {
+    /// Script files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The behaviour profile of the tested stack (see `tcplab profile list`).
+    #[arg(long, default_value = "rfc9293")]
+    profile: String,
+    /// A name `#ifdef` sees as defined (STANDARD always is).
+    #[arg(long = "define", value_name = "NAME")]
+    defines: Vec<String>,
+    /// Timing tolerance for expected segments, overriding --tolerance_usecs in scripts.
+    #[arg(long)]
+    tolerance_ms: Option<f64>,
+    /// Compare TCP options of expected segments exactly.
+    #[arg(long)]
+    strict_options: bool,
+    /// Write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Print the ladder of passing scripts too.
+    #[arg(long)]
+    verbose: bool,
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// List the shipped profiles.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -52,26 +97,61 @@ struct LabRunArgs {
     /// Print the machine-readable result (JSON) instead of the diagram.
     #[arg(long)]
     json: bool,
+    /// Also write every segment sent (lost ones included) to FILE as a pcap
+    /// for Wireshark/tshark. A lab with several variants writes one file per
+    /// variant, named FILE's stem, `-VARIANT`, and FILE's extension.
+    #[arg(long, value_name = "FILE", conflicts_with = "all")]
+    pcap: Option<PathBuf>,
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (flags > environment > file > defaults) as TOML.
+    Print(ServeArgs),
+}
+
+/// `serve`'s settings. Addresses, database and limits can also come from a
+/// TOML file (see `tcplab::config`); precedence: flags > environment > file > defaults.
 #[derive(clap::Args, Clone)]
 struct ServeArgs {
-    /// REST API and dashboard address.
-    #[arg(long, env = "TCPLAB_HTTP", default_value = "127.0.0.1:8080")]
-    http: SocketAddr,
-    /// gRPC address.
-    #[arg(long, env = "TCPLAB_GRPC", default_value = "127.0.0.1:50051")]
-    grpc: SocketAddr,
-    /// SQLite database file (created with its migrations on first start).
-    #[arg(long, env = "TCPLAB_DB", default_value = "tcplab.db")]
-    db: PathBuf,
+    /// TOML configuration file [default: tcplab.toml in the working directory, if present].
+    #[arg(long, env = "TCPLAB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// REST API and dashboard address [default: 127.0.0.1:8080].
+    #[arg(long, env = "TCPLAB_HTTP")]
+    http: Option<SocketAddr>,
+    /// gRPC address [default: 127.0.0.1:50051].
+    #[arg(long, env = "TCPLAB_GRPC")]
+    grpc: Option<SocketAddr>,
+    /// SQLite database file, created with its migrations on first start [default: tcplab.db].
+    #[arg(long, env = "TCPLAB_DB")]
+    db: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// Who may use the server (see `tcplab::auth`): with a token set, every REST
+/// call, the dashboard and every gRPC call need it (`/healthz`, gRPC health
+/// and reflection stay open).
+#[derive(clap::Args, Clone, Default)]
+#[command(next_help_heading = "Access")]
+struct AccessArgs {
+    /// Full-access token: clients send `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "TCPLAB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Read-only token for observers: may read and watch, not change (needs --token).
+    #[arg(long, env = "TCPLAB_READ_TOKEN", hide_env_values = true)]
+    read_token: Option<String>,
+    /// Allow browsers on ORIGIN (e.g. http://localhost:3000) to call the API (CORS); repeatable. Off by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
 }
 
 /// The server's limits: each refusal names the limit it hit, so a class
 /// sharing one server can be given room (or kept in check) without a rebuild.
-/// Unset flags keep the defaults of [`Limits::default`].
+/// Unset flags keep the config file's values, else `tcplab::service::Limits::default`.
 #[derive(clap::Args, Clone, Default)]
 #[command(next_help_heading = "Limits")]
 struct LimitArgs {
@@ -105,24 +185,44 @@ struct LimitArgs {
     /// Largest request body, in octets.
     #[arg(long, env = "TCPLAB_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// End a realtime session after this many seconds with no API call on it and no event subscriber (0: never).
+    #[arg(long = "session-idle-timeout", env = "TCPLAB_SESSION_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout_s: Option<u64>,
 }
 
 impl LimitArgs {
-    fn limits(&self) -> Limits {
-        let d = Limits::default();
-        Limits {
-            max_sessions: self.max_sessions.unwrap_or(d.max_sessions),
-            max_hosts: self.max_hosts.unwrap_or(d.max_hosts),
-            max_connections: self.max_connections.unwrap_or(d.max_connections),
-            max_faults: self.max_faults.unwrap_or(d.max_faults),
-            max_buffered_bytes: self.max_buffered_bytes.unwrap_or(d.max_buffered_bytes),
-            max_events_in_memory: self.max_events_in_memory.unwrap_or(d.max_events_in_memory),
-            max_subscribers: self.max_subscribers.unwrap_or(d.max_subscribers),
-            run_max_events: self.run_max_events.unwrap_or(d.run_max_events),
-            run_max_ms: self.run_max_ms.unwrap_or(d.run_max_ms),
-            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
-            ..d
-        }
+    /// The limits set by flag or environment, by their names in `tcplab::service::Limits`
+    /// (and in the config file's `[limits]` table).
+    fn overrides(&self) -> Vec<(&'static str, u64)> {
+        let all = [
+            ("max_sessions", self.max_sessions.map(|v| v as u64)),
+            ("max_hosts", self.max_hosts.map(|v| v as u64)),
+            ("max_connections", self.max_connections.map(|v| v as u64)),
+            ("max_faults", self.max_faults.map(|v| v as u64)),
+            ("max_buffered_bytes", self.max_buffered_bytes.map(u64::from)),
+            ("max_events_in_memory", self.max_events_in_memory.map(|v| v as u64)),
+            ("max_subscribers", self.max_subscribers.map(|v| v as u64)),
+            ("run_max_events", self.run_max_events),
+            ("run_max_ms", self.run_max_ms),
+            ("max_body_bytes", self.max_body_bytes.map(|v| v as u64)),
+            ("idle_timeout_s", self.idle_timeout_s),
+        ];
+        all.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+    }
+}
+
+impl ServeArgs {
+    /// The effective configuration and the file it read, if any.
+    fn config(&self) -> anyhow::Result<(tcplab::config::Config, Option<PathBuf>)> {
+        let cwd = std::env::current_dir().context("the working directory")?;
+        let file = tcplab::config::locate(self.config.as_deref(), &cwd);
+        let overrides = tcplab::config::Overrides {
+            http: self.http,
+            grpc: self.grpc,
+            db: self.db.clone(),
+            limits: self.limits.overrides(),
+        };
+        Ok((tcplab::config::load(file.as_deref(), &overrides)?, file))
     }
 }
 
@@ -165,7 +265,20 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Demo(args)) => demo(&args),
         Some(Command::Lab(command)) => lab(command),
+        Some(Command::Packetdrill(PacketdrillCommand::Run(args))) => packetdrill(args),
+        Some(Command::Profile(ProfileCommand::List)) => {
+            for name in tcplab::packetdrill::profiles::profile_names() {
+                let about = tcplab::packetdrill::profiles::profile_description(name).unwrap_or("");
+                println!("{name:10} {about}");
+            }
+            Ok(())
+        }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Config(ConfigCommand::Print(args))) => {
+            let (config, file) = args.config()?;
+            print!("{}", config.to_toml(file.as_deref()));
+            Ok(())
+        }
         None => serve(cli.serve),
     }
 }
@@ -179,15 +292,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let (config, file) = args.config()?;
+    if let Some(file) = &file {
+        tracing::info!(file = %file.display(), "configuration file read");
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config =
-            ServerConfig { http: args.http, grpc: args.grpc, db: args.db.clone(), limits: args.limits.limits() };
-        let server = Server::bind(config).await?;
+        let db = config.db.clone();
+        let config = ServerConfig { http: config.http, grpc: config.grpc, db: config.db, limits: config.limits };
+        let a = &args.access;
+        let access = tcplab::auth::AccessConfig::new(a.token.clone(), a.read_token.clone(), a.cors_origins.clone())
+            .map_err(anyhow::Error::msg)?;
+        let server = Server::bind(config).await?.with_access(access);
         tracing::info!(
             http = %server.http_addr()?,
             grpc = %server.grpc_addr()?,
-            db = %args.db.display(),
+            db = %db.display(),
             "tcplab listening: REST and dashboard on http://{}/, gRPC on {}",
             server.http_addr()?,
             server.grpc_addr()?
@@ -198,6 +318,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// `tcplab lab ...`: exits with 1 when a lab fails, 2 when one cannot be loaded.
+/// `tcplab packetdrill run`: the report goes to stdout; exit status 1 when a script failed.
+fn packetdrill(args: PacketdrillRunArgs) -> anyhow::Result<()> {
+    let cmd = tcplab::packetdrill::Command {
+        paths: args.paths,
+        profile: Some(args.profile),
+        defines: args.defines,
+        tolerance_ms: args.tolerance_ms,
+        strict_options: args.strict_options,
+        junit: args.junit,
+        verbose: args.verbose,
+    };
+    let summary = tcplab::packetdrill::run_command(&cmd, &mut std::io::stdout().lock())?;
+    if summary.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn lab(command: LabCommand) -> anyhow::Result<()> {
     match command {
         LabCommand::List => {
@@ -225,6 +363,9 @@ fn lab(command: LabCommand) -> anyhow::Result<()> {
                     }
                 };
                 let report = tcplab::lab::run(&lab);
+                if let Some(path) = &args.pcap {
+                    write_lab_pcaps(&lab, &report, path)?;
+                }
                 if !report.passed {
                     failed.push(report.name.clone());
                 }
@@ -249,6 +390,36 @@ fn lab(command: LabCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Writes one pcap per variant of a lab run (see `LabRunArgs::pcap`), built
+/// from the world's events with the lab's host addresses.
+fn write_lab_pcaps(
+    lab: &tcplab::lab::Lab,
+    report: &tcplab::lab::LabReport,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let resolve = |name: &str| lab.hosts.iter().find(|h| h.name == name).map(|h| h.ip);
+    let several = report.variants.len() > 1;
+    for variant in &report.variants {
+        let captured = tcplab::pcap::from_events(&variant.events, resolve)
+            .with_context(|| format!("variant {}: building the capture", variant.name))?;
+        let bytes = tcplab::pcap::build(&captured)
+            .with_context(|| format!("variant {}: building the capture", variant.name))?;
+        let file = if several {
+            let stem = path.file_stem().map_or_else(|| "capture".into(), |s| s.to_string_lossy().into_owned());
+            let name = match path.extension() {
+                Some(ext) => format!("{stem}-{}.{}", variant.name, ext.to_string_lossy()),
+                None => format!("{stem}-{}", variant.name),
+            };
+            path.with_file_name(name)
+        } else {
+            path.to_path_buf()
+        };
+        std::fs::write(&file, &bytes).with_context(|| format!("writing {}", file.display()))?;
+        eprintln!("wrote {} ({} packets, variant {})", file.display(), captured.len(), variant.name);
+    }
+    Ok(())
 }
 
 fn demo(args: &DemoArgs) -> anyhow::Result<()> {

@@ -62,6 +62,8 @@ pub struct Server {
     http: TcpListener,
     grpc: TcpListener,
     service: LabService,
+    /// Tokens and CORS origins; open (no token, no CORS) unless [`Server::with_access`] set them.
+    access: std::sync::Arc<crate::auth::AccessConfig>,
 }
 
 impl Server {
@@ -77,7 +79,13 @@ impl Server {
             TcpListener::bind(config.http).await.map_err(|source| ServerError::Bind { addr: config.http, source })?;
         let grpc =
             TcpListener::bind(config.grpc).await.map_err(|source| ServerError::Bind { addr: config.grpc, source })?;
-        Ok(Server { http, grpc, service })
+        Ok(Server { http, grpc, service, access: std::sync::Arc::default() })
+    }
+
+    /// Puts REST, the dashboard and gRPC behind `access` (tokens, CORS).
+    pub fn with_access(mut self, access: crate::auth::AccessConfig) -> Server {
+        self.access = std::sync::Arc::new(access);
+        self
     }
 
     /// The bound REST address.
@@ -105,10 +113,12 @@ impl Server {
         let waiter = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let router = crate::api::rest::router(self.service.clone());
+        let router =
+            crate::api::rest::auth::protect(crate::api::rest::router(self.service.clone()), self.access.clone());
         let http = axum::serve(self.http, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(waiter(stop_rx.clone()));
-        let grpc = crate::api::grpc::serve(self.service.clone(), self.grpc, waiter(stop_rx.clone()));
+        let grpc =
+            crate::api::grpc::serve_with_access(self.service.clone(), self.access, self.grpc, waiter(stop_rx.clone()));
         let service = self.service.clone();
         let stopper = async move {
             shutdown.await;

@@ -35,6 +35,7 @@ pub static FILES: &[(&str, &[u8])] = web_files!(
     "js/app.js",
     "js/controls.js",
     "js/format.js",
+    "js/labs.js",
     "js/ladder.js",
     "js/model.js",
     "js/panels.js",

@@ -107,6 +107,33 @@ pub struct Profile {
     /// RFC 5961 mitigations in synchronized states: challenge ACKs for SYNs and
     /// for in-window RSTs not exactly at RCV.NXT (`off`: RFC 793 resets).
     pub rfc5961: Switch,
+    /// RFC 5961 section 3 alone (RST in the window but not at RCV.NXT: challenge
+    /// ACK); unset follows `rfc5961`. FreeBSD's `net.inet.tcp.insecure_rst`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rfc5961_rst: Option<Switch>,
+    /// RFC 5961 section 4 alone (SYN in a synchronized state: challenge ACK);
+    /// unset follows `rfc5961`. FreeBSD's `net.inet.tcp.insecure_syn`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rfc5961_syn: Option<Switch>,
+    /// Drop a SYN that also carries FIN at a listening port (FreeBSD's
+    /// `net.inet.tcp.drop_synfin`); off: RFC 9293 accepts it like any SYN.
+    pub drop_synfin: Switch,
+    /// With RFC 793 SYN handling (`rfc5961_syn` off), the reset answering an
+    /// in-window SYN also acknowledges RCV.NXT (`<SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>`,
+    /// as BSD sends it); off: `<SEQ=SND.NXT><CTL=RST>`.
+    pub syn_reset_acks: Switch,
+    /// Every ACK sent while our FIN is unacknowledged (except challenge ACKs)
+    /// repeats the FIN, as BSD's `tcp_output` does in FIN_WAIT_1, CLOSING and
+    /// LAST_ACK; off: a plain ACK from SND.NXT (RFC 9293).
+    pub ack_repeats_fin: Switch,
+    /// RCV.WND for the acceptability test is the free receive buffer rounded
+    /// up to a multiple of the MSS, even beyond the 65535 an unscaled window
+    /// field advertises (BSD's `tcp_mss` and `rcv_wnd = max(sbspace, rcv_adv -
+    /// rcv_nxt)`), once the connection has a TCB of its own (not in a passive
+    /// SYN-RECEIVED, BSD's syncache); off: RCV.WND is what was advertised (RFC 9293).
+    pub rcv_window_from_buffer: Switch,
+    /// Challenge ACKs one connection may send per second (RFC 5961 section 7); 0: no limit.
+    pub challenge_ack_limit: u32,
 }
 
 impl Default for Profile {
@@ -124,6 +151,13 @@ impl Default for Profile {
             rto_max_ms: 60_000,
             max_retries: 8,
             rfc5961: Switch::On,
+            rfc5961_rst: None,
+            rfc5961_syn: None,
+            drop_synfin: Switch::Off,
+            syn_reset_acks: Switch::Off,
+            ack_repeats_fin: Switch::Off,
+            rcv_window_from_buffer: Switch::Off,
+            challenge_ack_limit: 0,
         }
     }
 }
@@ -170,6 +204,16 @@ impl Profile {
             return bad("max_retries", "must be at most 64");
         }
         Ok(())
+    }
+
+    /// Whether an in-window RST not exactly at RCV.NXT gets a challenge ACK (RFC 5961 section 3.2).
+    pub fn rst_challenge(&self) -> bool {
+        self.rfc5961_rst.unwrap_or(self.rfc5961).is_on()
+    }
+
+    /// Whether a SYN in a synchronized state gets a challenge ACK (RFC 5961 section 4.2).
+    pub fn syn_challenge(&self) -> bool {
+        self.rfc5961_syn.unwrap_or(self.rfc5961).is_on()
     }
 
     /// 2*MSL in nanoseconds.

@@ -412,6 +412,10 @@ impl Stack {
         if !flags.contains(Flags::SYN) {
             return;
         }
+        if flags.contains(Flags::FIN) && listener.profile.drop_synfin.is_on() {
+            // FreeBSD's net.inet.tcp.drop_synfin: a SYN+FIN is dropped unanswered.
+            return;
+        }
         let profile = listener.profile.clone();
         let iss = choose_isn(listener.isn, &profile, rng);
         let user_data = listener.user_data;
@@ -857,5 +861,111 @@ mod tests {
         let fired: Vec<_> =
             f.out.iter().filter(|o| matches!(o, Output::TimerFired { timer: TimerKind::Retransmit, .. })).collect();
         assert!(fired.is_empty());
+    }
+
+    #[test]
+    fn syn_and_rst_mitigations_are_separate_settings() {
+        // RST mitigation on, SYN mitigation off: an in-window SYN resets, an inexact RST is challenged.
+        let p = Profile { rfc5961_rst: Some(Switch::On), rfc5961_syn: Some(Switch::Off), ..profile() };
+        let mut f = Fixture::established(p.clone());
+        assert_eq!(summary(&f.recv(2 * MS, Flags::RST, 105, 0, b"")), [s("ACK", 501, 101, 0)]);
+        assert_eq!(f.state(), State::Established);
+        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("RST", 501, 0, 0)]);
+        assert_eq!(f.state(), State::Closed);
+        // The other way round.
+        let p = Profile { rfc5961_rst: Some(Switch::Off), rfc5961_syn: Some(Switch::On), ..profile() };
+        let mut f = Fixture::established(p);
+        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("ACK", 501, 101, 0)]);
+        f.recv(2 * MS, Flags::RST, 105, 0, b"");
+        assert_eq!(f.state(), State::Closed);
+        // BSD's form of the RFC 793 reset carries an ACK.
+        let p = Profile { rfc5961: Switch::Off, syn_reset_acks: Switch::On, ..profile() };
+        let mut f = Fixture::established(p);
+        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("RST+ACK", 501, 101, 0)]);
+    }
+
+    #[test]
+    fn a_syn_is_challenged_irrespective_of_its_sequence_number_and_challenges_are_limited() {
+        let mut f = Fixture::established(Profile { challenge_ack_limit: 2, ..profile() });
+        // RFC 5961 section 4.2: out of the window too.
+        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 90_000, 0, b"")), [s("ACK", 501, 101, 0)]);
+        assert_eq!(summary(&f.recv(3 * MS, Flags::SYN, 7, 0, b"")), [s("ACK", 501, 101, 0)]);
+        assert_eq!(summary(&f.recv(4 * MS, Flags::SYN, 7, 0, b"")), [], "third in one second: limited");
+        assert_eq!(summary(&f.recv(1100 * MS, Flags::RST, 105, 0, b"")), [s("ACK", 501, 101, 0)], "a new second");
+        assert_eq!(f.state(), State::Established);
+    }
+
+    #[test]
+    fn a_rst_at_the_right_edge_of_the_window_is_dropped_silently() {
+        for rfc5961 in [Switch::On, Switch::Off] {
+            let mut f = Fixture::established(Profile { rfc5961, ..profile() });
+            assert_eq!(summary(&f.recv(2 * MS, Flags::RST, 101 + 65_535, 0, b"")), []);
+            assert_eq!(f.state(), State::Established);
+        }
+    }
+
+    #[test]
+    fn drop_synfin_drops_a_syn_fin_at_a_listener() {
+        let mut f = Fixture::listening(Profile { drop_synfin: Switch::On, ..profile() });
+        assert_eq!(summary(&f.recv(0, Flags::SYN | Flags::FIN, 100, 0, b"")), []);
+        assert_eq!(f.stack.socket_count(), 0);
+        let mut f = Fixture::listening(profile());
+        assert_eq!(summary(&f.recv(0, Flags::SYN | Flags::FIN, 100, 0, b"")), [s("SYN+ACK", 500, 101, 0)]);
+    }
+
+    #[test]
+    fn bsd_repeats_an_unacknowledged_fin_on_its_acks_but_not_on_challenge_acks() {
+        let mut f = Fixture::established(Profile { ack_repeats_fin: Switch::On, ..profile() });
+        f.stack.close(SocketId(0), &mut f.out).unwrap();
+        f.stack.dispatch(2 * MS, &mut f.out);
+        assert_eq!(summary(&f.sent()), [s("FIN+ACK", 501, 101, 0)]);
+        // The peer's FIN crosses ours: CLOSING, and the ACK goes out as the FIN again.
+        assert_eq!(summary(&f.recv(3 * MS, Flags::FIN | Flags::ACK, 101, 501, b"")), [s("FIN+ACK", 501, 102, 0)]);
+        assert_eq!(f.state(), State::Closing);
+        // A challenge ACK stays a plain ACK from SND.NXT.
+        assert_eq!(summary(&f.recv(4 * MS, Flags::SYN, 300, 0, b"")), [s("ACK", 502, 102, 0)]);
+        f.recv(5 * MS, Flags::ACK, 102, 502, b"");
+        assert_eq!(f.state(), State::TimeWait);
+    }
+
+    #[test]
+    fn bsd_accepts_up_to_its_mss_rounded_buffer_beyond_the_advertised_window() {
+        let p = Profile { window: 65_536, rcv_window_from_buffer: Switch::On, rfc5961: Switch::Off, ..profile() };
+        // MSS 1460 from the peer's SYN: the buffer rounds up to 45 * 1460 = 65700.
+        let mut f = Fixture::listening(p.clone());
+        let syn = Segment {
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(100),
+            flags: Flags::SYN,
+            window: 65535,
+            options: vec![crate::engine::TcpOption::Mss { value: 1460 }],
+            ..Segment::default()
+        };
+        f.stack.process(0, PEER, &syn, &mut f.rng, &mut f.out);
+        f.stack.dispatch(0, &mut f.out);
+        assert_eq!(summary(&f.sent()), [s("SYN+ACK", 500, 101, 0)], "advertises 65535");
+        // In SYN-RECEIVED (BSD's syncache) the window is what was advertised: 101 + 65535 is outside.
+        assert_eq!(summary(&f.recv(MS, Flags::RST, 101 + 65_535, 0, b"")), []);
+        f.recv(MS, Flags::ACK, 101, 501, b"");
+        assert_eq!(f.state(), State::Established);
+        // Established: RCV.NXT + 65699 is inside, so an RFC 793 RST there resets.
+        f.recv(2 * MS, Flags::RST, 101 + 65_699, 0, b"");
+        assert_eq!(f.state(), State::Closed);
+        // Without the setting it would be outside.
+        let mut f = Fixture::established(Profile { rcv_window_from_buffer: Switch::Off, ..p });
+        f.recv(2 * MS, Flags::RST, 101 + 65_699, 0, b"");
+        assert_eq!(f.state(), State::Established);
+    }
+
+    #[test]
+    fn a_fin_beyond_a_hole_is_acknowledged_at_once() {
+        let mut f = Fixture::established(profile());
+        // RCV.NXT is 101; a FIN at 105 leaves a hole: duplicate ACK (RFC 5681 section 4.2).
+        assert_eq!(summary(&f.recv(2 * MS, Flags::FIN | Flags::ACK, 105, 501, b"")), [s("ACK", 501, 101, 0)]);
+        assert_eq!(f.state(), State::Established);
+        // The hole filled, the FIN is taken.
+        assert_eq!(summary(&f.recv(3 * MS, Flags::ACK, 101, 501, b"abcd")), [s("ACK", 501, 106, 0)]);
+        assert_eq!(f.state(), State::CloseWait);
     }
 }

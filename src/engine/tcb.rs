@@ -210,6 +210,10 @@ pub struct Tcb {
     retries: u32,
     persist_backoff: u32,
     error: Option<ConnError>,
+    /// The ACK owed is a challenge ACK and nothing else (it never repeats a FIN).
+    challenge_only: bool,
+    /// Start of the current one-second challenge-ACK window, and ACKs sent in it (RFC 5961 section 7).
+    challenge_window: (u64, u32),
 }
 
 /// The parts of a segment that survive trimming it to the receive window.
@@ -268,6 +272,8 @@ impl Tcb {
             retries: 0,
             persist_backoff: 0,
             error: None,
+            challenge_only: false,
+            challenge_window: (0, 0),
             profile,
         }
     }
@@ -397,6 +403,22 @@ impl Tcb {
     /// RCV.WND: the free part of the receive buffer (capped at what 16 bits carry).
     pub fn rcv_wnd(&self) -> u32 {
         self.profile.window.saturating_sub(self.rx.len() as u32).min(MAX_UNSCALED_WINDOW)
+    }
+
+    /// RCV.WND for the acceptability test: what was advertised, or with the
+    /// profile's `rcv_window_from_buffer` the free buffer rounded up to a
+    /// multiple of the MSS (BSD), whichever is larger.
+    fn acceptance_wnd(&self) -> u32 {
+        let advertised = self.rcv_wnd();
+        // BSD keeps no socket buffer in a passive SYN-RECEIVED (the syncache)
+        // or in TIME-WAIT (the compressed tcptw): there, the advertised window.
+        let bufferless = (self.passive && self.state == State::SynReceived) || self.state == State::TimeWait;
+        if !self.profile.rcv_window_from_buffer.is_on() || bufferless {
+            return advertised;
+        }
+        let mss = u32::from(self.snd_mss.max(1));
+        let buffer = self.profile.window.div_ceil(mss).saturating_mul(mss);
+        buffer.saturating_sub(self.rx.len() as u32).max(advertised)
     }
 
     /// STATUS (RFC 9293 section 3.10.6).
@@ -648,6 +670,20 @@ impl Tcb {
         let flags = seg.flags;
         let seg_len = seg.seg_len();
 
+        // RFC 5961 section 4.2 (RFC 9293 section 3.10.7.4, fourth step): with
+        // the mitigation, a SYN in a synchronized state gets a challenge ACK
+        // "irrespective of the sequence number", so before the window test.
+        // (SYN-RECEIVED keeps its own rules below: a retransmitted SYN, and a
+        // passive OPEN's return to LISTEN.)
+        if flags.contains(Flags::SYN)
+            && !flags.contains(Flags::RST)
+            && self.state != State::SynReceived
+            && self.profile.syn_challenge()
+        {
+            self.challenge_ack(now);
+            return;
+        }
+
         // First, check the sequence number. A segment of no length exactly at
         // the right edge of the window passes too: a peer that filled our
         // window sends its ACKs from there, and RFC 9293's test (with its
@@ -655,10 +691,15 @@ impl Tcb {
         // every ACK it sends until we open the window, which only our own
         // retransmission can do when a hole holds RCV.NXT back. BSD and Linux
         // accept SEG.SEQ = RCV.NXT + RCV.WND for the same reason.
-        let rcv_wnd = self.rcv_wnd();
+        let rcv_wnd = self.acceptance_wnd();
         let acceptable = match (seg_len, rcv_wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
-            (0, _) => seg.seq.in_window(self.rcv_nxt, rcv_wnd) || seg.seq == self.rcv_nxt + rcv_wnd,
+            // The allowance is for ACKs: a RST or SYN at the right edge is outside
+            // the window (RFC 5961 sections 3.2 and 4.2 drop such a RST silently).
+            (0, _) => {
+                seg.seq.in_window(self.rcv_nxt, rcv_wnd)
+                    || (seg.seq == self.rcv_nxt + rcv_wnd && !flags.contains(Flags::RST) && !flags.contains(Flags::SYN))
+            }
             (_, 0) => false,
             (_, _) => {
                 seg.seq.in_window(self.rcv_nxt, rcv_wnd) || (seg.seq + (seg_len - 1)).in_window(self.rcv_nxt, rcv_wnd)
@@ -684,15 +725,22 @@ impl Tcb {
                 }
                 return;
             }
+            if flags.contains(Flags::SYN) && self.state != State::SynReceived {
+                // A SYN outside the window (RFC 793 rules): the ACK it is owed
+                // is a challenge ACK in all but name (RFC 5961 section 4.2),
+                // limited like one.
+                self.challenge_ack(now);
+                return;
+            }
             self.ack_pending = true;
             return;
         }
 
         // Second, check the RST bit.
         if flags.contains(Flags::RST) {
-            if self.profile.rfc5961.is_on() && seg.seq != self.rcv_nxt {
+            if self.profile.rst_challenge() && seg.seq != self.rcv_nxt {
                 // RFC 5961 section 3.2: in the window but not exact: challenge ACK.
-                self.ack_pending = true;
+                self.challenge_ack(now);
                 return;
             }
             match self.state {
@@ -704,6 +752,9 @@ impl Tcb {
                 State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
                     self.fail(ConnError::Reset, cause, "3.10.7.4", out)
                 }
+                // The connection ends before our FIN was acknowledged: a user
+                // still holding the socket (after a half-close) sees the reset.
+                State::Closing | State::LastAck => self.fail(ConnError::Reset, cause, "3.10.7.4", out),
                 _ => self.enter_closed(cause, "3.10.7.4", out),
             }
             return;
@@ -715,13 +766,15 @@ impl Tcb {
                 self.enter_closed(cause, "3.10.7.4 (SYN in SYN-RECEIVED, passive OPEN: back to LISTEN)", out);
                 return;
             }
-            if self.profile.rfc5961.is_on() {
+            if self.profile.syn_challenge() {
                 // RFC 5961 section 4.2: challenge ACK, drop.
-                self.ack_pending = true;
+                self.challenge_ack(now);
                 return;
             }
-            // RFC 793: an in-window SYN is an error: reset and close.
-            let rst = self.segment(self.snd_nxt, Flags::RST, Bytes::new());
+            // RFC 793: an in-window SYN is an error: reset and close (the
+            // profile says whether the reset also carries an ACK, as BSD's does).
+            let flags = if self.profile.syn_reset_acks.is_on() { Flags::RST | Flags::ACK } else { Flags::RST };
+            let rst = self.segment(self.snd_nxt, flags, Bytes::new());
             self.emit(rst, false, now, out);
             self.fail(ConnError::Reset, cause, "3.10.7.4 (RFC 793 behaviour)", out);
             return;
@@ -798,7 +851,7 @@ impl Tcb {
         }
         if self.profile.rfc5961.is_on() && seg.ack < self.snd_una - self.max_snd_wnd.max(1) {
             // RFC 5961 section 5.2: too old to be plausible: challenge ACK, drop.
-            self.ack_pending = true;
+            self.challenge_ack(now);
             return false;
         }
         // RFC 5681 section 2: a duplicate ACK carries no data, no SYN or FIN,
@@ -919,7 +972,13 @@ impl Tcb {
             }
         }
         if text.fin {
-            self.peer_fin = Some(text.seq + text.data.len() as u32);
+            let fin = text.seq + text.data.len() as u32;
+            self.peer_fin = Some(fin);
+            if fin != self.rcv_nxt {
+                // A FIN beyond a hole is an out-of-order segment: acknowledge
+                // at once (RFC 5681 section 4.2), so the peer learns of the hole.
+                self.ack_pending = true;
+            }
         }
         if self.peer_fin == Some(self.rcv_nxt) && self.state != State::SynReceived {
             self.peer_fin = None;
@@ -1153,8 +1212,17 @@ impl Tcb {
             }
         }
         if self.ack_pending || self.window_update_due() {
-            let ack = self.segment(self.snd_nxt, Flags::ACK, Bytes::new());
-            self.emit(ack, false, now, out);
+            match self.fin_seq.filter(|_| !self.fin_acked() && !self.challenge_only) {
+                Some(fin) if self.profile.ack_repeats_fin.is_on() && self.snd_ptr > fin => {
+                    // BSD: the ACK goes out as the FIN again.
+                    let seg = self.segment(fin, Flags::FIN | Flags::ACK, Bytes::new());
+                    self.emit(seg, true, now, out);
+                }
+                _ => {
+                    let ack = self.segment(self.snd_nxt, Flags::ACK, Bytes::new());
+                    self.emit(ack, false, now, out);
+                }
+            }
         }
         self.probe_due = false;
         // Arm the persist timer when data waits behind a zero window and nothing is in flight.
@@ -1218,7 +1286,8 @@ impl Tcb {
     /// and the current receive window.
     fn segment(&self, seq: SeqNumber, flags: Flags, payload: Bytes) -> Segment {
         let ack = if flags.contains(Flags::ACK) { self.rcv_nxt } else { SeqNumber(0) };
-        let window = if flags.contains(Flags::RST) && !flags.contains(Flags::ACK) { 0 } else { self.rcv_wnd() };
+        // A reset advertises no window: the connection is gone.
+        let window = if flags.contains(Flags::RST) { 0 } else { self.rcv_wnd() };
         Segment {
             src_port: self.local_port,
             dst_port: self.remote_port,
@@ -1235,6 +1304,7 @@ impl Tcb {
         let seg_len = segment.seg_len();
         if segment.flags.contains(Flags::ACK) {
             self.ack_pending = false;
+            self.challenge_only = false;
             self.last_adv_wnd = u32::from(segment.window);
         }
         if seg_len > 0 && !segment.flags.contains(Flags::RST) {
@@ -1262,6 +1332,25 @@ impl Tcb {
         if to == State::Established && from == State::SynReceived {
             self.deliver_queued(out);
         }
+    }
+
+    /// Sends a challenge ACK unless this second's quota (the profile's
+    /// `challenge_ack_limit`, RFC 5961 section 7) is used up.
+    fn challenge_ack(&mut self, now: u64) {
+        let limit = self.profile.challenge_ack_limit;
+        if limit > 0 {
+            let (start, sent) = &mut self.challenge_window;
+            if now.saturating_sub(*start) >= 1_000_000_000 {
+                *start = now;
+                *sent = 0;
+            }
+            if *sent >= limit {
+                return;
+            }
+            *sent += 1;
+        }
+        self.challenge_only = !self.ack_pending;
+        self.ack_pending = true;
     }
 
     fn fail(&mut self, error: ConnError, cause: Cause, rfc: &'static str, out: &mut Vec<Output>) {

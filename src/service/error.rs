@@ -39,6 +39,10 @@ pub enum Error {
     /// A credential is missing or wrong.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A valid credential that does not allow this (a read-only token asked
+    /// for a change).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     Unavailable,
@@ -56,6 +60,7 @@ impl Error {
             Error::FailedPrecondition(_) => "failed_precondition",
             Error::LimitExceeded { .. } => "resource_exhausted",
             Error::Unauthenticated(_) => "unauthenticated",
+            Error::PermissionDenied(_) => "permission_denied",
             Error::Unavailable => "unavailable",
             Error::Internal(_) => "internal",
         }

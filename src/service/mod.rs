@@ -7,8 +7,12 @@
 //! History (ended sessions, events, segments) comes from the [`crate::store`].
 
 pub mod error;
+#[cfg(test)]
+mod idle_tests;
+pub mod labs;
 pub mod model;
 pub mod session;
+mod stats;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -37,7 +41,7 @@ use crate::sim::{
 use crate::store::{EventFilter, Store, StoreWriter};
 
 /// Configurable limits, each enforced with an error naming it.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Limits {
     /// Live sessions at once.
@@ -55,8 +59,8 @@ pub struct Limits {
     /// Open event streams per session.
     pub max_subscribers: usize,
     /// Events a live subscriber may fall behind the newest before it is told
-    /// it lagged (also when what it needs next has left the
-    /// `max_events_in_memory` ring). A threshold only: it allocates nothing.
+    /// it lagged (what has left the `max_events_in_memory` ring meanwhile
+    /// comes from SQLite). A threshold only: it allocates nothing.
     pub broadcast_capacity: usize,
     /// Items one `run_until_idle` may process.
     pub run_max_events: u64,
@@ -64,8 +68,8 @@ pub struct Limits {
     pub run_max_ms: u64,
     /// Largest request body, in octets.
     pub max_body_bytes: usize,
-    /// A realtime session idle (no command, no subscriber) this long, in
-    /// seconds, is ended; 0 never ends one.
+    /// A realtime session idle (no API call on it, no subscriber) this long,
+    /// in seconds, is ended and stored as ended; 0 never ends one.
     pub idle_timeout_s: u64,
 }
 
@@ -81,13 +85,13 @@ impl Default for Limits {
             max_connections: 100_000,
             max_faults: 256,
             max_buffered_bytes: 16 * 1024 * 1024,
-            max_events_in_memory: 100_000,
+            max_events_in_memory: 4_096,
             max_subscribers: 256,
             broadcast_capacity: 65_536,
             run_max_events: 5_000_000,
             run_max_ms: 24 * 3_600_000,
             max_body_bytes: 8 * 1024 * 1024,
-            idle_timeout_s: 0,
+            idle_timeout_s: 3_600,
         }
     }
 }
@@ -99,6 +103,8 @@ struct Inner {
     sessions: RwLock<FxHashMap<u64, Arc<SessionHandle>>>,
     shutting_down: AtomicBool,
     events_published: AtomicU64,
+    /// Latency histograms and segment fates for `/metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The lab server's operations. Cheap to clone: REST, gRPC and background
@@ -180,6 +186,7 @@ impl LabService {
                 sessions: RwLock::new(FxHashMap::default()),
                 shutting_down: AtomicBool::new(false),
                 events_published: AtomicU64::new(0),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
             }),
         };
         if service.inner.limits.idle_timeout_s > 0 {
@@ -268,10 +275,33 @@ impl LabService {
             });
         }
         let world = World::new(WorldConfig { seed, profile: profile.clone(), ..WorldConfig::default() })?;
+        let id = self.start_session(name, seed, clock, speed, profile, world, json!({})).await?;
+        self.get_session(id).await
+    }
+
+    /// Persists a new session and starts its actor around `world`; returns
+    /// its id. `extra` adds keys to the stored spec (a lab run names its lab
+    /// and variant there). Shared by [`Self::create_session`] and lab runs,
+    /// so a lab's session is a session like any other.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_session(
+        &self,
+        name: String,
+        seed: u64,
+        clock: ClockMode,
+        speed: f64,
+        profile: crate::engine::Profile,
+        world: World,
+        extra: serde_json::Value,
+    ) -> Result<u64, Error> {
+        let limits = &self.inner.limits;
         let created_at = now_rfc3339();
-        let spec = json!({ "seed": seed, "clock": clock, "speed": speed, "profile": profile });
+        let mut spec = json!({ "seed": seed, "clock": clock, "speed": speed, "profile": profile });
+        if let (Some(spec), serde_json::Value::Object(extra)) = (spec.as_object_mut(), extra) {
+            spec.extend(extra);
+        }
         let id = self.inner.store.create_session(&name, &spec.to_string(), &created_at).await? as u64;
-        let state = SessionState::new(
+        let mut state = SessionState::new(
             id,
             name,
             seed,
@@ -283,6 +313,7 @@ impl LabService {
             limits.clone(),
             self.inner.writer.clone(),
         );
+        state.segment_fates = self.inner.metrics.segment_fates();
         let subscribers = state.subscribers.clone();
         let published = state.published.clone();
         let (jobs, rx) = mpsc::channel(256);
@@ -295,7 +326,7 @@ impl LabService {
             published,
         });
         self.inner.sessions.write().map_err(|_| Error::Internal("session table poisoned".into()))?.insert(id, handle);
-        self.get_session(id).await
+        Ok(id)
     }
 
     /// One session, live or ended.
@@ -348,12 +379,16 @@ impl LabService {
         if limit == 0 || limit > 1000 {
             return Err(Error::invalid("limit", "must be between 1 and 1000"));
         }
-        let (rows, total) = self.inner.store.list_sessions(limit as i64, offset.min(i64::MAX as u64) as i64).await?;
+        if offset > i64::MAX as u64 {
+            return Err(Error::invalid("offset", format!("must be at most {}", i64::MAX)));
+        }
+        let (rows, total) = self.inner.store.list_sessions(limit as i64, offset as i64).await?;
         let mut sessions = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.id as u64;
+            // Listing every session is no use of each one: it must not keep them from expiring.
             let live = match self.handle(id) {
-                Ok(handle) => handle.call(|s| Ok(live_info(s))).await.ok(),
+                Ok(handle) => handle.call_quietly(|s| Ok(live_info(s))).await.ok(),
                 Err(_) => None,
             };
             match live {
@@ -1017,6 +1052,83 @@ impl LabService {
         Ok(SegmentList { segments })
     }
 
+    /// The session's segments as a pcap file ([`crate::pcap`]): one packet per
+    /// segment as sent (lost and dropped ones included), from the event log,
+    /// so it works for ended sessions and after a restart too.
+    ///
+    /// # Errors
+    /// Unknown session; a host whose address cannot be found any more.
+    pub async fn pcap(&self, sid: u64) -> Result<Vec<u8>, Error> {
+        self.require_session(sid).await?;
+        let hosts = self.host_addresses(sid).await?;
+        let resolve = |name: &str| hosts.get(name).copied();
+        let mut captured = Vec::new();
+        let mut after = 0;
+        loop {
+            let query = EventQuery {
+                after_seq: Some(after),
+                limit: Some(10_000),
+                kind: Some("segment_sent".into()),
+                connection: None,
+            };
+            let page = self.events(sid, query).await?;
+            if page.events.is_empty() {
+                break;
+            }
+            after = page.next_after_seq;
+            for event in &page.events {
+                match crate::pcap::from_json_event(event, resolve) {
+                    Ok(Some(c)) => captured.push(c),
+                    Ok(None) => {}
+                    Err(e @ crate::pcap::PcapError::UnknownHost(_)) => {
+                        return Err(Error::FailedPrecondition(format!("cannot build the capture: {e}")));
+                    }
+                    Err(e) => return Err(Error::Internal(format!("pcap of session {sid}: {e}"))),
+                }
+            }
+        }
+        crate::pcap::build(&captured).map_err(|e| Error::Internal(format!("pcap of session {sid}: {e}")))
+    }
+
+    /// Every host name of a session with its address: from the live world,
+    /// or for an ended session from its stored `add_host` commands and (for a
+    /// lab run) the built-in lab's hosts.
+    async fn host_addresses(&self, sid: u64) -> Result<FxHashMap<String, Ipv4Addr>, Error> {
+        let mut hosts = FxHashMap::default();
+        if let Ok(handle) = self.handle(sid) {
+            let live: Result<Vec<(String, Ipv4Addr)>, Error> =
+                handle.call(|s| Ok(s.world.hosts().map(|(name, ip, _)| (name.to_string(), ip)).collect())).await;
+            if let Ok(live) = live {
+                hosts.extend(live);
+                return Ok(hosts);
+            }
+        }
+        if let Some(row) = self.inner.store.get_session(sid as i64).await? {
+            let spec: serde_json::Value = serde_json::from_str(&row.spec).unwrap_or_default();
+            if let Some(lab) = spec["lab"].as_str().and_then(|name| crate::lab::builtin_lab(name).ok()) {
+                hosts.extend(lab.hosts.iter().map(|h| (h.name.clone(), h.ip)));
+            }
+        }
+        let mut after = 0;
+        loop {
+            let rows = self.inner.store.commands(sid as i64, after, 1000).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            for row in &rows {
+                let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
+                if body["op"] == "add_host" {
+                    let args = &body["args"];
+                    if let (Some(name), Some(Ok(ip))) =
+                        (args["name"].as_str(), args["ip"].as_str().map(str::parse::<Ipv4Addr>))
+                    {
+                        hosts.insert(name.to_string(), ip);
+                    }
+                }
+            }
+        }
+        Ok(hosts)
+    }
+
     /// Opens an event stream: stored events after `after_seq`, then live
     /// ones, with no gap and no duplicate.
     ///
@@ -1159,7 +1271,12 @@ fn fault_info(s: &SessionState, fid: u64) -> Result<FaultInfo, Error> {
     })
 }
 
-/// Ends realtime sessions with no command and no subscriber for the configured time.
+/// Ends realtime sessions idle for `limits.idle_timeout_s`: no API call
+/// naming the session (reads included: anything that reaches its actor
+/// through [`SessionHandle::call`]) and no open event stream for that long.
+/// Manual sessions never expire (nothing runs in them unless told). An
+/// expired session ends like `DELETE`: its actor stops, its last events are
+/// flushed and it is stored as ended. Checked every second.
 async fn expire_idle_sessions(inner: std::sync::Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -1180,7 +1297,7 @@ async fn expire_idle_sessions(inner: std::sync::Weak<Inner>) {
         let service = LabService { inner };
         for sid in idle {
             let realtime = match service.handle(sid) {
-                Ok(h) => h.call(|s| Ok(s.clock == ClockMode::Realtime)).await.unwrap_or(false),
+                Ok(h) => h.call_quietly(|s| Ok(s.clock == ClockMode::Realtime)).await.unwrap_or(false),
                 Err(_) => false,
             };
             if realtime {

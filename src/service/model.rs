@@ -30,6 +30,7 @@ pub struct CreateSession {
     pub name: Option<String>,
     /// RNG seed (random ISNs, loss, jitter): the same seed and commands give the same events.
     #[serde(default)]
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615.0)]
     pub seed: Option<u64>,
     /// Clock mode (default `manual`).
     #[serde(default)]
@@ -39,7 +40,7 @@ pub struct CreateSession {
     pub speed: Option<f64>,
     /// Lab variants and tunables; absent fields take their defaults.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub profile: Option<Profile>,
 }
 

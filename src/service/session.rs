@@ -170,6 +170,8 @@ pub struct SessionState {
     pub(crate) subscribers: Arc<AtomicUsize>,
     /// Events published so far (shared with metrics).
     pub(crate) published: Arc<AtomicU64>,
+    /// The server's segment fate counters (see [`crate::metrics`]).
+    pub(crate) segment_fates: Arc<crate::metrics::SegmentFates>,
 }
 
 impl SessionState {
@@ -208,6 +210,7 @@ impl SessionState {
             anchor,
             subscribers: Arc::new(AtomicUsize::new(0)),
             published: Arc::new(AtomicU64::new(0)),
+            segment_fates: Arc::default(),
         }
     }
 
@@ -225,12 +228,21 @@ impl SessionState {
     /// Takes the world's new events: serialise, keep, broadcast, persist.
     pub(crate) fn publish(&mut self) {
         let events = self.world.take_events();
+        self.publish_taken(&events);
+    }
+
+    /// Publishes events that someone else already took from the world, in
+    /// order and with no gap after the last published one: a lab run takes
+    /// each step's events to check them (see [`crate::lab::LabRun::step`]),
+    /// and hands them here so subscribers and the store see them all the same.
+    pub(crate) fn publish_taken(&mut self, events: &[Event]) {
         if events.is_empty() {
             return;
         }
         let mut records = Vec::with_capacity(events.len());
         let mut lives = Vec::with_capacity(events.len());
-        for event in &events {
+        for event in events {
+            self.segment_fates.count(&event.kind);
             let live = Arc::new(LiveEvent::from_event(event));
             records.push(EventRecord {
                 session_id: self.id as i64,
@@ -332,6 +344,15 @@ impl SessionHandle {
         if let Ok(mut last) = self.last_used.lock() {
             *last = Instant::now();
         }
+        self.call_quietly(f).await
+    }
+
+    /// [`Self::call`] that does not count as use of the session: the idle
+    /// reaper looks at a session without keeping it alive.
+    pub(crate) async fn call_quietly<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |state| {
             let _ = tx.send(f(state));

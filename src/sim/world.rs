@@ -1122,6 +1122,7 @@ impl World {
         let mut delay = extra_delay;
         let mut copies = 1;
         let mut dup_fault = None;
+        let mut corrupted = false;
         match action {
             Some((fault, FaultAction::Drop, _)) => {
                 let segment = self.wire(&packet);
@@ -1148,6 +1149,7 @@ impl World {
             Some((_, FaultAction::Corrupt, _)) => {
                 let flipped = self.flip_bit(packet.bytes());
                 packet.bytes = Some(flipped);
+                corrupted = true;
             }
             None => {}
         }
@@ -1159,7 +1161,12 @@ impl World {
             self.push_event(EventKind::SegmentDropped { reason: DropReason::Loss, fault: None, segment });
             return id;
         }
-        if params.corrupt > 0.0 && self.chance(params.corrupt) {
+        // Drawn whether or not a fault already corrupted the segment (the RNG
+        // sequence stays the same), but one flipped bit is enough: a second
+        // flip could cancel the first in the ones' complement sum (the same
+        // bit position, opposite directions) and let damaged octets through
+        // a checksum that is meant to catch them here.
+        if params.corrupt > 0.0 && self.chance(params.corrupt) && !corrupted {
             let flipped = self.flip_bit(packet.bytes());
             packet.bytes = Some(flipped);
         }

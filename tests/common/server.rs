@@ -40,10 +40,15 @@ impl TestServer {
 
     /// Starts a server with `limits`.
     pub async fn with_limits(limits: Limits) -> TestServer {
+        TestServer::with_access(limits, tcplab::auth::AccessConfig::default()).await
+    }
+
+    /// Starts a server with `limits` behind `access` (tokens, CORS).
+    pub async fn with_access(limits: Limits, access: tcplab::auth::AccessConfig) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let config = ServerConfig { http: loopback, grpc: loopback, db: dir.path().join("lab.db"), limits };
-        let server = Server::bind(config).await.expect("bind the server");
+        let server = Server::bind(config).await.expect("bind the server").with_access(access);
         let http = format!("http://{}", server.http_addr().expect("http addr"));
         let grpc = format!("http://{}", server.grpc_addr().expect("grpc addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -485,6 +490,8 @@ impl ServerProcess {
             .env_remove("TCPLAB_HTTP")
             .env_remove("TCPLAB_GRPC")
             .env_remove("TCPLAB_DB")
+            .env_remove("TCPLAB_TOKEN")
+            .env_remove("TCPLAB_READ_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -366,3 +366,48 @@ test('10,000 segments stay responsive: only what is in view is drawn', async () 
   await page.waitForTimeout(200);
   await shot('09-bulk');
 });
+
+test('a built-in lab started from the browser: its checks pass and its handshake is drawn', async () => {
+  await page.goto(`${base}/`);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=lab-select] option').length >= 12);
+  await tid('lab-select').selectOption('three-way-handshake');
+  assert.match(await tid('lab-title').textContent(), /three-way handshake/i);
+  await act('lab-run');
+  // The Lab tab: every expectation of the run, each marked pass.
+  const result = page.locator('[data-testid=lab-result][data-lab=three-way-handshake]');
+  await result.waitFor();
+  assert.equal(await result.getAttribute('data-passed'), 'true');
+  const checks = await page.$$eval('[data-testid=lab-check]', (n) => n.map((x) => [x.dataset.kind, x.dataset.passed]));
+  assert.ok(checks.length >= 10, `${checks.length} checks`);
+  assert.deepEqual(checks.filter(([, p]) => p !== 'true'), []);
+  assert.ok(checks.some(([k]) => k === 'expect_segments') && checks.some(([k]) => k === 'expect_tcb'));
+  assert.match(await tid('lab-summary').textContent(), new RegExp(`PASS ${checks.length}/${checks.length} expectations`));
+  // The session the lab ran in is open, and its diagram shows the handshake.
+  await page.waitForFunction(() => document.querySelector('[data-testid=session-title]').textContent.startsWith('lab three-way-handshake'));
+  assert.equal(await tid('session-status').textContent(), 'live');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=ladder-segment][data-fate=delivered]').length >= 3);
+  const segs = await segments();
+  assert.deepEqual(segs.map((s) => [s.from, s.to, s.flags, s.seq, s.ack, s.len, s.fate]), [
+    ['A', 'B', 'SYN', 300, 0, 0, 'delivered'],
+    ['B', 'A', 'SYN+ACK', 500, 301, 0, 'delivered'],
+    ['A', 'B', 'ACK', 301, 501, 0, 'delivered'],
+  ]);
+  for (const host of ['A', 'B']) {
+    await page.waitForSelector(`[data-testid=ladder-state][data-host=${host}][data-state=ESTABLISHED]`);
+  }
+  await tid('tab-lab').click();
+  await shot('10-lab-three-way-handshake');
+
+  // A lab with two variants runs each in its own session; the Lab tab links them.
+  await tid('lab-select').selectOption('why-not-two-way');
+  await act('lab-run');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=lab-variant]').length === 2);
+  const variants = await page.$$eval('[data-testid=lab-variant]', (n) => n.map((x) => [x.dataset.variant, x.dataset.passed]));
+  assert.deepEqual(variants, [['three_way', 'true'], ['two_way', 'true']]);
+  await page.locator('[data-testid=lab-variant][data-variant=two_way]').click();
+  await page.waitForSelector('[data-testid=lab-result][data-variant=two_way][data-passed=true]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=session-title]').textContent.includes('(two_way)'));
+  // Two-way: B is ESTABLISHED on the stale SYN alone, a connection nobody asked for.
+  await page.waitForSelector('[data-testid=ladder-state][data-host=B][data-state=ESTABLISHED]');
+  await shot('11-lab-why-not-two-way');
+});

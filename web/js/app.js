@@ -7,6 +7,7 @@ import { ApiError, EVENT_KINDS, api, fetchEvents } from './api.js';
 import { initControls } from './controls.js';
 import { el, fmtTime, setChildren } from './format.js';
 import { Ladder } from './ladder.js';
+import { initLabs, renderLab } from './labs.js';
 import { SessionModel } from './model.js';
 import { renderConnections, renderDetail, renderSessions, renderTopology } from './panels.js';
 
@@ -53,7 +54,7 @@ function toast(message, error = false) {
 function showTab(name) {
   state.tab = name;
   for (const b of document.querySelectorAll('[data-tab]')) b.classList.toggle('active', b.dataset.tab === name);
-  for (const id of ['connections', 'controls', 'detail']) $(`tab-${id}`).hidden = id !== name;
+  for (const id of ['connections', 'controls', 'detail', 'lab']) $(`tab-${id}`).hidden = id !== name;
 }
 
 function setStream(text, cls) {
@@ -356,6 +357,7 @@ async function openSession(sid) {
   ladder.setHostInfo([]);
   $('conn-filter').value = '';
   renderDetail($('tab-detail'), null, null);
+  renderLabTab();
   renderSessions($('sessions'), state.sessions, sid, (id) => { location.hash = `#/sessions/${id}`; });
   if (sid === null) {
     setStream('', '');
@@ -417,6 +419,10 @@ function afterAction(action, reply) {
   refreshSessions();
 }
 
+function renderLabTab() {
+  renderLab($('tab-lab'), state.sid, (id) => { location.hash = `#/sessions/${id}`; });
+}
+
 let routed = false;
 function route() {
   const m = /^#\/sessions\/(\d+)/.exec(location.hash);
@@ -443,6 +449,13 @@ function init() {
     openSession: (id) => { location.hash = `#/sessions/${id}`; },
   });
   initTimeline();
+  initLabs({
+    toast,
+    showTab,
+    openSession: (id) => { location.hash = `#/sessions/${id}`; renderLabTab(); },
+    refresh: refreshSessions,
+    labsLoaded: renderLabTab,
+  });
   window.addEventListener('hashchange', route);
   refreshSessions();
   setInterval(refreshSessions, 2000);

@@ -18,6 +18,7 @@ fn code(error: &service::Error) -> Code {
         service::Error::FailedPrecondition(_) => Code::FailedPrecondition,
         service::Error::LimitExceeded { .. } => Code::ResourceExhausted,
         service::Error::Unauthenticated(_) => Code::Unauthenticated,
+        service::Error::PermissionDenied(_) => Code::PermissionDenied,
         service::Error::Unavailable => Code::Unavailable,
         service::Error::Internal(_) => Code::Internal,
     }

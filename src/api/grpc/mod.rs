@@ -16,8 +16,10 @@
 //! open, so a graceful shutdown completes once the sessions have ended
 //! ([`LabService::shutdown`] ends them all).
 
+pub mod auth;
 pub mod convert;
 pub mod error;
+pub mod labs;
 #[cfg(test)]
 mod tests;
 
@@ -237,6 +239,27 @@ impl LabRpc for GrpcLab {
         reply(self.service.segments(request.into_inner().session_id).await?.into())
     }
 
+    async fn get_pcap(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::PcapResponse>, Status> {
+        let pcap = self.service.pcap(request.into_inner().session_id).await?;
+        reply(pb::PcapResponse { pcap })
+    }
+
+    async fn list_labs(&self, _: Request<pb::ListLabsRequest>) -> Result<Response<pb::ListLabsResponse>, Status> {
+        reply(self.service.list_labs()?.into())
+    }
+
+    async fn get_lab(&self, request: Request<pb::LabRef>) -> Result<Response<pb::Lab>, Status> {
+        reply(self.service.get_lab(&request.into_inner().name)?.into())
+    }
+
+    async fn run_lab(&self, request: Request<pb::RunLabRequest>) -> Result<Response<pb::RunLabResponse>, Status> {
+        let result = match labs::LabRequest::try_from(request.into_inner())? {
+            labs::LabRequest::Builtin(name, req) => self.service.run_lab(&name, req).await?,
+            labs::LabRequest::Toml(req) => self.service.run_lab_toml(req).await?,
+        };
+        reply(result.into())
+    }
+
     type WatchEventsStream = EventStream;
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<EventStream>, Status> {
@@ -273,8 +296,21 @@ fn stream_item(item: StreamItem) -> Result<pb::Event, Status> {
 /// `build.rs` produced from the same `.proto` the code was generated from (a
 /// unit test decodes it).
 pub async fn router_with_health(service: LabService) -> (Routes, HealthReporter) {
+    router_with_access(service, std::sync::Arc::default()).await
+}
+
+/// [`router_with_health`] with the lab service behind `access` (reflection
+/// and health stay open; see [`auth`]).
+///
+/// # Panics
+/// As [`router_with_health`].
+pub async fn router_with_access(
+    service: LabService,
+    access: std::sync::Arc<crate::auth::AccessConfig>,
+) -> (Routes, HealthReporter) {
     let max_message = service.limits().max_body_bytes;
     let lab = LabServiceServer::new(GrpcLab::new(service)).max_decoding_message_size(max_message);
+    let lab = auth::Authenticated::new(lab, access);
     // Our own build artifact, not client input: a failure here is a build bug.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -328,12 +364,27 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let (routes, mut reporter) = router_with_health(service).await;
+    serve_with_access(service, std::sync::Arc::default(), listener, shutdown).await
+}
+
+/// [`serve`] with the lab service behind `access` (see [`auth`]).
+///
+/// # Errors
+/// A transport failure of the server.
+pub async fn serve_with_access(
+    service: LabService,
+    access: std::sync::Arc<crate::auth::AccessConfig>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let metrics = crate::api::metrics::GrpcMetricsLayer::new(service.metrics().clone());
+    let (routes, mut reporter) = router_with_access(service, access).await;
     let shutdown = async move {
         shutdown.await;
         mark_not_serving(&mut reporter).await;
     };
     tonic::transport::Server::builder()
+        .layer(metrics)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

@@ -27,7 +27,7 @@ pub struct ErrorBody {
 #[derive(Clone, Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `invalid_argument`, `not_found`, `failed_precondition`,
-    /// `resource_exhausted`, `unauthenticated`, `unavailable`, `internal`, or for
+    /// `resource_exhausted`, `unauthenticated`, `permission_denied`, `unavailable`, `internal`, or for
     /// HTTP-level failures `method_not_allowed`, `unsupported_media_type`,
     /// `payload_too_large`.
     pub code: String,
@@ -86,6 +86,7 @@ impl ApiError {
                 service::Error::FailedPrecondition(_) => StatusCode::CONFLICT,
                 service::Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
                 service::Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                service::Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
                 service::Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 service::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },

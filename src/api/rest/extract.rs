@@ -21,7 +21,17 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Every request body is a JSON object: serde would also read a struct
+        // from an array (`[null, null]`), which the OpenAPI schema does not allow.
+        let (parts, body) = req.into_parts();
+        let bytes = match bytes::Bytes::from_request(Request::from_parts(parts.clone(), body), state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return Err(axum::extract::rejection::JsonRejection::from(rejection).into()),
+        };
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|b| *b == b'{');
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
+            Ok(_) if !object => Err(ApiError::invalid("request body", "expected a JSON object")),
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(rejection.into()),
         }

@@ -556,3 +556,32 @@ pub async fn events(
 pub async fn segments(State(svc): State<LabService>, ApiPath(p): ApiPath<SessionPath>) -> ApiResult<Json<SegmentList>> {
     Ok(Json(svc.segments(p.sid).await?))
 }
+
+/// The session's segments as a pcap file for Wireshark/tshark: one packet per
+/// segment as sent (lost and dropped ones included), Ethernet + IPv4 + TCP
+/// with correct checksums, timestamps in virtual time.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{sid}/pcap", tag = "history",
+    params(("sid" = u64, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "A pcap file (nanosecond timestamps, Ethernet link type)",
+         content_type = "application/vnd.tcpdump.pcap", body = Vec<u8>),
+        (status = "4XX", description = "Unknown session", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    )
+)]
+pub async fn pcap(
+    State(svc): State<LabService>,
+    ApiPath(p): ApiPath<SessionPath>,
+) -> ApiResult<axum::response::Response> {
+    let bytes = svc.pcap(p.sid).await?;
+    let disposition = format!("attachment; filename=\"tcplab-session-{}.pcap\"", p.sid);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, crate::pcap::CONTENT_TYPE.to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -14,9 +14,11 @@
 //! fallback; to merge another router with its own fallback into it, call
 //! `reset_fallback` on one of them first.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod labs;
 pub mod stream;
 #[cfg(test)]
 mod tests;
@@ -71,6 +73,12 @@ use crate::service::model::*;
         handlers::events,
         stream::event_stream,
         handlers::segments,
+        labs::list_labs,
+        labs::get_lab,
+        labs::run_lab,
+        labs::run_lab_toml,
+        handlers::pcap,
+        crate::api::metrics::metrics,
     ),
     components(schemas(
         ErrorBody,
@@ -110,6 +118,14 @@ use crate::service::model::*;
         EventPage,
         SegmentInfo,
         SegmentList,
+        crate::service::labs::LabList,
+        crate::service::labs::LabInfo,
+        crate::service::labs::LabVariantInfo,
+        crate::service::labs::RunLab,
+        crate::service::labs::RunLabToml,
+        crate::service::labs::LabRunResult,
+        crate::service::labs::LabVariantRun,
+        crate::service::labs::LabCheck,
     )),
     tags(
         (name = "meta", description = "Health and this document"),
@@ -119,6 +135,7 @@ use crate::service::model::*;
         (name = "faults", description = "Fault rules and injected segments"),
         (name = "clock", description = "The virtual clock"),
         (name = "history", description = "Events and segments"),
+        (name = "labs", description = "Built-in labs, run as sessions"),
     )
 )]
 pub struct ApiDoc;
@@ -169,9 +186,16 @@ pub fn router(service: LabService) -> Router {
         .route("/api/v1/sessions/{sid}/events", get(events))
         .route("/api/v1/sessions/{sid}/events/stream", get(stream::event_stream))
         .route("/api/v1/sessions/{sid}/segments", get(segments))
+        .route("/api/v1/labs", get(labs::list_labs))
+        .route("/api/v1/labs/runs", post(labs::run_lab_toml))
+        .route("/api/v1/labs/{name}", get(labs::get_lab))
+        .route("/api/v1/labs/{name}/runs", post(labs::run_lab))
+        .route("/api/v1/sessions/{sid}/pcap", get(pcap))
+        .route("/metrics", get(crate::api::metrics::metrics))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(crate::api::web::fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(service.metrics().clone(), crate::api::metrics::track_http))
         .with_state(service)
 }

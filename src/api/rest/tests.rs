@@ -534,6 +534,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/sessions/{sid}/events"),
     ("get", "/api/v1/sessions/{sid}/events/stream"),
     ("get", "/api/v1/sessions/{sid}/segments"),
+    ("get", "/api/v1/labs"),
+    ("get", "/api/v1/labs/{name}"),
+    ("post", "/api/v1/labs/{name}/runs"),
+    ("post", "/api/v1/labs/runs"),
+    ("get", "/api/v1/sessions/{sid}/pcap"),
+    ("get", "/metrics"),
 ];
 
 #[tokio::test]
@@ -555,7 +561,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_is_served() {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is not in the document");
         assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
-        for name in ["sid", "cid", "fid"] {
+        for name in ["sid", "cid", "fid", "name"] {
             if path.contains(&format!("{{{name}}}")) {
                 let params = op["parameters"].as_array().expect("parameters");
                 assert!(
@@ -565,7 +571,11 @@ async fn the_openapi_document_lists_every_route_and_every_route_is_served() {
             }
         }
         // The router serves it: neither the 404 fallback nor a 405.
-        let uri = path.replace("{sid}", "999").replace("{cid}", "1").replace("{fid}", "1");
+        let uri = path
+            .replace("{sid}", "999")
+            .replace("{cid}", "1")
+            .replace("{fid}", "1")
+            .replace("{name}", "three-way-handshake");
         let req = Request::builder()
             .method(method.to_uppercase().as_str())
             .uri(&uri)

@@ -1,0 +1,274 @@
+//! packetdrill scripts run against tcplab's own TCP, on the simulated
+//! network, in virtual time.
+//!
+//! A packetdrill script plays the remote peer: it injects segments (`<`),
+//! expects exact segments back (`>`) and drives the tested stack through
+//! socket calls, all on a timeline. The real tool needs root, a kernel and
+//! wall-clock time; here the tested stack is a tcplab host in a
+//! [`crate::sim::World`], the script a raw host beside it, and the whole run
+//! takes microseconds of wall time and is deterministic.
+//!
+//! # Layout
+//! - [`ast`]: the parsed script.
+//! - [`parser`]: winnow parser (file:line:column errors).
+//! - [`runner`]: plays a script against the engine and gives a verdict.
+//! - [`profiles`]: the shipped behaviour profiles and the `sysctl` mapping.
+
+pub mod ast;
+pub mod parser;
+pub mod profiles;
+pub mod runner;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub use parser::{ParseError, parse_script};
+pub use runner::{Failure, Outcome, RunOptions, Verdict, default_defines, run_script};
+
+/// A file that could not be read or listed.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct FileError {
+    /// The path.
+    pub path: String,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Every `*.pkt` file under the given files and directories (recursively), sorted.
+///
+/// # Errors
+/// A path that cannot be read.
+pub fn collect_scripts(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
+    let mut found = Vec::new();
+    for path in paths {
+        walk(path, &mut found)?;
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+fn walk(path: &Path, found: &mut Vec<PathBuf>) -> Result<(), FileError> {
+    let err = |source| FileError { path: path.display().to_string(), source };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            let p = entry.path();
+            if p.is_dir() || p.extension().is_some_and(|e| e == "pkt") {
+                walk(&p, found)?;
+            }
+        }
+    } else {
+        found.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Reads, parses and runs one script file. A parse error is a failure of that script.
+pub fn run_file(path: &Path, defines: &BTreeSet<String>, opts: &RunOptions) -> Outcome {
+    let name = path.display().to_string();
+    let failed = |reason: String| Outcome {
+        path: name.clone(),
+        verdict: Verdict::Fail(Box::new(Failure {
+            line: 0,
+            expected: String::new(),
+            actual: None,
+            reason,
+            t_ns: 0,
+            ladder: String::new(),
+        })),
+        virtual_ns: 0,
+        ladder: String::new(),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return failed(format!("cannot read: {e}")),
+    };
+    match parse_script(&name, &text, defines) {
+        Ok(script) => run_script(&script, opts),
+        Err(e) => {
+            let mut outcome = failed(format!("parse error: {}", e.message));
+            if let Verdict::Fail(f) = &mut outcome.verdict {
+                f.line = e.line;
+                f.expected = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("").trim().to_string();
+                f.reason = format!("parse error at column {}: {}", e.column, e.message);
+            }
+            outcome
+        }
+    }
+}
+
+/// Counts of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Scripts that passed.
+    pub passed: usize,
+    /// Scripts that failed.
+    pub failed: usize,
+    /// Scripts skipped for an unsupported feature.
+    pub skipped: usize,
+}
+
+impl Summary {
+    /// Counts the verdicts.
+    pub fn of(outcomes: &[Outcome]) -> Summary {
+        let mut s = Summary::default();
+        for o in outcomes {
+            match o.verdict {
+                Verdict::Pass => s.passed += 1,
+                Verdict::Fail(_) => s.failed += 1,
+                Verdict::Skip { .. } => s.skipped += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The report of one script: one line, and for a failure the mismatch and the ladder.
+pub fn report(outcome: &Outcome, verbose: bool) -> String {
+    let mut out = String::new();
+    match &outcome.verdict {
+        Verdict::Pass => {
+            let _ = writeln!(out, "PASS {}", outcome.path);
+        }
+        Verdict::Skip { line, feature } => {
+            let _ = writeln!(out, "SKIP {}:{line}: {feature} is not supported", outcome.path);
+        }
+        Verdict::Fail(f) => {
+            let _ = writeln!(out, "FAIL {}:{}: {}", outcome.path, f.line, f.reason);
+            let _ = writeln!(out, "  expected: {}", f.expected);
+            let _ = writeln!(out, "  tcplab:   {}", f.actual.as_deref().unwrap_or("(none)"));
+            let _ = writeln!(out, "  at virtual time {:.6} s", f.t_ns as f64 / 1e9);
+            if !f.ladder.is_empty() {
+                let _ = writeln!(out, "  ladder so far:");
+                for l in f.ladder.lines() {
+                    let _ = writeln!(out, "    {l}");
+                }
+            }
+        }
+    }
+    if verbose && matches!(outcome.verdict, Verdict::Pass) && !outcome.ladder.is_empty() {
+        for l in outcome.ladder.lines() {
+            let _ = writeln!(out, "    {l}");
+        }
+    }
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A JUnit XML report, one test case per script.
+pub fn junit(outcomes: &[Outcome], wall_seconds: f64) -> String {
+    let s = Summary::of(outcomes);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuite name=\"packetdrill\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{wall_seconds:.3}\">",
+        outcomes.len(),
+        s.failed,
+        s.skipped
+    );
+    for o in outcomes {
+        let _ = write!(out, "  <testcase name=\"{}\" time=\"{:.6}\"", xml_escape(&o.path), o.virtual_ns as f64 / 1e9);
+        match &o.verdict {
+            Verdict::Pass => out.push_str("/>\n"),
+            Verdict::Skip { feature, .. } => {
+                let _ = writeln!(out, "><skipped message=\"{}\"/></testcase>", xml_escape(feature));
+            }
+            Verdict::Fail(f) => {
+                let _ = writeln!(
+                    out,
+                    "><failure message=\"line {}: {}\">{}</failure></testcase>",
+                    f.line,
+                    xml_escape(&f.reason),
+                    xml_escape(&report(o, false))
+                );
+            }
+        }
+    }
+    out.push_str("</testsuite>\n");
+    out
+}
+
+/// What `tcplab packetdrill run` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// Files and directories (searched recursively for `*.pkt`).
+    pub paths: Vec<PathBuf>,
+    /// The profile's name (see [`profiles::profile_names`]).
+    pub profile: Option<String>,
+    /// Names `#ifdef` sees as defined besides `STANDARD`.
+    pub defines: Vec<String>,
+    /// Tolerance in milliseconds, overriding each script's `--tolerance_usecs`.
+    pub tolerance_ms: Option<f64>,
+    /// Compare TCP options exactly.
+    pub strict_options: bool,
+    /// Where to write a JUnit report.
+    pub junit: Option<PathBuf>,
+    /// Print every script's ladder.
+    pub verbose: bool,
+}
+
+/// Why `tcplab packetdrill run` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A bad profile name.
+    #[error(transparent)]
+    Profile(#[from] profiles::ProfileLookupError),
+    /// A path that cannot be read.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// No script found.
+    #[error("no .pkt scripts found under the given paths")]
+    NoScripts,
+    /// Writing the report failed.
+    #[error("writing the report: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Runs the scripts, writes a report per script and the summary line to
+/// `out`, and the JUnit file if asked; returns the counts.
+///
+/// # Errors
+/// [`CommandError`] when the run cannot start or the report cannot be written.
+pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summary, CommandError> {
+    let started = std::time::Instant::now();
+    let profile = profiles::named_profile(cmd.profile.as_deref().unwrap_or(profiles::DEFAULT_PROFILE))?;
+    let mut defines = default_defines();
+    defines.extend(cmd.defines.iter().cloned());
+    let opts = RunOptions {
+        profile,
+        tolerance_us: cmd.tolerance_ms.map(|ms| (ms * 1000.0).round() as i64),
+        strict_options: cmd.strict_options,
+    };
+    let files = collect_scripts(&cmd.paths)?;
+    if files.is_empty() {
+        return Err(CommandError::NoScripts);
+    }
+    let mut outcomes = Vec::with_capacity(files.len());
+    for file in &files {
+        let outcome = run_file(file, &defines, &opts);
+        out.write_all(report(&outcome, cmd.verbose).as_bytes())?;
+        outcomes.push(outcome);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let summary = Summary::of(&outcomes);
+    writeln!(
+        out,
+        "packetdrill: {} passed, {} failed, {} skipped ({} scripts, {:.3} s wall time)",
+        summary.passed,
+        summary.failed,
+        summary.skipped,
+        outcomes.len(),
+        wall
+    )?;
+    if let Some(path) = &cmd.junit {
+        std::fs::write(path, junit(&outcomes, wall))?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,1267 @@
+//! Runs a parsed script against tcplab's TCP: the tested stack is a tcplab
+//! host in a [`World`], the script is a raw peer on a zero-latency link, and
+//! the script's timeline is played in virtual time.
+//!
+//! Sequence numbers follow packetdrill: inbound (`<`) sequence numbers are
+//! the script's own (its ISN is 0) and their `ack` is relative to the tested
+//! stack's ISN; outbound (`>`) lines the other way round. The tested stack's
+//! ISN is learnt from each SYN it sends (before any, the profile's fixed ISN
+//! is used, so that a RST to a closed port maps the same way).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use bytes::Bytes;
+
+use super::ast::{Direction, Event, EventKind, Expr, Packet, PdOption, Script, Syscall, Time, TimePoint};
+use crate::engine::{ConnError, Flags, Isn, Profile, Segment, StackError, State, TcpOption, UserError};
+use crate::lab::ladder::ladder;
+use crate::sim::{
+    ConnId, ConnectSpec, HostKind, InjectSpec, LinkParams, ListenSpec, Side, World, WorldConfig, WorldError,
+};
+
+/// The tested host's name in the world (the left line of the ladder).
+pub const TESTED: &str = "tcplab";
+/// The script's raw host (the right line of the ladder).
+pub const PEER: &str = "script";
+const TESTED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// packetdrill's default port for `bind` and for the remote end of `connect`.
+const SCRIPT_PORT: u16 = 8080;
+/// The script's port when it plays the client of a listening socket.
+const PEER_EPHEMERAL: u16 = 49_999;
+/// The tested stack's ISN until it sends a SYN.
+pub const TESTED_ISN: u32 = 1_000_000;
+/// packetdrill's default tolerance (`--tolerance_usecs`).
+const DEFAULT_TOLERANCE_US: i64 = 4_000;
+/// How long a blocking call may wait for its condition, in virtual time.
+const BLOCK_LIMIT_NS: u64 = 600 * 1_000_000_000;
+
+/// How to run scripts.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The tested stack's profile at the start of each script (`sysctl` lines change a copy).
+    pub profile: Profile,
+    /// Tolerance for outbound packets, overriding the script's `--tolerance_usecs`.
+    pub tolerance_us: Option<i64>,
+    /// Compare TCP options of outbound packets (off: options are not compared,
+    /// since tcplab negotiates no window scaling, SACK or timestamps).
+    pub strict_options: bool,
+}
+
+/// The first difference between the script and what tcplab did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The script's line.
+    pub line: usize,
+    /// The line as written.
+    pub expected: String,
+    /// What tcplab did instead, in the script's syntax (`None`: nothing).
+    pub actual: Option<String>,
+    /// Why it does not match.
+    pub reason: String,
+    /// Virtual time of the mismatch, in nanoseconds.
+    pub t_ns: u64,
+    /// The ASCII ladder up to the mismatch.
+    pub ladder: String,
+}
+
+/// A script's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every line matched.
+    Pass,
+    /// A line did not match.
+    Fail(Box<Failure>),
+    /// The script needs something tcplab does not model: the feature and its line.
+    Skip {
+        /// The line that needs it.
+        line: usize,
+        /// What is not supported.
+        feature: String,
+    },
+}
+
+/// The result of one script.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The script's path.
+    pub path: String,
+    /// PASS, FAIL or SKIP.
+    pub verdict: Verdict,
+    /// Virtual time at the end, in nanoseconds.
+    pub virtual_ns: u64,
+    /// The ladder of the whole run.
+    pub ladder: String,
+}
+
+/// Why a line stopped the run.
+enum Stop {
+    Fail { actual: Option<String>, reason: String },
+    Skip(String),
+}
+
+type Step<T = ()> = Result<T, Stop>;
+
+fn fail<T>(reason: impl Into<String>) -> Step<T> {
+    Err(Stop::Fail { actual: None, reason: reason.into() })
+}
+
+fn skip<T>(feature: impl Into<String>) -> Step<T> {
+    Err(Stop::Skip(feature.into()))
+}
+
+#[derive(Debug, Clone)]
+enum FdKind {
+    Fresh,
+    Listener { id: u64, port: u16 },
+    Conn { conn: ConnId, side: Side },
+}
+
+#[derive(Debug, Clone)]
+struct Fd {
+    kind: FdKind,
+    nonblocking: bool,
+    port: Option<u16>,
+    linger_abort: bool,
+    mss: Option<u16>,
+    /// Octets of the end's `received` log already read.
+    consumed: usize,
+    /// The error SO_ERROR already reported (it reports each once).
+    error_reported: bool,
+}
+
+/// A packet that reached the script's host.
+struct Sniffed {
+    t_ns: u64,
+    segment: Segment,
+}
+
+struct Runner<'a> {
+    world: World,
+    profile: Profile,
+    opts: &'a RunOptions,
+    fds: BTreeMap<i64, Fd>,
+    accepted: HashSet<ConnId>,
+    sniffed: VecDeque<Sniffed>,
+    local_port: u16,
+    remote_port: u16,
+    local_isn: u32,
+    /// The endpoint `%{ }%` asserts look at: the last one a call opened
+    /// (kept after its fd is closed, as the endpoint lives on).
+    current: Option<FdKind>,
+    tolerance_ns: u64,
+}
+
+/// Runs one parsed script.
+pub fn run_script(script: &Script, opts: &RunOptions) -> Outcome {
+    let tolerance_us = opts
+        .tolerance_us
+        .or_else(|| script.option("tolerance_usecs").and_then(|v| v.parse().ok()))
+        .unwrap_or(DEFAULT_TOLERANCE_US)
+        .max(0);
+    let mut profile = opts.profile.clone();
+    if let Isn::Random = profile.isn {
+        profile.isn = Isn::Fixed(TESTED_ISN);
+    }
+    // packetdrill maps the tested stack's numbers only once it has seen that
+    // stack's SYN; before that (a RST from a closed port) they are absolute.
+    let local_isn = 0;
+    let outcome = |verdict, virtual_ns, ladder| Outcome { path: script.path.clone(), verdict, virtual_ns, ladder };
+    if let Some(v) = script.option("ip_version").filter(|v| *v != "ipv4") {
+        return outcome(Verdict::Skip { line: 0, feature: format!("--ip_version={v} (IPv4 only)") }, 0, String::new());
+    }
+    let world = match build_world(&profile) {
+        Ok(w) => w,
+        Err(e) => {
+            let f = Failure {
+                line: 0,
+                expected: String::new(),
+                actual: None,
+                reason: format!("cannot build the world: {e}"),
+                t_ns: 0,
+                ladder: String::new(),
+            };
+            return outcome(Verdict::Fail(Box::new(f)), 0, String::new());
+        }
+    };
+    let mut runner = Runner {
+        world,
+        profile,
+        opts,
+        fds: BTreeMap::new(),
+        accepted: HashSet::new(),
+        sniffed: VecDeque::new(),
+        local_port: SCRIPT_PORT,
+        remote_port: PEER_EPHEMERAL,
+        local_isn,
+        current: None,
+        tolerance_ns: tolerance_us as u64 * 1_000,
+    };
+    let mut last_us: i64 = 0;
+    for event in &script.events {
+        let (lo_us, hi_us, base_us) = match event.time {
+            Time::Absolute(t) => (t, t, t),
+            Time::Relative(d) => (last_us + d, last_us + d, last_us + d),
+            Time::Range(a, b) => {
+                let point = |p| match p {
+                    TimePoint::Absolute(t) => t,
+                    TimePoint::Relative(d) => last_us + d,
+                };
+                (point(a), point(b), point(b))
+            }
+            Time::Any => (0, i64::MAX / 4, last_us),
+        };
+        last_us = base_us;
+        let result = runner.event(event, lo_us, hi_us);
+        if let Err(stop) = result {
+            let t_ns = runner.world.now();
+            let ladder = runner.ladder();
+            let verdict = match stop {
+                Stop::Skip(feature) => Verdict::Skip { line: event.line, feature },
+                Stop::Fail { actual, reason } => Verdict::Fail(Box::new(Failure {
+                    line: event.line,
+                    expected: event.text.clone(),
+                    actual,
+                    reason,
+                    t_ns,
+                    ladder: ladder.clone(),
+                })),
+            };
+            return outcome(verdict, t_ns, ladder);
+        }
+    }
+    let ladder = runner.ladder();
+    outcome(Verdict::Pass, runner.world.now(), ladder)
+}
+
+fn build_world(profile: &Profile) -> Result<World, WorldError> {
+    let mut world =
+        World::new(WorldConfig { seed: 1, profile: profile.clone(), keep_received: true, keep_closed: true })?;
+    world.add_host(TESTED, TESTED_IP, HostKind::Tcp)?;
+    world.add_host(PEER, PEER_IP, HostKind::Raw)?;
+    world.set_link(TESTED, PEER, LinkParams { latency_ms: 0.0, ..LinkParams::default() })?;
+    Ok(world)
+}
+
+fn us_to_ns(us: i64) -> u64 {
+    u64::try_from(us).unwrap_or(0).saturating_mul(1_000)
+}
+
+/// Script flag letters as control bits.
+pub fn parse_flags(letters: &str) -> Option<Flags> {
+    let mut flags = Flags::NONE;
+    for c in letters.chars() {
+        let f = match c {
+            'S' => Flags::SYN,
+            'F' => Flags::FIN,
+            'R' => Flags::RST,
+            'P' => Flags::PSH,
+            '.' => Flags::ACK,
+            'U' => Flags::URG,
+            'E' => Flags::ECE,
+            'W' => Flags::CWR,
+            _ => return None,
+        };
+        flags |= f;
+    }
+    Some(flags)
+}
+
+fn flag_letters(flags: Flags) -> String {
+    let mut s = String::new();
+    for (f, c) in [
+        (Flags::SYN, 'S'),
+        (Flags::FIN, 'F'),
+        (Flags::RST, 'R'),
+        (Flags::PSH, 'P'),
+        (Flags::URG, 'U'),
+        (Flags::ECE, 'E'),
+        (Flags::CWR, 'W'),
+        (Flags::ACK, '.'),
+    ] {
+        if flags.contains(f) {
+            s.push(c);
+        }
+    }
+    s
+}
+
+fn to_engine_option(o: &PdOption) -> TcpOption {
+    match o {
+        PdOption::Mss(v) => TcpOption::Mss { value: *v },
+        PdOption::Nop => TcpOption::Nop,
+        PdOption::Eol => TcpOption::Eol,
+        PdOption::Wscale(v) => TcpOption::WindowScale { value: *v },
+        PdOption::SackOk => TcpOption::SackPermitted,
+        PdOption::Timestamp { val, ecr } => TcpOption::Timestamps { val: *val, ecr: *ecr },
+        PdOption::Sack(blocks) => TcpOption::Sack { blocks: blocks.clone() },
+    }
+}
+
+fn option_text(o: &TcpOption) -> String {
+    match o {
+        TcpOption::Eol => "eol".into(),
+        TcpOption::Nop => "nop".into(),
+        TcpOption::Mss { value } => format!("mss {value}"),
+        TcpOption::WindowScale { value } => format!("wscale {value}"),
+        TcpOption::SackPermitted => "sackOK".into(),
+        TcpOption::Sack { blocks } => {
+            let b: Vec<String> = blocks.iter().map(|(l, r)| format!("{l}:{r}")).collect();
+            format!("sack {}", b.join(" "))
+        }
+        TcpOption::Timestamps { val, ecr } => format!("TS val {val} ecr {ecr}"),
+        TcpOption::Raw { kind, data } => format!("kind {kind} len {}", data.len() + 2),
+    }
+}
+
+/// The errno a socket call would report for an engine refusal.
+fn errno_for(e: &WorldError) -> &'static str {
+    match e {
+        WorldError::Stack(StackError::AddressInUse) => "EADDRINUSE",
+        WorldError::Stack(StackError::NoFreePort) => "EADDRNOTAVAIL",
+        WorldError::Stack(StackError::User(UserError::Failed(c))) => c.errno(),
+        WorldError::Stack(StackError::User(UserError::Closing)) => "EPIPE",
+        WorldError::Stack(StackError::User(UserError::BufferFull)) => "EWOULDBLOCK",
+        WorldError::Stack(StackError::User(UserError::NotConnected)) => "ENOTCONN",
+        _ => "EINVAL",
+    }
+}
+
+/// Errno names that mean the same thing on FreeBSD and Linux.
+fn same_errno(a: &str, b: &str) -> bool {
+    let norm = |e: &str| if e == "EAGAIN" { "EWOULDBLOCK".to_string() } else { e.to_string() };
+    norm(a) == norm(b)
+}
+
+impl Runner<'_> {
+    fn ladder(&self) -> String {
+        ladder(self.world.events(), TESTED, PEER, &BTreeMap::new(), &[])
+    }
+
+    /// Runs the world up to `t_ns`, collecting what reaches the script.
+    fn run_until(&mut self, t_ns: u64) {
+        while self.world.next_event_at().is_some_and(|at| at <= t_ns) {
+            self.world.step();
+            self.collect();
+        }
+        self.world.run_until(t_ns);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        if let Ok(packets) = self.world.take_raw_inbox(PEER) {
+            for p in packets {
+                if let Ok(segment) = Segment::decode_unverified(&p.bytes) {
+                    self.sniffed.push_back(Sniffed { t_ns: p.t_ns, segment });
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, event: &Event, lo_us: i64, hi_us: i64) -> Step {
+        match &event.kind {
+            EventKind::Packet(p) if p.direction == Direction::Outbound => self.expect(p, lo_us, hi_us),
+            EventKind::Packet(p) => {
+                self.run_until(us_to_ns(lo_us));
+                self.inject(p)
+            }
+            EventKind::Syscall(call) => {
+                self.run_until(us_to_ns(lo_us));
+                self.syscall(call)?;
+                let now = self.world.now();
+                self.run_until(now);
+                Ok(())
+            }
+            EventKind::Shell(cmd) => {
+                self.run_until(us_to_ns(lo_us));
+                self.shell(cmd)
+            }
+            EventKind::Python(code) => {
+                self.run_until(us_to_ns(lo_us));
+                self.python(code)
+            }
+        }
+    }
+
+    // ----- packets -----
+
+    fn inject(&mut self, p: &Packet) -> Step {
+        let Some(flags) = parse_flags(&p.flags) else {
+            return skip(format!("TCP flags {:?}", p.flags));
+        };
+        let ack = p.ack.map_or(0, |a| a.wrapping_add(self.local_isn));
+        let options = p.options.clone().flatten().unwrap_or_default().iter().map(to_engine_option).collect();
+        let spec = InjectSpec {
+            from: PEER.into(),
+            to: TESTED.into(),
+            src_port: self.remote_port,
+            dst_port: self.local_port,
+            seq: p.start,
+            ack,
+            flags,
+            window: p.win.map_or(65_535, |w| w.min(65_535) as u16),
+            urgent: 0,
+            options,
+            payload: Bytes::from(vec![0u8; p.len as usize]),
+            delay_ns: 0,
+        };
+        if let Err(e) = self.world.inject(spec) {
+            return fail(format!("cannot inject: {e}"));
+        }
+        let now = self.world.now();
+        self.run_until(now);
+        Ok(())
+    }
+
+    fn describe(&self, s: &Segment) -> String {
+        let mut text = format!(
+            "{} {}:{}({})",
+            flag_letters(s.flags),
+            s.seq.0.wrapping_sub(self.local_isn),
+            s.seq.0.wrapping_sub(self.local_isn).wrapping_add(s.payload.len() as u32),
+            s.payload.len()
+        );
+        if s.flags.contains(Flags::ACK) {
+            let _ = write!(text, " ack {}", s.ack.0);
+        }
+        let _ = write!(text, " win {}", s.window);
+        if !s.options.is_empty() {
+            let opts: Vec<String> = s.options.iter().map(option_text).collect();
+            let _ = write!(text, " <{}>", opts.join(","));
+        }
+        text
+    }
+
+    fn expect(&mut self, p: &Packet, lo_us: i64, hi_us: i64) -> Step {
+        let tol = self.tolerance_ns;
+        let lo = us_to_ns(lo_us).saturating_sub(tol);
+        let hi = us_to_ns(hi_us).saturating_add(tol);
+        while self.sniffed.is_empty() {
+            match self.world.next_event_at() {
+                Some(at) if at <= hi => {
+                    self.world.step();
+                    self.collect();
+                }
+                _ => {
+                    self.world.run_until(hi);
+                    return fail(format!("no segment from tcplab by {:.6} s", hi as f64 / 1e9));
+                }
+            }
+        }
+        let Some(got) = self.sniffed.pop_front() else {
+            return fail("no segment");
+        };
+        let Some(flags) = parse_flags(&p.flags) else {
+            return skip(format!("TCP flags {:?}", p.flags));
+        };
+        let s = &got.segment;
+        if s.flags.contains(Flags::SYN) && flags.contains(Flags::SYN) {
+            self.local_isn = s.seq.0.wrapping_sub(p.start);
+        }
+        let actual = Some(format!("{:.6} {}", got.t_ns as f64 / 1e9, self.describe(s)));
+        let mismatch = |reason: String| Err(Stop::Fail { actual: actual.clone(), reason });
+        if got.t_ns < lo || got.t_ns > hi {
+            return mismatch(format!(
+                "sent at {:.6} s, outside the expected {:.6}..{:.6} s",
+                got.t_ns as f64 / 1e9,
+                lo as f64 / 1e9,
+                hi as f64 / 1e9
+            ));
+        }
+        if s.dst_port != self.remote_port || s.src_port != self.local_port {
+            return mismatch(format!(
+                "ports {} -> {}, expected {} -> {}",
+                s.src_port, s.dst_port, self.local_port, self.remote_port
+            ));
+        }
+        if s.flags != flags {
+            return mismatch(format!("flags {}, expected {}", flag_letters(s.flags), p.flags));
+        }
+        let seq = s.seq.0.wrapping_sub(self.local_isn);
+        if seq != p.start {
+            return mismatch(format!("seq {seq}, expected {}", p.start));
+        }
+        if s.payload.len() as u32 != p.len || p.end != p.start.wrapping_add(p.len) {
+            return mismatch(format!("{} octets of data, expected {}", s.payload.len(), p.len));
+        }
+        if let Some(ack) = p.ack {
+            if s.ack.0 != ack {
+                return mismatch(format!("ack {}, expected {ack}", s.ack.0));
+            }
+        }
+        if let Some(win) = p.win {
+            if u32::from(s.window) != win {
+                return mismatch(format!("win {}, expected {win}", s.window));
+            }
+        }
+        if self.opts.strict_options {
+            if let Some(Some(expected)) = &p.options {
+                if !options_match(expected, &s.options) {
+                    return mismatch("TCP options differ".to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- system calls -----
+
+    fn fd_arg(&self, call: &Syscall) -> Step<i64> {
+        match call.args.first().and_then(Expr::int) {
+            Some(fd) if self.fds.contains_key(&fd) => Ok(fd),
+            Some(fd) => fail(format!("{}: fd {fd} is not open", call.name)),
+            None => skip(format!("{} with a symbolic fd", call.name)),
+        }
+    }
+
+    fn fd(&mut self, fd: i64) -> Step<&mut Fd> {
+        match self.fds.get_mut(&fd) {
+            Some(f) => Ok(f),
+            None => fail(format!("fd {fd} is not open")),
+        }
+    }
+
+    /// Compares a call's outcome (`Ok(value)` or `Err(errno)`) with the script's.
+    fn check_result(&self, call: &Syscall, got: Result<i64, &str>) -> Step {
+        let expected = match (&call.result, call.errno.as_deref()) {
+            (Expr::Int(-1), Some(errno)) => Err(errno.to_string()),
+            (Expr::Int(n), _) => Ok(*n),
+            (Expr::Ellipsis, _) => return Ok(()),
+            (other, _) => return skip(format!("{} result {other:?}", call.name)),
+        };
+        let ok = match (&expected, &got) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => same_errno(a, b),
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        let actual = match got {
+            Ok(v) => format!("{}(...) = {v}", call.name),
+            Err(e) => format!("{}(...) = -1 {e}", call.name),
+        };
+        Err(Stop::Fail { actual: Some(actual), reason: "system call result differs".into() })
+    }
+
+    fn syscall(&mut self, call: &Syscall) -> Step {
+        match call.name.as_str() {
+            "socket" => {
+                let stream = call.args.get(1).and_then(Expr::name) == Some("SOCK_STREAM");
+                if !stream {
+                    return skip("socket() other than SOCK_STREAM");
+                }
+                let fd = (3..).find(|n| !self.fds.contains_key(n)).unwrap_or(3);
+                self.fds.insert(
+                    fd,
+                    Fd {
+                        kind: FdKind::Fresh,
+                        nonblocking: false,
+                        port: None,
+                        linger_abort: false,
+                        mss: None,
+                        consumed: 0,
+                        error_reported: false,
+                    },
+                );
+                self.check_result(call, Ok(fd))
+            }
+            "bind" => {
+                let fd = self.fd_arg(call)?;
+                self.fd(fd)?.port = Some(SCRIPT_PORT);
+                self.local_port = SCRIPT_PORT;
+                self.remote_port = PEER_EPHEMERAL;
+                self.check_result(call, Ok(0))
+            }
+            "listen" => {
+                let fd = self.fd_arg(call)?;
+                let port = self.fd(fd)?.port.unwrap_or(SCRIPT_PORT);
+                let mut profile = self.profile.clone();
+                if let Some(mss) = self.fd(fd)?.mss {
+                    profile.mss = mss;
+                }
+                let spec = ListenSpec { host: TESTED.into(), port, isn: None, profile: Some(profile) };
+                match self.world.listen(spec) {
+                    Ok(id) => {
+                        self.fd(fd)?.kind = FdKind::Listener { id, port };
+                        self.current = Some(FdKind::Listener { id, port });
+                        self.local_port = port;
+                        self.remote_port = PEER_EPHEMERAL;
+                        self.check_result(call, Ok(0))
+                    }
+                    Err(e) => self.check_result(call, Err(errno_for(&e))),
+                }
+            }
+            "connect" => self.connect(call),
+            "accept" => self.accept(call),
+            "write" | "send" => self.write(call),
+            "read" | "recv" => self.read(call),
+            "shutdown" => {
+                let fd = self.fd_arg(call)?;
+                match call.args.get(1).and_then(Expr::name) {
+                    Some("SHUT_WR") => {}
+                    other => return skip(format!("shutdown({})", other.unwrap_or("?"))),
+                }
+                let FdKind::Conn { conn, side } = self.fd(fd)?.kind else {
+                    return self.check_result(call, Err("ENOTCONN"));
+                };
+                let r = match self.world.close(conn, side) {
+                    Ok(()) => Ok(0),
+                    Err(WorldError::Stack(StackError::User(UserError::Closing))) => Ok(0),
+                    Err(e) => Err(errno_for(&e)),
+                };
+                self.check_result(call, r)
+            }
+            "close" => self.close(call),
+            "setsockopt" => self.setsockopt(call),
+            "getsockopt" => self.getsockopt(call),
+            "fcntl" => self.fcntl(call),
+            other => skip(format!("system call {other}()")),
+        }
+    }
+
+    fn connect(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        let f = self.fd(fd)?.clone();
+        if !f.nonblocking {
+            return skip("blocking connect()");
+        }
+        let mut profile = self.profile.clone();
+        if let Some(mss) = f.mss {
+            profile.mss = mss;
+        }
+        let spec = ConnectSpec {
+            client: TESTED.into(),
+            server: PEER.into(),
+            port: SCRIPT_PORT,
+            client_port: f.port,
+            isn: None,
+            profile: Some(profile),
+        };
+        match self.world.connect(spec) {
+            Ok(conn) => {
+                let local = self.world.status(conn, Side::Client).map(|s| s.local_port).unwrap_or(SCRIPT_PORT);
+                let entry = self.fd(fd)?;
+                entry.kind = FdKind::Conn { conn, side: Side::Client };
+                entry.port = Some(local);
+                self.local_port = local;
+                self.remote_port = SCRIPT_PORT;
+                self.current = Some(FdKind::Conn { conn, side: Side::Client });
+                self.check_result(call, Err("EINPROGRESS"))
+            }
+            Err(e) => self.check_result(call, Err(errno_for(&e))),
+        }
+    }
+
+    /// The next connection a listener completed and nobody accepted yet.
+    fn ready_connection(&self, port: u16) -> Option<ConnId> {
+        self.world
+            .connections()
+            .into_iter()
+            .filter(|c| !self.accepted.contains(&c.id))
+            .find(|c| {
+                c.server.as_ref().is_some_and(|end| {
+                    !matches!(end.state, State::SynReceived | State::Listen | State::Closed)
+                        && self.world.status(c.id, Side::Server).is_ok_and(|s| s.local_port == port)
+                })
+            })
+            .map(|c| c.id)
+    }
+
+    fn accept(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        let f = self.fd(fd)?.clone();
+        let FdKind::Listener { port, .. } = f.kind else {
+            return self.check_result(call, Err("EINVAL"));
+        };
+        let mut ready = self.ready_connection(port);
+        if ready.is_none() && !f.nonblocking {
+            let limit = self.world.now().saturating_add(BLOCK_LIMIT_NS);
+            while ready.is_none() {
+                match self.world.next_event_at() {
+                    Some(at) if at <= limit => {
+                        self.world.step();
+                        self.collect();
+                        ready = self.ready_connection(port);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let Some(conn) = ready else {
+            return self.check_result(call, Err("EWOULDBLOCK"));
+        };
+        self.accepted.insert(conn);
+        let new_fd = (3..).find(|n| !self.fds.contains_key(n)).unwrap_or(3);
+        self.fds.insert(
+            new_fd,
+            Fd {
+                kind: FdKind::Conn { conn, side: Side::Server },
+                nonblocking: false,
+                port: Some(port),
+                linger_abort: false,
+                mss: None,
+                consumed: 0,
+                error_reported: false,
+            },
+        );
+        self.current = Some(FdKind::Conn { conn, side: Side::Server });
+        self.check_result(call, Ok(new_fd))
+    }
+
+    fn conn_of(&mut self, fd: i64) -> Step<Option<(ConnId, Side)>> {
+        Ok(match self.fd(fd)?.kind {
+            FdKind::Conn { conn, side } => Some((conn, side)),
+            _ => None,
+        })
+    }
+
+    fn write(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        let Some(len) = call.args.get(2).and_then(Expr::int) else {
+            return skip(format!("{}() without a length", call.name));
+        };
+        let Some((conn, side)) = self.conn_of(fd)? else {
+            return self.check_result(call, Err("ENOTCONN"));
+        };
+        let data = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let r = match self.world.send(conn, side, &data) {
+            Ok(n) => Ok(n as i64),
+            // A connection that failed reports its error; one closed normally, EPIPE.
+            Err(e) => Err(match self.world.status(conn, side) {
+                Ok(status) if status.error.is_some() => status.error.map_or("EIO", ConnError::errno),
+                Ok(status) if status.state == State::Closed => "EPIPE",
+                _ => errno_for(&e),
+            }),
+        };
+        self.check_result(call, r)
+    }
+
+    fn read(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        let Some(max) = call.args.get(2).and_then(Expr::int) else {
+            return skip(format!("{}() without a length", call.name));
+        };
+        let nonblocking = self.fd(fd)?.nonblocking;
+        let consumed = self.fd(fd)?.consumed;
+        let Some((conn, side)) = self.conn_of(fd)? else {
+            return self.check_result(call, Err("ENOTCONN"));
+        };
+        let available = self.world.received(conn, side).map(|r| r.len().saturating_sub(consumed)).unwrap_or(0);
+        let status = self.world.status(conn, side).ok();
+        let r = if available > 0 {
+            let n = available.min(usize::try_from(max).unwrap_or(0));
+            self.fd(fd)?.consumed += n;
+            Ok(n as i64)
+        } else {
+            match status {
+                Some(s) if s.error.is_some() && !self.fd(fd)?.error_reported => {
+                    self.fd(fd)?.error_reported = true;
+                    Err(s.error.map_or("EIO", ConnError::errno))
+                }
+                Some(s)
+                    if matches!(
+                        s.state,
+                        State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
+                    ) =>
+                {
+                    Ok(0)
+                }
+                _ if nonblocking => Err("EWOULDBLOCK"),
+                _ => return skip("blocking read() with no data"),
+            }
+        };
+        self.check_result(call, r)
+    }
+
+    fn close(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        let Some(f) = self.fds.remove(&fd) else {
+            return fail(format!("fd {fd} is not open"));
+        };
+        match f.kind {
+            FdKind::Fresh => {}
+            FdKind::Listener { id, port } => {
+                let _ = self.world.close_listener(id);
+                // Connections nobody accepted go with the listening socket.
+                while let Some(conn) = self.pending_on(port) {
+                    self.accepted.insert(conn);
+                    let _ = self.world.abort(conn, Side::Server);
+                }
+            }
+            FdKind::Conn { conn, side } => {
+                let live =
+                    self.world.connection(conn).and_then(|c| c.end(side)).is_some_and(|e| e.state != State::Closed);
+                if live {
+                    let _ = if f.linger_abort { self.world.abort(conn, side) } else { self.world.close(conn, side) };
+                }
+            }
+        }
+        self.check_result(call, Ok(0))
+    }
+
+    /// A connection the listener on `port` made that was never accepted and is not CLOSED.
+    fn pending_on(&self, port: u16) -> Option<ConnId> {
+        self.world
+            .connections()
+            .into_iter()
+            .filter(|c| !self.accepted.contains(&c.id) && c.client.is_none())
+            .find(|c| {
+                c.server.as_ref().is_some_and(|e| e.state != State::Closed)
+                    && self.world.status(c.id, Side::Server).is_ok_and(|s| s.local_port == port)
+            })
+            .map(|c| c.id)
+    }
+
+    fn setsockopt(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        let name = call.args.get(2).and_then(Expr::name).unwrap_or("?").to_string();
+        match name.as_str() {
+            "SO_REUSEADDR" | "SO_REUSEPORT" | "TCP_NODELAY" => {}
+            "SO_LINGER" => {
+                let fields = match call.args.get(3) {
+                    Some(Expr::Struct(fields)) => fields.clone(),
+                    _ => return skip("SO_LINGER without {l_onoff, l_linger}"),
+                };
+                let get = |n: &str| fields.iter().find(|(k, _)| k == n).and_then(|(_, v)| v.int());
+                let abort = get("l_onoff").unwrap_or(0) != 0 && get("l_linger") == Some(0);
+                if get("l_onoff").unwrap_or(0) != 0 && !abort {
+                    return skip("SO_LINGER with a non-zero timeout");
+                }
+                self.fd(fd)?.linger_abort = abort;
+            }
+            "TCP_MAXSEG" => {
+                let Some(mss) = call.args.get(3).and_then(Expr::int).and_then(|m| u16::try_from(m).ok()) else {
+                    return skip("TCP_MAXSEG without a number");
+                };
+                self.fd(fd)?.mss = Some(mss);
+            }
+            other => return skip(format!("setsockopt {other}")),
+        }
+        self.check_result(call, Ok(0))
+    }
+
+    fn getsockopt(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        let name = call.args.get(2).and_then(Expr::name).unwrap_or("?").to_string();
+        match name.as_str() {
+            // Buffer sizes are compared leniently: tcplab's buffers are not a kernel's.
+            "SO_RCVBUF" | "SO_SNDBUF" => self.check_result(call, Ok(0)),
+            "SO_ERROR" => {
+                let pending = match self.conn_of(fd)? {
+                    Some((conn, side)) if !self.fd(fd)?.error_reported => {
+                        self.world.status(conn, side).ok().and_then(|s| s.error)
+                    }
+                    _ => None,
+                };
+                if pending.is_some() {
+                    self.fd(fd)?.error_reported = true;
+                }
+                let got = pending.map_or("0".to_string(), |e| e.errno().to_string());
+                let want = call.args.get(3);
+                let ok = match want {
+                    Some(w) if w.int() == Some(0) => pending.is_none(),
+                    Some(w) => w.name().is_some_and(|n| pending.is_some_and(|p| n == p.errno())),
+                    None => false,
+                };
+                if !ok {
+                    return Err(Stop::Fail {
+                        actual: Some(format!("getsockopt(SO_ERROR) gives [{got}]")),
+                        reason: "pending socket error differs".into(),
+                    });
+                }
+                self.check_result(call, Ok(0))
+            }
+            other => skip(format!("getsockopt {other}")),
+        }
+    }
+
+    fn fcntl(&mut self, call: &Syscall) -> Step {
+        let fd = self.fd_arg(call)?;
+        match call.args.get(1).and_then(Expr::name) {
+            Some("F_GETFL") => {
+                // FreeBSD's O_RDWR is 2 and O_NONBLOCK 4.
+                let flags = 0x02 | if self.fd(fd)?.nonblocking { 0x04 } else { 0 };
+                self.check_result(call, Ok(flags))
+            }
+            Some("F_SETFL") => {
+                let names: Vec<&str> = match call.args.get(2) {
+                    Some(Expr::Or(items)) => items.iter().filter_map(Expr::name).collect(),
+                    Some(e) => e.name().into_iter().collect(),
+                    None => Vec::new(),
+                };
+                if let Some(unknown) = names.iter().find(|n| !matches!(**n, "O_RDWR" | "O_NONBLOCK")) {
+                    return skip(format!("fcntl F_SETFL {unknown}"));
+                }
+                self.fd(fd)?.nonblocking = names.contains(&"O_NONBLOCK");
+                self.check_result(call, Ok(0))
+            }
+            other => skip(format!("fcntl {}", other.unwrap_or("?"))),
+        }
+    }
+
+    // ----- shell and python lines -----
+
+    fn shell(&mut self, cmd: &str) -> Step {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        match words.first().copied() {
+            Some("sysctl") => self.sysctl(&words),
+            Some("sockstat") => self.sockstat(cmd),
+            Some("tcpdrop") => self.tcpdrop(&words),
+            _ => skip(format!("shell command `{cmd}`")),
+        }
+    }
+
+    fn sysctl(&mut self, words: &[&str]) -> Step {
+        let Some(setting) = words.iter().skip(1).find(|w| !w.starts_with('-')) else {
+            return skip(format!("`{}`", words.join(" ")));
+        };
+        if !words.contains(&"-w") {
+            return skip(format!("`{}` (only sysctl -w is modelled)", words.join(" ")));
+        }
+        let Some((name, value)) = setting.split_once('=') else {
+            return skip(format!("sysctl {setting}"));
+        };
+        let Ok(n) = value.parse::<i64>() else {
+            return skip(format!("sysctl {name}={value}"));
+        };
+        if !super::profiles::apply_sysctl(&mut self.profile, name, n) {
+            return skip(format!("sysctl {name}"));
+        }
+        Ok(())
+    }
+
+    /// `sockstat ... | grep -c STATE | grep N`: the shell succeeds when the
+    /// count of tcplab's endpoints in STATE, printed in decimal, contains N.
+    fn sockstat(&mut self, cmd: &str) -> Step {
+        let stages: Vec<&str> = cmd.split('|').map(str::trim).collect();
+        let mut state = None;
+        let mut pattern = None;
+        for stage in &stages[1..] {
+            let words: Vec<&str> = stage.split_whitespace().collect();
+            match words.as_slice() {
+                ["grep", "-c", s] => state = Some(s.to_string()),
+                ["grep", p] if state.is_some() => pattern = Some(p.to_string()),
+                ["grep", _] => {}
+                _ => return skip(format!("shell command `{cmd}`")),
+            }
+        }
+        let (Some(state), Some(pattern)) = (state, pattern) else {
+            return skip(format!("shell command `{cmd}`"));
+        };
+        let count = self.count_state(&state)?;
+        if count.to_string().contains(&pattern) {
+            Ok(())
+        } else {
+            Err(Stop::Fail {
+                actual: Some(format!("{count} endpoint(s) in {state}")),
+                reason: format!("sockstat count of {state} does not match {pattern}"),
+            })
+        }
+    }
+
+    fn count_state(&self, name: &str) -> Step<usize> {
+        let Some(state) = state_by_sockstat_name(name) else {
+            return skip(format!("sockstat state {name}"));
+        };
+        let mut count = 0;
+        if state == State::Closed {
+            // Sockets that exist (an open fd) but have no connection in progress.
+            for f in self.fds.values() {
+                match f.kind {
+                    FdKind::Fresh => count += 1,
+                    FdKind::Conn { conn, side } => {
+                        if self
+                            .world
+                            .connection(conn)
+                            .and_then(|c| c.end(side))
+                            .is_some_and(|e| e.state == State::Closed)
+                        {
+                            count += 1;
+                        }
+                    }
+                    FdKind::Listener { .. } => {}
+                }
+            }
+            return Ok(count);
+        }
+        if state == State::Listen {
+            return Ok(self.fds.values().filter(|f| matches!(f.kind, FdKind::Listener { .. })).count());
+        }
+        for c in self.world.connections() {
+            for side in [Side::Client, Side::Server] {
+                if let Some(end) = c.end(side) {
+                    if end.state == state && self.world.host_name(end.host) == TESTED {
+                        count += 1;
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    fn tcpdrop(&mut self, words: &[&str]) -> Step {
+        let ["tcpdrop", "-s", name] = words else {
+            return skip(format!("`{}`", words.join(" ")));
+        };
+        let Some(state) = state_by_sockstat_name(name) else {
+            return skip(format!("tcpdrop -s {name}"));
+        };
+        let mut victims = Vec::new();
+        for c in self.world.connections() {
+            for side in [Side::Client, Side::Server] {
+                if c.end(side).is_some_and(|e| e.state == state && self.world.host_name(e.host) == TESTED) {
+                    victims.push((c.id, side));
+                }
+            }
+        }
+        for (conn, side) in victims {
+            let _ = self.world.abort(conn, side);
+        }
+        Ok(())
+    }
+
+    fn python(&mut self, code: &str) -> Step {
+        for stmt in code.lines().flat_map(|l| l.split(';')).map(str::trim).filter(|s| !s.is_empty()) {
+            let words: Vec<&str> = stmt.split_whitespace().collect();
+            let ["assert", "tcpi_state", "==", want] = words.as_slice() else {
+                return skip(format!("python statement `{stmt}`"));
+            };
+            let Some(name) = want.strip_prefix("TCPI_") else {
+                return skip(format!("python value {want}"));
+            };
+            let Some(state) = state_by_sockstat_name(name) else {
+                return skip(format!("tcpi_state {want}"));
+            };
+            let got = match self.current.clone() {
+                Some(FdKind::Conn { conn, side }) => {
+                    self.world.connection(conn).and_then(|c| c.end(side)).map_or(State::Closed, |e| e.state)
+                }
+                Some(FdKind::Listener { id, .. }) => {
+                    if self.world.listeners().iter().any(|l| l.id == id && l.open) {
+                        State::Listen
+                    } else {
+                        State::Closed
+                    }
+                }
+                _ => State::Closed,
+            };
+            if got != state {
+                return Err(Stop::Fail {
+                    actual: Some(format!("tcpi_state == TCPI_{}", got.name())),
+                    reason: "connection state differs".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A state by the name sockstat or `tcp_info` give it.
+fn state_by_sockstat_name(name: &str) -> Option<State> {
+    Some(match name {
+        "CLOSED" | "CLOSE" => State::Closed,
+        "LISTEN" => State::Listen,
+        "SYN_SENT" => State::SynSent,
+        "SYN_RCVD" | "SYN_RECV" | "SYN_RECEIVED" => State::SynReceived,
+        "ESTABLISHED" => State::Established,
+        "FIN_WAIT_1" | "FIN_WAIT1" => State::FinWait1,
+        "FIN_WAIT_2" | "FIN_WAIT2" => State::FinWait2,
+        "CLOSE_WAIT" => State::CloseWait,
+        "CLOSING" => State::Closing,
+        "LAST_ACK" => State::LastAck,
+        "TIME_WAIT" => State::TimeWait,
+        _ => return None,
+    })
+}
+
+/// Options match when they are the same list; TS val is the stack's own
+/// clock, so only its presence is compared.
+fn options_match(expected: &[PdOption], actual: &[TcpOption]) -> bool {
+    expected.len() == actual.len()
+        && expected.iter().zip(actual).all(|(e, a)| match (e, a) {
+            (PdOption::Timestamp { ecr, .. }, TcpOption::Timestamps { ecr: got, .. }) => ecr == got,
+            (e, a) => &to_engine_option(e) == a,
+        })
+}
+
+/// Defines the runner starts from when none are given.
+pub fn default_defines() -> BTreeSet<String> {
+    ["STANDARD".to_string()].into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packetdrill::parser::parse_script;
+
+    fn run(text: &str) -> Verdict {
+        let script = parse_script("t.pkt", text, &default_defines()).unwrap();
+        run_script(&script, &RunOptions::default()).verdict
+    }
+
+    fn fail_reason(v: Verdict) -> String {
+        match v {
+            Verdict::Fail(f) => format!("{}: {}", f.line, f.reason),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    const CONNECTED: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
++0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) win 65535
++0.1 < S. 0:0(0) ack 1 win 1000
++0 > . 1:1(0) ack 1 win 65535
+";
+
+    #[test]
+    fn socket_calls_map_to_user_calls_with_socket_errnos() {
+        assert_eq!(run("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 fcntl(3, F_GETFL) = 0x02\n"), Verdict::Pass);
+        assert_eq!(
+            run(
+                "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0\n+0 fcntl(3, F_GETFL) = 0x6\n"
+            ),
+            Verdict::Pass
+        );
+        // A non-blocking accept with nothing established: EAGAIN is EWOULDBLOCK.
+        let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 accept(3, ..., ...) = -1 EAGAIN (Resource temporarily unavailable)
+";
+        assert_eq!(run(text), Verdict::Pass);
+        // Reads: nothing yet, then data, then the end of the stream.
+        let text = format!(
+            "{CONNECTED}+0 read(3, ..., 10) = -1 EWOULDBLOCK (Operation would block)
++0 < P. 1:4(3) ack 1 win 1000
++0 > . 1:1(0) ack 4 win 65535
++0 read(3, ..., 2) = 2
++0 read(3, ..., 10) = 1
++0 < F. 4:4(0) ack 1 win 1000
++0 > . 1:1(0) ack 5 win 65535
++0 read(3, ..., 10) = 0
++0 write(3, ..., 5) = 5
++0 > P. 1:6(5) ack 5 win 65535
+"
+        );
+        assert_eq!(run(&text), Verdict::Pass);
+        // A reset connection: SO_ERROR reports ECONNRESET once, then 0; write gives the errno.
+        let text = format!(
+            "{CONNECTED}+0 < R. 1:1(0) ack 1 win 0
++0 getsockopt(3, SOL_SOCKET, SO_ERROR, [ECONNRESET], [4]) = 0
++0 getsockopt(3, SOL_SOCKET, SO_ERROR, [0], [4]) = 0
++0 write(3, ..., 5) = -1 ECONNRESET (Connection reset by peer)
+"
+        );
+        assert_eq!(run(&text), Verdict::Pass);
+        // SO_LINGER 0: close aborts with a RST.
+        let text = format!(
+            "{CONNECTED}+0 setsockopt(3, SOL_SOCKET, SO_LINGER, {{l_onoff=1, l_linger=0}}, 8) = 0
++0 close(3) = 0
++0 > R 1:1(0) win 0
+"
+        );
+        assert_eq!(run(&text), Verdict::Pass);
+        // A wrong errno is a failure naming the line.
+        let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0\n+0 bind(3, ..., ...) = 0\n+0 listen(3, 1) = 0\n+0 accept(3, ..., ...) = 4\n";
+        assert_eq!(fail_reason(run(text)), "5: system call result differs");
+    }
+
+    #[test]
+    fn unsupported_things_skip_and_name_the_feature() {
+        let skip = |text: &str| match run(text) {
+            Verdict::Skip { feature, .. } => feature,
+            other => panic!("expected a skip, got {other:?}"),
+        };
+        assert_eq!(skip("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n"), "socket() other than SOCK_STREAM");
+        assert_eq!(skip("0 `ifconfig tun0 mtu 1280`\n"), "shell command `ifconfig tun0 mtu 1280`");
+        assert_eq!(skip("0 `sysctl -w net.inet.tcp.cc.algorithm=1`\n"), "sysctl net.inet.tcp.cc.algorithm");
+        assert_eq!(skip("0 %{ assert tcpi_rto == 1000 }%\n"), "python statement `assert tcpi_rto == 1000`");
+        assert_eq!(
+            skip("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 sendmsg(3, {}, 0) = 0\n"),
+            "system call sendmsg()"
+        );
+        assert_eq!(
+            skip("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 connect(3, ..., ...) = 0\n"),
+            "blocking connect()"
+        );
+        assert!(matches!(
+            run("--ip_version=ipv6\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"),
+            Verdict::Skip { .. }
+        ));
+    }
+
+    #[test]
+    fn outbound_packets_are_checked_field_by_field_and_in_time() {
+        let wrong = |from: &str, to: &str| fail_reason(run(&CONNECTED.replace(from, to)));
+        assert_eq!(wrong("+0 > . 1:1(0) ack 1 win 65535", "+0 > . 1:1(0) ack 2 win 65535"), "6: ack 1, expected 2");
+        assert_eq!(wrong("+0 > . 1:1(0) ack 1 win 65535", "+0 > . 1:1(0) ack 1 win 500"), "6: win 65535, expected 500");
+        assert_eq!(wrong("+0 > . 1:1(0) ack 1 win 65535", "+0 > F. 1:1(0) ack 1 win 65535"), "6: flags ., expected F.");
+        assert_eq!(wrong("+0 > . 1:1(0) ack 1 win 65535", "+0 > . 2:2(0) ack 1 win 65535"), "6: seq 1, expected 2");
+        assert!(wrong("+0 > S 0:0(0) win 65535", "+0.5 > S 0:0(0) win 65535").starts_with("4: sent at 0.000000 s"));
+        assert!(
+            wrong("+0 > . 1:1(0) ack 1 win 65535\n", "+0 > . 1:1(0) ack 1 win 65535\n+0 > . 1:1(0) ack 1\n")
+                .starts_with("7: no segment from tcplab")
+        );
+        // A range and `*` accept any time inside.
+        assert_eq!(run(&CONNECTED.replace("+0 > S 0:0(0) win 65535", "0...0.5 > S 0:0(0) win 65535")), Verdict::Pass);
+        assert_eq!(run(&CONNECTED.replace("+0 > S 0:0(0) win 65535", "* > S 0:0(0) win 65535")), Verdict::Pass);
+    }
+
+    #[test]
+    fn the_initial_rto_follows_sysctl_and_retransmissions_are_timed() {
+        let text = "0 `sysctl -w net.inet.tcp.rexmit_initial=3000`
++0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
++0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) win 65535
++3 > S 0:0(0) win 65535
++6 > S 0:0(0) win 65535
+";
+        assert_eq!(run(text), Verdict::Pass);
+        assert_eq!(fail_reason(run(&text.replace("+6 > S", "+5 > S"))), "7: no segment from tcplab by 8.004000 s");
+        assert!(fail_reason(run(&text.replace("+6 > S", "+7 > S"))).starts_with("7: sent at 9.000000 s, outside"));
+    }
+
+    #[test]
+    fn sockstat_counts_like_grep_and_tcpdrop_aborts() {
+        let text = format!(
+            "{CONNECTED}+0 `sockstat -4 -P tcp -s | grep -c ESTABLISHED | grep 1`
++0 `sockstat -4 -P tcp -s | grep -c TIME_WAIT | grep 0`
++0 shutdown(3, SHUT_WR) = 0
++0 > F. 1:1(0) ack 1 win 65535
++0 < F. 1:1(0) ack 2 win 1000
++0 > . 2:2(0) ack 2 win 65535
++0 `sockstat -4 -P tcp -s | grep packetdril | grep -c TIME_WAIT | grep 1`
++0 `tcpdrop -s TIME_WAIT`
++0 `sockstat -4 -P tcp -s | grep -c TIME_WAIT | grep 0`
++0 `sockstat -4 -P tcp -s | grep -c CLOSED | grep 1`
++0 %{{ assert tcpi_state == TCPI_CLOSED }}%
+"
+        );
+        assert_eq!(run(&text), Verdict::Pass);
+        let bad = format!("{CONNECTED}+0 `sockstat -4 -P tcp -s | grep -c ESTABLISHED | grep 2`\n");
+        assert_eq!(fail_reason(run(&bad)), "7: sockstat count of ESTABLISHED does not match 2");
+    }
+
+    #[test]
+    fn strict_options_compare_the_option_list() {
+        let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
++0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) win 65535 <mss 1460,nop,wscale 6>
+";
+        let script = parse_script("t.pkt", text, &default_defines()).unwrap();
+        assert_eq!(run_script(&script, &RunOptions::default()).verdict, Verdict::Pass);
+        let strict = RunOptions { strict_options: true, ..RunOptions::default() };
+        assert!(matches!(run_script(&script, &strict).verdict, Verdict::Fail(_)));
+        let exact =
+            parse_script("t.pkt", &text.replace("<mss 1460,nop,wscale 6>", "<mss 1460>"), &default_defines()).unwrap();
+        assert_eq!(run_script(&exact, &strict).verdict, Verdict::Pass);
+        assert!(options_match(&[PdOption::Timestamp { val: 1, ecr: 0 }], &[TcpOption::Timestamps { val: 77, ecr: 0 }]));
+    }
+}

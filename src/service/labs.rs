@@ -1,0 +1,607 @@
+//! Labs on the server: list the built-in labs, and run one as real sessions.
+//!
+//! A lab run is not a side channel: each variant gets a session like one
+//! `POST /api/v1/sessions` creates (persisted in SQLite, its actor owning the
+//! world), whose world is the lab's ([`Lab::new_world`]: the variant's seed,
+//! profile, hosts and links). The service then drives the lab's
+//! [`LabRun`] on that actor **one step per job**: the run takes each step's
+//! events to check them, and the job hands the same events to
+//! `SessionState::publish_taken`, so every segment and state change of the
+//! run is published live (SSE, `WatchEvents`, the dashboard) and stored
+//! exactly like any other session's. Between two steps the actor is free, so
+//! a watcher can subscribe while the lab runs.
+//!
+//! Which variants run: every variant of the lab by default, one session per
+//! variant (so `why-not-two-way` shows both the three-way refusal and the
+//! two-way ghost connection side by side); `variant` picks one. The reply's
+//! top-level `session_id`, `variant`, `checks`, `ladder` and `error` are the
+//! first run variant's (the only one when `variant` is given), `passed` is
+//! true only if every run variant passed, and `variants` lists them all.
+//!
+//! The sessions stay live after the run (manual clock) so that one can keep
+//! changing things and watch them break; `end: true` ends them instead.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::session::SessionState;
+use super::{Error, LabService, Limits};
+use crate::lab::{self, Check, Lab, LabError, LabRun, LabVariant, Step};
+
+/// Built-in labs and lab files can only ever be this long a name.
+const MAX_NAME: usize = 200;
+
+/// One way a lab can be run.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabVariantInfo {
+    /// `default` for a lab without variants.
+    pub name: String,
+    /// What it changes and what it shows.
+    pub description: String,
+    /// Steps of the run (actions and expectations).
+    pub steps: usize,
+    /// Of which expectations.
+    pub expectations: usize,
+    /// The world's profile for this variant (handshake, time_wait, ISN...).
+    #[schema(value_type = Object)]
+    pub profile: crate::engine::Profile,
+}
+
+/// A lab as `GET /api/v1/labs` lists it (and `GET /api/v1/labs/{name}` with its source).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabInfo {
+    /// The name to run it by (`three-way-handshake`).
+    pub name: String,
+    /// One-line title.
+    pub title: String,
+    /// What it shows and which claim of the seed text it tests.
+    pub explanation: String,
+    /// Its variants, in the order they run.
+    pub variants: Vec<LabVariantInfo>,
+    /// The lab's TOML source (only for a single lab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toml: Option<String>,
+}
+
+/// `GET /api/v1/labs`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabList {
+    /// The built-in labs, in teaching order.
+    pub labs: Vec<LabInfo>,
+}
+
+/// `POST /api/v1/labs/{name}/runs`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunLab {
+    /// Run only this variant (default: every variant, one session each).
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// The session's name (default `lab <name>`); with several variants,
+    /// each session's name ends in ` (<variant>)`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// End the sessions once the lab has run (default false: they stay live,
+    /// manual clock, to keep exploring).
+    #[serde(default)]
+    pub end: Option<bool>,
+}
+
+/// `POST /api/v1/labs/runs`: a lab given as TOML text, in the format of `labs/*.toml`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunLabToml {
+    /// The lab file's text.
+    pub toml: String,
+    /// Run only this variant (default: every variant).
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// The session's name (default `lab custom`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// End the sessions once the lab has run.
+    #[serde(default)]
+    pub end: Option<bool>,
+}
+
+/// One expectation's verdict.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabCheck {
+    /// 1-based index of the step in the variant's run.
+    pub step: usize,
+    /// Line of the step in the lab file.
+    pub line: usize,
+    /// The step's key (`expect_segments`, `expect_state`...).
+    pub kind: String,
+    /// What was checked (`server state`, `segment 2`).
+    pub what: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What the lab expected.
+    pub expected: String,
+    /// What the world showed.
+    pub got: String,
+    /// Virtual time of the observation, in ms.
+    pub t_ms: f64,
+    /// The whole verdict as one line, as `tcplab lab run` prints it.
+    pub message: String,
+}
+
+impl From<Check> for LabCheck {
+    fn from(c: Check) -> LabCheck {
+        LabCheck {
+            message: c.message(),
+            step: c.step,
+            line: c.line,
+            kind: c.kind.to_string(),
+            what: c.what,
+            passed: c.passed,
+            expected: c.expected,
+            got: c.got,
+            t_ms: c.t_ms,
+        }
+    }
+}
+
+/// One variant's run: its session and its verdict.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabVariantRun {
+    /// The variant's name.
+    pub variant: String,
+    /// What it shows.
+    pub description: String,
+    /// The session the run happened in (its events and segments are there).
+    pub session_id: u64,
+    /// Every check passed and no step failed.
+    pub passed: bool,
+    /// The checks, in order.
+    pub checks: Vec<LabCheck>,
+    /// A step the world refused (the run stopped there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The ASCII ladder diagram of the run.
+    pub ladder: String,
+    /// Events the run produced.
+    pub events: u64,
+    /// Virtual time at the end of the run, in nanoseconds.
+    pub now_ns: u64,
+}
+
+/// The reply to a lab run.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabRunResult {
+    /// The lab's name.
+    pub lab: String,
+    /// Its title.
+    pub title: String,
+    /// Every run variant passed.
+    pub passed: bool,
+    /// The first run variant's session.
+    pub session_id: u64,
+    /// The first run variant's name.
+    pub variant: String,
+    /// The first run variant's checks.
+    pub checks: Vec<LabCheck>,
+    /// The first run variant's step error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The first run variant's ladder diagram.
+    pub ladder: String,
+    /// Every run variant, each in its own session.
+    pub variants: Vec<LabVariantRun>,
+}
+
+fn lab_info(lab: &Lab, toml: Option<String>) -> LabInfo {
+    LabInfo {
+        name: lab.name.clone(),
+        title: lab.title.clone(),
+        explanation: lab.explanation.clone(),
+        variants: lab
+            .variants
+            .iter()
+            .map(|v| LabVariantInfo {
+                name: v.name.clone(),
+                description: v.description.clone(),
+                steps: v.steps.len(),
+                expectations: v.steps.iter().filter(|s| s.step.is_expectation()).count(),
+                profile: v.profile.clone(),
+            })
+            .collect(),
+        toml,
+    }
+}
+
+/// A built-in lab by name; an unknown one is NOT_FOUND naming it.
+fn builtin(name: &str) -> Result<(Lab, &'static str), Error> {
+    let text = lab::builtin().into_iter().find(|(n, _)| *n == name).map(|(_, text)| text);
+    let Some(text) = text else { return Err(Error::not_found("lab", name)) };
+    let lab = lab::builtin_lab(name).map_err(|e| Error::Internal(format!("built-in lab {name}: {e}")))?;
+    Ok((lab, text))
+}
+
+/// A parse error of a lab given as text: INVALID_ARGUMENT on `toml`, the
+/// message naming line, column and field.
+fn toml_error(e: LabError) -> Error {
+    match e {
+        LabError::Parse { line, column, field, message, .. } => {
+            let field = field.map_or(String::new(), |f| format!("field `{f}`: "));
+            Error::invalid("toml", format!("line {line}, column {column}: {field}{message}"))
+        }
+        other => Error::invalid("toml", other.to_string()),
+    }
+}
+
+/// Refuses a lab whose steps would exceed the server's limits (a lab given
+/// as text is user input: `run_until_idle` with a billion steps, `send` of a
+/// terabyte); every built-in lab is well within them.
+fn check_limits(lab: &Lab, limits: &Limits) -> Result<(), Error> {
+    let over = |line: usize, kind: &str, what: String| {
+        Error::invalid("toml", format!("line {line}: `{kind}` {what} is over the server's limit"))
+    };
+    if lab.hosts.len() > limits.max_hosts {
+        return Err(Error::invalid(
+            "toml",
+            format!("{} hosts is over max_hosts {}", lab.hosts.len(), limits.max_hosts),
+        ));
+    }
+    for variant in &lab.variants {
+        if variant.profile.send_buffer > limits.max_buffered_bytes {
+            return Err(Error::LimitExceeded {
+                limit: "max_buffered_bytes",
+                max: u64::from(limits.max_buffered_bytes),
+            });
+        }
+        let (mut opens, mut faults) = (0, 0);
+        for s in &variant.steps {
+            let kind = s.step.kind();
+            match &s.step {
+                Step::RunUntilIdle(r) if r.max_steps.unwrap_or(0) > limits.run_max_events => {
+                    return Err(over(s.line, kind, format!("max_steps (run_max_events {})", limits.run_max_events)));
+                }
+                Step::Step(n) if *n > limits.run_max_events => {
+                    return Err(over(s.line, kind, format!("count (run_max_events {})", limits.run_max_events)));
+                }
+                Step::Advance(ms) if *ms > limits.run_max_ms => {
+                    return Err(over(s.line, kind, format!("ms (run_max_ms {})", limits.run_max_ms)));
+                }
+                Step::Send(send) if send.len.unwrap_or(0) > limits.max_buffered_bytes as usize => {
+                    return Err(over(s.line, kind, format!("len (max_buffered_bytes {})", limits.max_buffered_bytes)));
+                }
+                Step::Open(_) => opens += 1,
+                Step::Fault(_) => faults += 1,
+                _ => {}
+            }
+            if opens > limits.max_connections {
+                return Err(over(s.line, kind, format!("(max_connections {})", limits.max_connections)));
+            }
+            if faults > limits.max_faults {
+                return Err(over(s.line, kind, format!("(max_faults {})", limits.max_faults)));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl LabService {
+    /// The built-in labs with their variants, in teaching order.
+    ///
+    /// # Errors
+    /// Only [`Error::Internal`] if a shipped lab does not parse (the lab
+    /// tests rule that out).
+    pub fn list_labs(&self) -> Result<LabList, Error> {
+        let labs = lab::builtin()
+            .into_iter()
+            .map(|(name, _)| builtin(name).map(|(lab, _)| lab_info(&lab, None)))
+            .collect::<Result<_, _>>()?;
+        Ok(LabList { labs })
+    }
+
+    /// One built-in lab, with its TOML source.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] naming the lab.
+    pub fn get_lab(&self, name: &str) -> Result<LabInfo, Error> {
+        let (lab, text) = builtin(name)?;
+        Ok(lab_info(&lab, Some(text.to_string())))
+    }
+
+    /// Runs a built-in lab, each variant in a new session (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] naming the lab, INVALID_ARGUMENT on `variant` or
+    /// `name`, the session limit.
+    pub async fn run_lab(&self, name: &str, req: RunLab) -> Result<LabRunResult, Error> {
+        let (lab, _) = builtin(name)?;
+        self.run_parsed(lab, req.variant, req.name, req.end.unwrap_or(false)).await
+    }
+
+    /// Runs a lab given as TOML text, like [`Self::run_lab`].
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT on `toml` naming the line and field of a parse error,
+    /// or a step over the server's limits; as [`Self::run_lab`] otherwise.
+    pub async fn run_lab_toml(&self, req: RunLabToml) -> Result<LabRunResult, Error> {
+        let lab = Lab::parse("custom.toml", &req.toml).map_err(toml_error)?;
+        self.run_parsed(lab, req.variant, req.name, req.end.unwrap_or(false)).await
+    }
+
+    async fn run_parsed(
+        &self,
+        lab: Lab,
+        variant: Option<String>,
+        name: Option<String>,
+        end: bool,
+    ) -> Result<LabRunResult, Error> {
+        if self.inner.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Unavailable);
+        }
+        let variants: Vec<&LabVariant> = match &variant {
+            None => lab.variants.iter().collect(),
+            Some(wanted) => {
+                let found = lab.variants.iter().find(|v| &v.name == wanted).ok_or_else(|| {
+                    let names: Vec<&str> = lab.variants.iter().map(|v| v.name.as_str()).collect();
+                    Error::invalid(
+                        "variant",
+                        format!("lab `{}` has no variant {wanted:?} (expected one of {})", lab.name, names.join(", ")),
+                    )
+                })?;
+                vec![found]
+            }
+        };
+        let base = name.unwrap_or_else(|| format!("lab {}", lab.name));
+        if base.len() > MAX_NAME {
+            return Err(Error::invalid("name", format!("at most {MAX_NAME} characters")));
+        }
+        check_limits(&lab, &self.inner.limits)?;
+        let max = self.inner.limits.max_sessions;
+        let live = self.inner.sessions.read().map(|s| s.len()).unwrap_or(0);
+        if live + variants.len() > max {
+            return Err(Error::LimitExceeded { limit: "max_sessions", max: max as u64 });
+        }
+        let mut runs = Vec::with_capacity(variants.len());
+        for v in variants {
+            let session_name = if lab.variants.len() > 1 { format!("{base} ({})", v.name) } else { base.clone() };
+            runs.push(self.run_variant(&lab, v, session_name, end).await?);
+        }
+        let Some(first) = runs.first().cloned() else {
+            return Err(Error::invalid("toml", "the lab has no variant to run"));
+        };
+        Ok(LabRunResult {
+            lab: lab.name.clone(),
+            title: lab.title.clone(),
+            passed: runs.iter().all(|r| r.passed),
+            session_id: first.session_id,
+            variant: first.variant,
+            checks: first.checks,
+            error: first.error,
+            ladder: first.ladder,
+            variants: runs,
+        })
+    }
+
+    /// One variant in a new session: the lab's world handed to a new actor,
+    /// then one job per step (see the module docs).
+    async fn run_variant(
+        &self,
+        lab: &Lab,
+        variant: &LabVariant,
+        session_name: String,
+        end: bool,
+    ) -> Result<LabVariantRun, Error> {
+        let world = lab.new_world(variant)?;
+        let extra = json!({ "lab": lab.name, "variant": variant.name });
+        let sid = self
+            .start_session(
+                session_name,
+                lab.seed,
+                super::model::ClockMode::Manual,
+                1.0,
+                variant.profile.clone(),
+                world,
+                extra.clone(),
+            )
+            .await?;
+        let handle = self.handle(sid)?;
+        let record = json!({ "op": "run_lab", "args": extra });
+        handle
+            .call(move |s: &mut SessionState| {
+                s.record_command(record);
+                // The hosts and links the lab set up, before the first step.
+                s.publish();
+                Ok(())
+            })
+            .await?;
+        let mut run = LabRun::new(lab, variant);
+        loop {
+            let (back, more) = handle
+                .call(move |s: &mut SessionState| {
+                    let before = run.events().len();
+                    let more = run.step(&mut s.world);
+                    s.publish_taken(&run.events()[before..]);
+                    Ok((run, more))
+                })
+                .await?;
+            run = back;
+            if !more {
+                break;
+            }
+        }
+        let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now()))).await?;
+        drop(handle);
+        let report = run.finish();
+        if end {
+            self.end_session(sid).await?;
+        }
+        Ok(LabVariantRun {
+            variant: report.name,
+            description: report.description,
+            session_id: sid,
+            passed: report.passed,
+            checks: report.checks.into_iter().map(LabCheck::from).collect(),
+            error: report.error,
+            ladder: report.ladder,
+            events,
+            now_ns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::model::{EventQuery, Page};
+    use crate::store::Store;
+
+    async fn service_with(limits: Limits) -> (LabService, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("lab.db")).await.expect("open store");
+        (LabService::new(store, limits).await.expect("service"), dir)
+    }
+
+    async fn service() -> (LabService, tempfile::TempDir) {
+        service_with(Limits::default()).await
+    }
+
+    #[tokio::test]
+    async fn lists_every_builtin_lab_with_its_variants() {
+        let (svc, _dir) = service().await;
+        let list = svc.list_labs().expect("labs");
+        let names: Vec<&str> = list.labs.iter().map(|l| l.name.as_str()).collect();
+        let builtin: Vec<&str> = lab::builtin().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, builtin);
+        let two = list.labs.iter().find(|l| l.name == "why-not-two-way").expect("why-not-two-way");
+        let variants: Vec<&str> = two.variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(variants, ["three_way", "two_way"]);
+        assert!(two.variants.iter().all(|v| v.expectations > 0 && !v.description.is_empty()));
+        assert!(list.labs.iter().all(|l| l.toml.is_none()));
+        let one = svc.get_lab("three-way-handshake").expect("lab");
+        assert!(one.toml.as_deref().is_some_and(|t| t.contains("[[step]]")), "{:?}", one.toml);
+    }
+
+    #[tokio::test]
+    async fn unknown_lab_and_variant_name_what_is_wrong() {
+        let (svc, _dir) = service().await;
+        let err = svc.get_lab("no-such-lab").unwrap_err();
+        assert!(matches!(&err, Error::NotFound { what: "lab", id } if id == "no-such-lab"), "{err:?}");
+        let err = svc.run_lab("no-such-lab", RunLab::default()).await.unwrap_err();
+        assert_eq!(err.to_string(), "lab no-such-lab not found");
+        let req = RunLab { variant: Some("four_way".into()), ..RunLab::default() };
+        let err = svc.run_lab("why-not-two-way", req).await.unwrap_err();
+        match err {
+            Error::InvalidArgument { field, message } => {
+                assert_eq!(field, "variant");
+                assert!(message.contains("three_way, two_way"), "{message}");
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        // Nothing was created for a refused run.
+        assert_eq!(svc.list_sessions(Page::default()).await.expect("list").total, 0);
+    }
+
+    #[tokio::test]
+    async fn a_run_is_a_live_session_whose_events_are_stored() {
+        let (svc, _dir) = service().await;
+        let result = svc.run_lab("three-way-handshake", RunLab::default()).await.expect("run");
+        assert!(result.passed, "{result:#?}");
+        assert_eq!(result.variants.len(), 1);
+        assert!(result.checks.len() >= 3 && result.checks.iter().all(|c| c.passed));
+        assert!(result.ladder.contains("SYN"), "{}", result.ladder);
+        let sid = result.session_id;
+        let info = svc.get_session(sid).await.expect("session");
+        assert_eq!(info.status, "live");
+        assert_eq!(info.name, "lab three-way-handshake");
+        assert_eq!(info.events, result.variants[0].events);
+        // Every event the run saw is in SQLite, numbered from 1 with no gap.
+        let page = svc.events(sid, EventQuery { limit: Some(10_000), ..EventQuery::default() }).await.expect("events");
+        let seqs: Vec<u64> = page.events.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+        assert_eq!(seqs, (1..=result.variants[0].events).collect::<Vec<_>>());
+        let segments = svc.segments(sid).await.expect("segments").segments;
+        let wire: Vec<(String, u64, u64)> = segments
+            .iter()
+            .map(|s| {
+                let flags: Vec<&str> =
+                    s.segment["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+                let flags = flags.join(",");
+                (flags, s.segment["seq"].as_u64().unwrap_or(0), s.segment["ack"].as_u64().unwrap_or(0))
+            })
+            .collect();
+        let want = [("SYN", 300, 0), ("ACK,SYN", 500, 301), ("ACK", 301, 501)].map(|(f, s, a)| (f.to_string(), s, a));
+        assert_eq!(wire, want);
+        // They went out through the session's publication (ring, subscribers, store), not around it.
+        assert_eq!(svc.counters().2, result.variants[0].events);
+        // The session goes on: its connection is there to inspect.
+        let conns = svc.list_connections(sid).await.expect("connections");
+        assert_eq!(conns.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_variant_gets_its_own_session_and_end_ends_them() {
+        let (svc, _dir) = service().await;
+        let req = RunLab { end: Some(true), name: Some("class".into()), ..RunLab::default() };
+        let result = svc.run_lab("why-not-two-way", req).await.expect("run");
+        assert!(result.passed, "{result:#?}");
+        let names: Vec<&str> = result.variants.iter().map(|v| v.variant.as_str()).collect();
+        assert_eq!(names, ["three_way", "two_way"]);
+        assert_ne!(result.variants[0].session_id, result.variants[1].session_id);
+        assert_eq!(result.session_id, result.variants[0].session_id);
+        for v in &result.variants {
+            let info = svc.get_session(v.session_id).await.expect("session");
+            assert_eq!(info.status, "ended");
+            assert_eq!(info.name, format!("class ({})", v.variant));
+            assert_eq!(info.profile.handshake == crate::engine::Handshake::TwoWay, v.variant == "two_way");
+        }
+        let one = svc
+            .run_lab("why-not-two-way", RunLab { variant: Some("two_way".into()), ..RunLab::default() })
+            .await
+            .expect("run");
+        assert_eq!((one.variants.len(), one.variant.as_str()), (1, "two_way"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_expectation_is_reported_not_an_error() {
+        let (svc, _dir) = service().await;
+        let (_, text) = builtin("three-way-handshake").expect("lab");
+        let broken = text.replacen("seq = 500", "seq = 501", 1);
+        assert_ne!(broken, text);
+        let result = svc.run_lab_toml(RunLabToml { toml: broken, ..RunLabToml::default() }).await.expect("run");
+        assert!(!result.passed);
+        assert_eq!(result.lab, "custom");
+        let failed: Vec<&LabCheck> = result.checks.iter().filter(|c| !c.passed).collect();
+        assert!(!failed.is_empty());
+        assert!(failed.iter().any(|c| c.expected.contains("501") && c.got.contains("500")), "{failed:#?}");
+    }
+
+    #[tokio::test]
+    async fn toml_errors_name_line_and_field() {
+        let (svc, _dir) = service().await;
+        let toml = "title = \"t\"\nexplanation = \"e\"\n\n[[step]]\nlisten = { host = \"B\", port = 80, colour = 1 }\n";
+        let err = svc.run_lab_toml(RunLabToml { toml: toml.into(), ..RunLabToml::default() }).await.unwrap_err();
+        match err {
+            Error::InvalidArgument { field, message } => {
+                assert_eq!(field, "toml");
+                assert!(message.starts_with("line 5,"), "{message}");
+                assert!(message.contains("colour"), "{message}");
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        let err = svc
+            .run_lab_toml(RunLabToml { toml: "explanation = \"e\"\n".into(), ..RunLabToml::default() })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("title"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_lab_over_the_limits_is_refused_before_it_runs() {
+        let limits = Limits { run_max_events: 1000, ..Limits::default() };
+        let (svc, _dir) = service_with(limits).await;
+        let toml = "title = \"t\"\nexplanation = \"e\"\n\n[[step]]\nrun_until_idle = { max_steps = 5000 }\n";
+        let err = svc.run_lab_toml(RunLabToml { toml: toml.into(), ..RunLabToml::default() }).await.unwrap_err();
+        assert!(err.to_string().starts_with("toml: line 5: `run_until_idle`"), "{err}");
+        let limits = Limits { max_sessions: 1, ..Limits::default() };
+        let (svc, _dir) = service_with(limits).await;
+        let err = svc.run_lab("why-not-two-way", RunLab::default()).await.unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded { limit: "max_sessions", .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,124 @@
+//! packetdrill conformance: the FreeBSD TCP maintainers' state-event-engine
+//! scripts (in ../shared, not in the repository) against the pass-count floor
+//! kept in tests/packetdrill/floor.txt, which only ever rises; and our own
+//! scripts for the seed text's claims (tests/packetdrill/*.pkt), all passing.
+//! Both run the real `tcplab packetdrill run` command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `tcplab packetdrill run ARGS...`; returns (exit code, stdout).
+fn packetdrill(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcplab"))
+        .arg("packetdrill")
+        .arg("run")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run tcplab");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.code().is_some(), "tcplab was killed: {}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// The counts of the summary line `packetdrill: N passed, N failed, N skipped (...)`.
+fn summary(stdout: &str) -> (usize, usize, usize) {
+    let line = stdout.lines().rev().find(|l| l.starts_with("packetdrill: ")).expect("a summary line");
+    let numbers: Vec<usize> = line
+        .trim_start_matches("packetdrill: ")
+        .split(',')
+        .take(3)
+        .map(|part| part.split_whitespace().next().and_then(|n| n.parse().ok()).expect("a count"))
+        .collect();
+    (numbers[0], numbers[1], numbers[2])
+}
+
+#[test]
+fn shared_freebsd_suite_passes_at_least_the_floor() {
+    let suite = repo().join("../shared/conformance/freebsd-tcp-testsuite");
+    if !Path::new(&suite).is_dir() {
+        eprintln!();
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!("!!! SKIPPED: the shared packetdrill suite is not at {}", suite.display());
+        eprintln!("!!! (a CI clone without ../shared): the conformance floor was NOT checked.");
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        return;
+    }
+    let floor: usize = std::fs::read_to_string(repo().join("tests/packetdrill/floor.txt"))
+        .expect("tests/packetdrill/floor.txt")
+        .trim()
+        .parse()
+        .expect("floor.txt holds one number");
+    let suite = suite.to_string_lossy().into_owned();
+    let (code, stdout) = packetdrill(&[&suite, "--profile", "freebsd"]);
+    let (passed, failed, skipped) = summary(&stdout);
+    eprintln!("{}", stdout.lines().last().unwrap_or(""));
+    assert_eq!(passed + failed + skipped, 154, "the shared suite has 154 scripts");
+    assert_eq!(code, if failed > 0 { 1 } else { 0 }, "exit status follows the failures");
+    assert!(
+        passed >= floor,
+        "conformance fell below the floor: {passed} passed < {floor} (tests/packetdrill/floor.txt)\n{stdout}"
+    );
+    if passed > floor {
+        eprintln!("conformance rose to {passed} passing scripts: raise tests/packetdrill/floor.txt from {floor}");
+    }
+}
+
+#[test]
+fn our_scripts_for_the_seed_claims_all_pass() {
+    let (code, stdout) = packetdrill(&["tests/packetdrill"]);
+    let (passed, failed, skipped) = summary(&stdout);
+    assert_eq!((failed, skipped), (0, 0), "{stdout}");
+    assert!(passed >= 8, "{stdout}");
+    assert_eq!(code, 0);
+    for claim in [
+        "seed-handshake-numbers",
+        "four-way-close",
+        "passive-close",
+        "old-duplicate-syn",
+        "simultaneous-open",
+        "simultaneous-close",
+        "rst-to-closed-port",
+    ] {
+        assert!(stdout.contains(&format!("PASS tests/packetdrill/{claim}.pkt")), "{claim}: {stdout}");
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_file_line_and_ladder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("wrong.pkt");
+    let text = std::fs::read_to_string(repo().join("tests/packetdrill/seed-handshake-numbers.pkt"))
+        .expect("seed script")
+        .replace("> . 1:1(0) ack 401 win 65535", "> . 1:1(0) ack 402 win 65535");
+    std::fs::write(&script, &text).expect("write script");
+    let line = text.lines().position(|l| l.contains("ack 402")).expect("edited line") + 1;
+    let path = script.to_string_lossy().into_owned();
+    let (code, stdout) = packetdrill(&[&path, "--junit", &dir.path().join("report.xml").to_string_lossy()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(summary(&stdout), (0, 1, 0));
+    assert!(stdout.contains(&format!("FAIL {path}:{line}: ack 401, expected 402")), "{stdout}");
+    assert!(stdout.contains("tcplab:   0.030000 . 1:1(0) ack 401 win 65535"), "{stdout}");
+    assert!(stdout.contains("ladder so far:") && stdout.contains("ESTABLISHED"), "{stdout}");
+    let junit = std::fs::read_to_string(dir.path().join("report.xml")).expect("junit report");
+    assert!(junit.contains("<failure message=\"line") && junit.contains("tests=\"1\" failures=\"1\""), "{junit}");
+}
+
+#[test]
+fn unsupported_features_skip_naming_them_and_parse_errors_fail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let skip = dir.path().join("skip.pkt");
+    std::fs::write(&skip, "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `ip link set dev tun0 mtu 1280`\n")
+        .expect("write");
+    let bad = dir.path().join("bad.pkt");
+    std::fs::write(&bad, "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0.1 < Q 1:1(0) win 10\n").expect("write");
+    let (code, stdout) = packetdrill(&[&dir.path().to_string_lossy()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(summary(&stdout), (0, 1, 1), "{stdout}");
+    assert!(stdout.contains("skip.pkt:2: shell command `ip link set dev tun0 mtu 1280` is not supported"), "{stdout}");
+    assert!(stdout.contains("bad.pkt:2: parse error at column 8"), "{stdout}");
+}
