@@ -434,7 +434,13 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     world.add_host("B", Ipv4Addr::new(10, 0, 0, 2), HostKind::Tcp)?;
     let link = LinkParams { latency_ms: args.latency_ms, loss: args.loss, ..LinkParams::default() };
     world.set_link("A", "B", link).context("link")?;
-    world.listen(ListenSpec { host: "B".into(), port: 80, isn: Some(args.server_isn), profile: None })?;
+    world.listen(ListenSpec {
+        host: "B".into(),
+        port: 80,
+        isn: Some(args.server_isn),
+        profile: None,
+        backlog: None,
+    })?;
     let conn = world.connect(ConnectSpec {
         client: "A".into(),
         server: "B".into(),

@@ -114,7 +114,7 @@ fn tcplab_opens_to_smoltcp_and_closes_first() {
 #[test]
 fn smoltcp_opens_to_tcplab_and_closes_first() {
     let mut p = Pair::new(lossless(), 2);
-    p.world.listen(ListenSpec { host: "A".into(), port: 80, isn: Some(5000), profile: None }).unwrap();
+    p.world.listen(ListenSpec { host: "A".into(), port: 80, isn: Some(5000), profile: None, backlog: None }).unwrap();
     let client = p.smol.add_tcp_socket(65_535, 65_535);
     p.smol.connect(client, (A_IP.into(), 80), 45_000);
     assert!(p.run(5_000 * MS, |p| {
@@ -199,7 +199,9 @@ fn bulk_both_ways(tcplab_opens: bool, seed: u64) {
         };
         (p.world.connect(spec).unwrap(), Side::Client)
     } else {
-        p.world.listen(ListenSpec { host: "A".into(), port: 80, isn: Some(5000), profile: None }).unwrap();
+        p.world
+            .listen(ListenSpec { host: "A".into(), port: 80, isn: Some(5000), profile: None, backlog: None })
+            .unwrap();
         p.smol.connect(smol, (A_IP.into(), 80), 45_000);
         assert!(p.run(30_000 * MS, |p| !p.world.connections().is_empty()));
         (p.world.connections()[0].id, Side::Server)

@@ -23,7 +23,7 @@ fn seed_world() -> World {
 }
 
 fn listen(world: &mut World, isn: Option<u32>) {
-    world.listen(ListenSpec { host: "B".into(), port: 80, isn, profile: None }).unwrap();
+    world.listen(ListenSpec { host: "B".into(), port: 80, isn, profile: None, backlog: None }).unwrap();
 }
 
 fn connect(world: &mut World) -> u64 {

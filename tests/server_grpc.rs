@@ -97,7 +97,13 @@ async fn session(lab: &mut Lab, name: &str, seed: u64) -> u64 {
         .into_inner();
     assert_eq!((link.latency_ms, link.loss), (10.0, 0.0));
     let listener = lab
-        .add_listener(pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 80, isn: Some(500) })
+        .add_listener(pb::AddListenerRequest {
+            session_id: sid,
+            host: "B".into(),
+            port: 80,
+            isn: Some(500),
+            backlog: None,
+        })
         .await
         .expect("listen")
         .into_inner();
@@ -459,9 +465,15 @@ async fn errors_map_to_invalid_argument_and_not_found() {
         |name: &str, ip: &str| pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), kind: None };
     check(lab.add_host(host("C", "10.0.0.300")).await.unwrap_err(), Code::InvalidArgument, "ip: ");
     check(
-        lab.add_listener(pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 70000, isn: None })
-            .await
-            .unwrap_err(),
+        lab.add_listener(pb::AddListenerRequest {
+            session_id: sid,
+            host: "B".into(),
+            port: 70000,
+            isn: None,
+            backlog: None,
+        })
+        .await
+        .unwrap_err(),
         Code::InvalidArgument,
         "port: ",
     );

@@ -362,6 +362,14 @@ impl Stack {
         }
     }
 
+    /// Whether a segment from `src_ip` would go to a listener (no TCB has its
+    /// four-tuple and a listener has its port): the world asks before a SYN
+    /// arrives, to drop it when that listener's backlog is full.
+    pub fn goes_to_listener(&self, src_ip: Ipv4Addr, seg: &Segment) -> bool {
+        !self.by_tuple.contains_key(&(seg.dst_port, src_ip, seg.src_port))
+            && self.listener_by_port.contains_key(&seg.dst_port)
+    }
+
     /// A segment from `src_ip` arrives (RFC 9293 section 3.10.7).
     pub fn process(
         &mut self,

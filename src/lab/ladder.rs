@@ -217,6 +217,7 @@ fn drop_note(w: &WireSegment, a: &str, info: Option<&SegInfo>) -> (String, Strin
         (Some(DropReason::NoListener), _) => "X no listener".to_string(),
         (Some(DropReason::BadChecksum), _) => "X bad checksum".to_string(),
         (Some(DropReason::Malformed), _) => "X malformed".to_string(),
+        (Some(DropReason::Backlog), _) => "X backlog full".to_string(),
         (None, false) => return (String::new(), String::new()),
     };
     if &*w.from == a { (String::new(), text) } else { (text, String::new()) }

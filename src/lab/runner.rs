@@ -269,7 +269,7 @@ impl LabRun {
         match step {
             Step::Listen(l) => {
                 world
-                    .listen(ListenSpec { host: l.host.clone(), port: l.port, isn: l.isn, profile: None })
+                    .listen(ListenSpec { host: l.host.clone(), port: l.port, isn: l.isn, profile: None, backlog: None })
                     .map_err(w)?;
             }
             Step::Open(o) => {
@@ -739,6 +739,7 @@ pub fn fate_of(events: &[Event], id: u64) -> Fate {
                     DropReason::NoListener => Fate::NoListener,
                     DropReason::NoRoute => Fate::NoRoute,
                     DropReason::Malformed => Fate::Malformed,
+                    DropReason::Backlog => Fate::Dropped,
                 }
             }
             EventKind::SegmentHeld { .. } => fate = Fate::Held,

@@ -25,8 +25,10 @@ use crate::sim::{
 pub const TESTED: &str = "tcplab";
 /// The script's raw host (the right line of the ladder).
 pub const PEER: &str = "script";
-const TESTED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
-const PEER_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The tested host's address.
+pub const TESTED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+/// The script's host's address.
+pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// packetdrill's default port for `bind` and for the remote end of `connect`.
 const SCRIPT_PORT: u16 = 8080;
 /// The script's port when it plays the client of a listening socket.
@@ -138,10 +140,12 @@ struct Sniffed {
     segment: Segment,
 }
 
-struct Runner<'a> {
+struct Runner {
     world: World,
     profile: Profile,
-    opts: &'a RunOptions,
+    strict_options: bool,
+    /// World time of the script's time 0 (a session's world may be past 0).
+    base_ns: u64,
     fds: BTreeMap<i64, Fd>,
     accepted: HashSet<ConnId>,
     sniffed: VecDeque<Sniffed>,
@@ -154,53 +158,109 @@ struct Runner<'a> {
     tolerance_ns: u64,
 }
 
-/// Runs one parsed script.
+/// Runs one parsed script in a world of its own.
 pub fn run_script(script: &Script, opts: &RunOptions) -> Outcome {
-    let tolerance_us = opts
-        .tolerance_us
-        .or_else(|| script.option("tolerance_usecs").and_then(|v| v.parse().ok()))
-        .unwrap_or(DEFAULT_TOLERANCE_US)
-        .max(0);
-    let mut profile = opts.profile.clone();
-    if let Isn::Random = profile.isn {
-        profile.isn = Isn::Fixed(TESTED_ISN);
-    }
-    // packetdrill maps the tested stack's numbers only once it has seen that
-    // stack's SYN; before that (a RST from a closed port) they are absolute.
-    let local_isn = 0;
-    let outcome = |verdict, virtual_ns, ladder| Outcome { path: script.path.clone(), verdict, virtual_ns, ladder };
-    if let Some(v) = script.option("ip_version").filter(|v| *v != "ipv4") {
-        return outcome(Verdict::Skip { line: 0, feature: format!("--ip_version={v} (IPv4 only)") }, 0, String::new());
-    }
-    let world = match build_world(&profile) {
-        Ok(w) => w,
-        Err(e) => {
-            let f = Failure {
-                line: 0,
-                expected: String::new(),
-                actual: None,
-                reason: format!("cannot build the world: {e}"),
-                t_ns: 0,
-                ladder: String::new(),
-            };
-            return outcome(Verdict::Fail(Box::new(f)), 0, String::new());
+    match ScriptRun::new(script, opts) {
+        Err(outcome) => outcome,
+        Ok(mut run) => {
+            while run.step() {}
+            run.finish()
         }
-    };
-    let mut runner = Runner {
-        world,
-        profile,
-        opts,
-        fds: BTreeMap::new(),
-        accepted: HashSet::new(),
-        sniffed: VecDeque::new(),
-        local_port: SCRIPT_PORT,
-        remote_port: PEER_EPHEMERAL,
-        local_isn,
-        current: None,
-        tolerance_ns: tolerance_us as u64 * 1_000,
-    };
-    let mut last_us: i64 = 0;
-    for event in &script.events {
+    }
+}
+
+/// A script run one event at a time, so that a caller holding the world
+/// elsewhere (a session actor) can publish what each event did before the
+/// next one: [`ScriptRun::world_mut`] is the world the run acts on.
+pub struct ScriptRun {
+    script: Script,
+    runner: Runner,
+    next: usize,
+    last_us: i64,
+    verdict: Option<Verdict>,
+}
+
+impl ScriptRun {
+    /// A run in a new world with the tested host and the script's raw host.
+    ///
+    /// # Errors
+    /// The outcome at once: a SKIP (not IPv4) or a FAIL (the world cannot be built).
+    pub fn new(script: &Script, opts: &RunOptions) -> Result<ScriptRun, Outcome> {
+        let outcome = |verdict| Outcome { path: script.path.clone(), verdict, virtual_ns: 0, ladder: String::new() };
+        let profile = tested_profile(opts);
+        match build_world(&profile) {
+            Ok(world) => ScriptRun::in_world(script, opts, world),
+            Err(e) => {
+                let f = Failure {
+                    line: 0,
+                    expected: String::new(),
+                    actual: None,
+                    reason: format!("cannot build the world: {e}"),
+                    t_ns: 0,
+                    ladder: String::new(),
+                };
+                Err(outcome(Verdict::Fail(Box::new(f))))
+            }
+        }
+    }
+
+    /// A run in `world`, which has hosts [`TESTED`] (TCP) and [`PEER`] (raw)
+    /// at [`TESTED_IP`] and [`PEER_IP`]; the script's time 0 is the world's now.
+    ///
+    /// # Errors
+    /// The outcome at once: a SKIP for a script that is not IPv4.
+    pub fn in_world(script: &Script, opts: &RunOptions, world: World) -> Result<ScriptRun, Outcome> {
+        if let Some(v) = script.option("ip_version").filter(|v| *v != "ipv4") {
+            let verdict = Verdict::Skip { line: 0, feature: format!("--ip_version={v} (IPv4 only)") };
+            return Err(Outcome { path: script.path.clone(), verdict, virtual_ns: 0, ladder: String::new() });
+        }
+        let tolerance_us = opts
+            .tolerance_us
+            .or_else(|| script.option("tolerance_usecs").and_then(|v| v.parse().ok()))
+            .unwrap_or(DEFAULT_TOLERANCE_US)
+            .max(0);
+        let base_ns = world.now();
+        let runner = Runner {
+            world,
+            profile: tested_profile(opts),
+            strict_options: opts.strict_options,
+            base_ns,
+            fds: BTreeMap::new(),
+            accepted: HashSet::new(),
+            sniffed: VecDeque::new(),
+            local_port: SCRIPT_PORT,
+            remote_port: PEER_EPHEMERAL,
+            // packetdrill maps the tested stack's numbers only once it has seen that
+            // stack's SYN; before that (a RST from a closed port) they are absolute.
+            local_isn: 0,
+            current: None,
+            tolerance_ns: tolerance_us as u64 * 1_000,
+        };
+        Ok(ScriptRun { script: script.clone(), runner, next: 0, last_us: 0, verdict: None })
+    }
+
+    /// The world the run acts on (a caller may swap its own in and out).
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.runner.world
+    }
+
+    /// Makes the world's now the script's time 0 (after another world was
+    /// swapped in before the first step).
+    pub fn start_at_now(&mut self) {
+        self.runner.base_ns = self.runner.world.now();
+    }
+
+    /// Runs the next event; `false` once the script is done (passed or stopped).
+    pub fn step(&mut self) -> bool {
+        if self.verdict.is_some() {
+            return false;
+        }
+        let Some(event) = self.script.events.get(self.next) else {
+            self.verdict = Some(Verdict::Pass);
+            return false;
+        };
+        self.next += 1;
+        let last_us = self.last_us;
         let (lo_us, hi_us, base_us) = match event.time {
             Time::Absolute(t) => (t, t, t),
             Time::Relative(d) => (last_us + d, last_us + d, last_us + d),
@@ -213,12 +273,10 @@ pub fn run_script(script: &Script, opts: &RunOptions) -> Outcome {
             }
             Time::Any => (0, i64::MAX / 4, last_us),
         };
-        last_us = base_us;
-        let result = runner.event(event, lo_us, hi_us);
-        if let Err(stop) = result {
-            let t_ns = runner.world.now();
-            let ladder = runner.ladder();
-            let verdict = match stop {
+        self.last_us = base_us;
+        if let Err(stop) = self.runner.event(event, lo_us, hi_us) {
+            let t_ns = self.runner.world.now();
+            self.verdict = Some(match stop {
                 Stop::Skip(feature) => Verdict::Skip { line: event.line, feature },
                 Stop::Fail { actual, reason } => Verdict::Fail(Box::new(Failure {
                     line: event.line,
@@ -226,14 +284,34 @@ pub fn run_script(script: &Script, opts: &RunOptions) -> Outcome {
                     actual,
                     reason,
                     t_ns,
-                    ladder: ladder.clone(),
+                    ladder: self.runner.ladder(),
                 })),
-            };
-            return outcome(verdict, t_ns, ladder);
+            });
+            return false;
+        }
+        true
+    }
+
+    /// The outcome, with the ladder of the world's events still in it.
+    pub fn finish(self) -> Outcome {
+        let ladder = self.runner.ladder();
+        Outcome {
+            path: self.script.path,
+            verdict: self.verdict.unwrap_or(Verdict::Pass),
+            virtual_ns: self.runner.world.now(),
+            ladder,
         }
     }
-    let ladder = runner.ladder();
-    outcome(Verdict::Pass, runner.world.now(), ladder)
+}
+
+/// The tested stack's starting profile: a random ISN becomes the fixed one
+/// scripts expect.
+fn tested_profile(opts: &RunOptions) -> Profile {
+    let mut profile = opts.profile.clone();
+    if let Isn::Random = profile.isn {
+        profile.isn = Isn::Fixed(TESTED_ISN);
+    }
+    profile
 }
 
 fn build_world(profile: &Profile) -> Result<World, WorldError> {
@@ -335,7 +413,12 @@ fn same_errno(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
-impl Runner<'_> {
+impl Runner {
+    /// World time of script time `us`.
+    fn at(&self, us: i64) -> u64 {
+        self.base_ns.saturating_add(us_to_ns(us))
+    }
+
     fn ladder(&self) -> String {
         ladder(self.world.events(), TESTED, PEER, &BTreeMap::new(), &[])
     }
@@ -364,22 +447,22 @@ impl Runner<'_> {
         match &event.kind {
             EventKind::Packet(p) if p.direction == Direction::Outbound => self.expect(p, lo_us, hi_us),
             EventKind::Packet(p) => {
-                self.run_until(us_to_ns(lo_us));
+                self.run_until(self.at(lo_us));
                 self.inject(p)
             }
             EventKind::Syscall(call) => {
-                self.run_until(us_to_ns(lo_us));
+                self.run_until(self.at(lo_us));
                 self.syscall(call)?;
                 let now = self.world.now();
                 self.run_until(now);
                 Ok(())
             }
             EventKind::Shell(cmd) => {
-                self.run_until(us_to_ns(lo_us));
+                self.run_until(self.at(lo_us));
                 self.shell(cmd)
             }
             EventKind::Python(code) => {
-                self.run_until(us_to_ns(lo_us));
+                self.run_until(self.at(lo_us));
                 self.python(code)
             }
         }
@@ -436,8 +519,8 @@ impl Runner<'_> {
 
     fn expect(&mut self, p: &Packet, lo_us: i64, hi_us: i64) -> Step {
         let tol = self.tolerance_ns;
-        let lo = us_to_ns(lo_us).saturating_sub(tol);
-        let hi = us_to_ns(hi_us).saturating_add(tol);
+        let lo = self.at(lo_us).saturating_sub(tol);
+        let hi = self.at(hi_us).saturating_add(tol);
         while self.sniffed.is_empty() {
             match self.world.next_event_at() {
                 Some(at) if at <= hi => {
@@ -496,7 +579,7 @@ impl Runner<'_> {
                 return mismatch(format!("win {}, expected {win}", s.window));
             }
         }
-        if self.opts.strict_options {
+        if self.strict_options {
             if let Some(Some(expected)) = &p.options {
                 if !options_match(expected, &s.options) {
                     return mismatch("TCP options differ".to_string());
@@ -582,7 +665,7 @@ impl Runner<'_> {
                 if let Some(mss) = self.fd(fd)?.mss {
                     profile.mss = mss;
                 }
-                let spec = ListenSpec { host: TESTED.into(), port, isn: None, profile: Some(profile) };
+                let spec = ListenSpec { host: TESTED.into(), port, isn: None, profile: Some(profile), backlog: None };
                 match self.world.listen(spec) {
                     Ok(id) => {
                         self.fd(fd)?.kind = FdKind::Listener { id, port };

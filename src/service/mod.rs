@@ -11,6 +11,7 @@ pub mod error;
 mod idle_tests;
 pub mod labs;
 pub mod model;
+pub mod packetdrill;
 pub mod session;
 mod stats;
 mod stream;
@@ -85,7 +86,7 @@ impl Default for Limits {
             max_connections: 100_000,
             max_faults: 256,
             max_buffered_bytes: 16 * 1024 * 1024,
-            max_events_in_memory: 4_096,
+            max_events_in_memory: 1_024,
             max_subscribers: 256,
             broadcast_capacity: 65_536,
             run_max_events: 5_000_000,
@@ -553,6 +554,26 @@ impl LabService {
 
     // ----- connections -----
 
+    /// The shipped behaviour profiles with every setting.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if an embedded profile does not parse (the tests catch it).
+    pub fn list_profiles(&self) -> Result<ProfileList, Error> {
+        use crate::packetdrill::profiles::{DEFAULT_PROFILE, named_profile, profile_description, profile_names};
+        let profiles = profile_names()
+            .into_iter()
+            .map(|name| {
+                Ok(ProfileInfo {
+                    name: name.to_string(),
+                    description: profile_description(name).unwrap_or_default().to_string(),
+                    default: name == DEFAULT_PROFILE,
+                    settings: named_profile(name).map_err(|e| Error::Internal(e.to_string()))?,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(ProfileList { profiles })
+    }
+
     /// Opens a listener (passive OPEN).
     ///
     /// # Errors
@@ -561,8 +582,10 @@ impl LabService {
         let p = port("port", req.port)?;
         let record = json!({ "op": "listen", "args": req });
         self.command(sid, record, move |s| {
-            let id = s.world.listen(ListenSpec { host: req.host.clone(), port: p, isn: req.isn, profile: None })?;
-            Ok(ListenerInfo { id, host: req.host, port: p, state: State::Listen })
+            let spec =
+                ListenSpec { host: req.host.clone(), port: p, isn: req.isn, profile: None, backlog: req.backlog };
+            let id = s.world.listen(spec)?;
+            Ok(ListenerInfo { id, host: req.host, port: p, state: State::Listen, backlog: req.backlog, pending: 0 })
         })
         .await
     }
@@ -583,10 +606,26 @@ impl LabService {
                         host: s.world.host_name(l.host).to_string(),
                         port: l.port,
                         state: if l.open { State::Listen } else { State::Closed },
+                        backlog: l.backlog,
+                        pending: s.world.pending(l.id) as u64,
                     })
                     .collect())
             })
             .await
+    }
+
+    /// The user's accept() on a listener: the next connection it made that is
+    /// established and not accepted yet (accepting frees a backlog place).
+    ///
+    /// # Errors
+    /// Unknown session or listener; [`Error::NotFound`] when no connection is ready.
+    pub async fn accept(&self, sid: u64, lid: u64) -> Result<ConnectionInfo, Error> {
+        let record = json!({ "op": "accept", "listener": lid });
+        self.command(sid, record, move |s| match s.world.accept(lid)? {
+            Some(cid) => connection_info(s, cid),
+            None => Err(Error::not_found("established connection to accept on listener", lid)),
+        })
+        .await
     }
 
     /// Active OPEN: the SYN leaves now.

@@ -38,10 +38,70 @@ pub struct CreateSession {
     /// Realtime speed factor (virtual seconds per wall second, default 1).
     #[serde(default)]
     pub speed: Option<f64>,
-    /// Lab variants and tunables; absent fields take their defaults.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    /// Lab variants and tunables. An object of settings (absent ones take
+    /// tcplab's defaults); with a `name` (one of `GET /api/v1/profiles`, e.g.
+    /// `{"name": "freebsd", "msl_ms": 1000}`) the named profile's settings are
+    /// the base and the other keys override single settings.
+    #[serde(default, deserialize_with = "named_or_plain_profile")]
+    #[schema(value_type = Option<Object>, example = json!({"name": "freebsd", "msl_ms": 1000}))]
     pub profile: Option<Profile>,
+}
+
+/// Resolves a profile given as settings, or as `{"name": ..., ...overrides}`.
+///
+/// # Errors
+/// An unknown name, a setting that is not a profile field, a bad value.
+pub fn resolve_profile(value: serde_json::Value) -> Result<Profile, String> {
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err("expected an object of settings, optionally with a \"name\"".into());
+    };
+    // A bad setting's error names it as `profile.<key>`, as other fields' errors do.
+    let name_field = |fields: &serde_json::Map<String, serde_json::Value>, e: serde_json::Error| {
+        for (k, v) in fields {
+            let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+            if let Err(inner) = serde_json::from_value::<Profile>(one) {
+                return format!("profile.{k}: {inner}");
+            }
+        }
+        e.to_string()
+    };
+    let Some(name) = fields.remove("name") else {
+        return serde_json::from_value(serde_json::Value::Object(fields.clone())).map_err(|e| name_field(&fields, e));
+    };
+    let name = name.as_str().ok_or("name: expected a string")?;
+    let base = crate::packetdrill::profiles::named_profile(name).map_err(|e| e.to_string())?;
+    let mut merged = match serde_json::to_value(base) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => return Err(format!("profile {name} does not serialize as an object")),
+    };
+    merged.extend(fields.clone());
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| name_field(&fields, e))
+}
+
+fn named_or_plain_profile<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Profile>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    value.map(|v| resolve_profile(v).map_err(serde::de::Error::custom)).transpose()
+}
+
+/// A shipped behaviour profile (`profiles/*.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProfileInfo {
+    /// The name sessions give as `profile.name`.
+    pub name: String,
+    /// What it models.
+    pub description: String,
+    /// The packetdrill runner's default.
+    pub default: bool,
+    /// Every setting.
+    #[schema(value_type = Object)]
+    pub settings: Profile,
+}
+
+/// `GET /api/v1/profiles`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProfileList {
+    /// By name, in the shipped order.
+    pub profiles: Vec<ProfileInfo>,
 }
 
 /// A session as the API shows it.
@@ -182,6 +242,10 @@ pub struct AddListener {
     /// ISN of the connections it accepts.
     #[serde(default)]
     pub isn: Option<u32>,
+    /// At most this many connections made and not yet accepted; a further
+    /// SYN is dropped unanswered (unlimited when absent).
+    #[serde(default)]
+    pub backlog: Option<u32>,
 }
 
 /// A listener.
@@ -196,6 +260,10 @@ pub struct ListenerInfo {
     /// `LISTEN`, or `CLOSED` once closed.
     #[schema(value_type = String)]
     pub state: State,
+    /// The backlog (absent: unlimited).
+    pub backlog: Option<u32>,
+    /// Connections it made that are not accepted yet and not CLOSED.
+    pub pending: u64,
 }
 
 /// `POST .../connections`: an active open.

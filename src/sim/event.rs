@@ -47,6 +47,8 @@ pub enum DropReason {
     NoRoute,
     /// The bytes are not a TCP segment (bad header length or options).
     Malformed,
+    /// A SYN for a listener whose backlog of connections not yet accepted is full.
+    Backlog,
 }
 
 /// A segment as the log shows it: who sent it to whom, and every header field.

@@ -209,6 +209,10 @@ pub struct Connection {
     pub client: Option<End>,
     /// The listener's endpoint (or the second opener of a simultaneous open).
     pub server: Option<End>,
+    /// The listener whose SYN made the server end, if one did.
+    pub listener: Option<u64>,
+    /// Whether the user took it with [`World::accept`].
+    pub accepted: bool,
 }
 
 impl Connection {
@@ -239,6 +243,8 @@ pub struct ListenerRecord {
     pub port: u16,
     /// `false` once closed.
     pub open: bool,
+    /// At most this many connections made and not yet accepted (unlimited when absent).
+    pub backlog: Option<u32>,
     stack_id: crate::engine::ListenerId,
 }
 
@@ -289,6 +295,9 @@ pub struct ListenSpec {
     pub isn: Option<u32>,
     /// Profile of accepted connections (the world's when absent).
     pub profile: Option<Profile>,
+    /// At most this many connections made and not yet accepted: a further SYN
+    /// is dropped unanswered, as BSD and Linux do (unlimited when absent).
+    pub backlog: Option<u32>,
 }
 
 /// A crafted segment: any header values, sent as if by `from`.
@@ -524,7 +533,7 @@ impl World {
         let id = self.listeners.len() as u64 + 1;
         let stack = self.tcp_stack(host)?;
         let stack_id = stack.listen(spec.port, profile, spec.isn, id)?;
-        self.listeners.push(ListenerRecord { id, host, port: spec.port, open: true, stack_id });
+        self.listeners.push(ListenerRecord { id, host, port: spec.port, open: true, backlog: spec.backlog, stack_id });
         let name = self.hosts[host as usize].name.clone();
         self.push_event(EventKind::StateChanged {
             connection: None,
@@ -569,6 +578,52 @@ impl World {
     /// Every listener ever opened.
     pub fn listeners(&self) -> &[ListenerRecord] {
         &self.listeners
+    }
+
+    /// Connections a listener made that are not accepted yet and not CLOSED:
+    /// what its backlog counts.
+    pub fn pending(&self, listener: u64) -> usize {
+        self.connections
+            .values()
+            .filter(|c| c.listener == Some(listener) && !c.accepted)
+            .filter(|c| c.server.as_ref().is_some_and(|e| e.state != State::Closed))
+            .count()
+    }
+
+    /// The user's accept(): the oldest connection the listener made that is
+    /// synchronized (ESTABLISHED or later, not CLOSED) and not accepted yet,
+    /// now marked accepted; `None` when there is none.
+    ///
+    /// # Errors
+    /// [`WorldError::UnknownListener`].
+    pub fn accept(&mut self, listener: u64) -> Result<Option<ConnId>, WorldError> {
+        if listener == 0 || listener as usize > self.listeners.len() {
+            return Err(WorldError::UnknownListener(listener));
+        }
+        let ready = self
+            .connections
+            .values()
+            .filter(|c| c.listener == Some(listener) && !c.accepted)
+            .filter(|c| {
+                c.server
+                    .as_ref()
+                    .is_some_and(|e| !matches!(e.state, State::Listen | State::SynReceived | State::Closed))
+            })
+            .map(|c| c.id)
+            .min();
+        if let Some(id) = ready
+            && let Some(c) = self.connections.get_mut(&id)
+        {
+            c.accepted = true;
+        }
+        Ok(ready)
+    }
+
+    /// The open listener on a host's port with a full backlog, if any.
+    fn full_listener(&self, host: HostId, port: u16) -> Option<u64> {
+        let l = self.listeners.iter().find(|l| l.open && l.host == host && l.port == port)?;
+        let backlog = l.backlog?;
+        (self.pending(l.id) >= backlog as usize).then_some(l.id)
     }
 
     fn profile_for(&self, profile: Option<Profile>) -> Result<Arc<Profile>, WorldError> {
@@ -648,7 +703,10 @@ impl World {
         match side {
             Side::Client => {
                 self.next_conn += 1;
-                self.connections.insert(conn_id, Connection { id: conn_id, client: Some(end), server: None });
+                self.connections.insert(
+                    conn_id,
+                    Connection { id: conn_id, client: Some(end), server: None, listener: None, accepted: false },
+                );
                 self.pending_clients.insert((client_ip, status.local_port, server_ip, spec.port), conn_id);
             }
             Side::Server => {
@@ -1251,6 +1309,18 @@ impl World {
             }
         };
         let host = packet.to;
+        if let HostStack::Tcp(stack) = &self.hosts[host as usize].stack {
+            let segment = decoded.as_ref().unwrap_or(&packet.segment);
+            if segment.flags.contains(Flags::SYN)
+                && !segment.flags.contains(Flags::ACK)
+                && stack.goes_to_listener(packet.src_ip, segment)
+                && self.full_listener(host, segment.dst_port).is_some()
+            {
+                let wire = self.wire_owned(packet);
+                self.push_event(EventKind::SegmentDropped { reason: DropReason::Backlog, fault: None, segment: wire });
+                return;
+            }
+        }
         let now = self.now;
         let mut out = std::mem::take(&mut self.scratch);
         let World { hosts, rng, .. } = self;
@@ -1419,7 +1489,9 @@ impl World {
             return;
         };
         let (remote_ip, remote_port) = tcb.remote();
-        let key = (remote_ip, remote_port, self.hosts[host as usize].ip, tcb.local_port());
+        let local_port = tcb.local_port();
+        let listener = self.listeners.iter().find(|l| l.open && l.host == host && l.port == local_port).map(|l| l.id);
+        let key = (remote_ip, remote_port, self.hosts[host as usize].ip, local_port);
         let irs = tcb.irs().0;
         let end = End {
             host,
@@ -1441,13 +1513,17 @@ impl World {
                 self.pending_clients.remove(&key);
                 if let Some(conn) = self.connections.get_mut(&conn_id) {
                     conn.server = Some(end);
+                    conn.listener = listener;
                 }
                 conn_id
             }
             None => {
                 let conn_id = self.next_conn;
                 self.next_conn += 1;
-                self.connections.insert(conn_id, Connection { id: conn_id, client: None, server: Some(end) });
+                self.connections.insert(
+                    conn_id,
+                    Connection { id: conn_id, client: None, server: Some(end), listener, accepted: false },
+                );
                 conn_id
             }
         };

@@ -91,8 +91,13 @@ impl TryFrom<pb::Profile> for Profile {
             send_buffer,
             rto_min_ms,
             rto_max_ms,
+            name,
         } = p;
-        let mut out = Profile::default();
+        let mut out = match name {
+            None => Profile::default(),
+            Some(name) => crate::packetdrill::profiles::named_profile(&name)
+                .map_err(|e| Error::invalid("profile.name", e.to_string()))?,
+        };
         if let Some(v) = handshake {
             out.handshake = parse_name("profile.handshake", &v)?;
         }
@@ -170,8 +175,8 @@ impl From<pb::SetLinkRequest> for SetLink {
 
 impl From<pb::AddListenerRequest> for AddListener {
     fn from(r: pb::AddListenerRequest) -> AddListener {
-        let pb::AddListenerRequest { session_id: _, host, port, isn } = r;
-        AddListener { host, port, isn }
+        let pb::AddListenerRequest { session_id: _, host, port, isn, backlog } = r;
+        AddListener { host, port, isn, backlog }
     }
 }
 
@@ -355,9 +360,32 @@ impl From<LinkInfo> for pb::Link {
     }
 }
 
+impl From<ProfileList> for pb::ListProfilesResponse {
+    fn from(list: ProfileList) -> pb::ListProfilesResponse {
+        let profiles = list
+            .profiles
+            .into_iter()
+            .map(|p| pb::ProfileInfo {
+                name: p.name,
+                description: p.description,
+                default: p.default,
+                settings_json: serde_json::to_string(&p.settings).unwrap_or_default(),
+            })
+            .collect();
+        pb::ListProfilesResponse { profiles }
+    }
+}
+
 impl From<ListenerInfo> for pb::Listener {
     fn from(l: ListenerInfo) -> pb::Listener {
-        pb::Listener { id: l.id, host: l.host, port: u32::from(l.port), state: l.state.name().to_owned() }
+        pb::Listener {
+            id: l.id,
+            host: l.host,
+            port: u32::from(l.port),
+            state: l.state.name().to_owned(),
+            backlog: l.backlog,
+            pending: l.pending,
+        }
     }
 }
 

@@ -155,6 +155,11 @@ impl LabRpc for GrpcLab {
         reply(pb::ListConnectionsResponse { connections: connections.into_iter().map(Into::into).collect() })
     }
 
+    async fn accept(&self, request: Request<pb::ListenerRef>) -> Result<Response<pb::Connection>, Status> {
+        let r = request.into_inner();
+        reply(self.service.accept(r.session_id, r.listener_id).await?.into())
+    }
+
     async fn get_connection(&self, request: Request<pb::ConnectionRef>) -> Result<Response<pb::Connection>, Status> {
         let r = request.into_inner();
         reply(self.service.get_connection(r.session_id, r.connection_id).await?.into())
@@ -242,6 +247,45 @@ impl LabRpc for GrpcLab {
     async fn get_pcap(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::PcapResponse>, Status> {
         let pcap = self.service.pcap(request.into_inner().session_id).await?;
         reply(pb::PcapResponse { pcap })
+    }
+
+    async fn run_packetdrill(
+        &self,
+        request: Request<pb::RunPacketdrillRequest>,
+    ) -> Result<Response<pb::RunPacketdrillResponse>, Status> {
+        let pb::RunPacketdrillRequest { session_id, script, profile_json, defines } = request.into_inner();
+        let profile = if profile_json.trim().is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_str(&profile_json)
+                    .map_err(|e| crate::service::Error::invalid("profile_json", e.to_string()))?,
+            )
+        };
+        let req = crate::service::packetdrill::RunPacketdrill { script, profile, defines };
+        let r = self.service.run_packetdrill(session_id, req).await?;
+        reply(pb::RunPacketdrillResponse {
+            session_id: r.session_id,
+            verdict: r.verdict,
+            mismatch: r.mismatch.map(|m| pb::PacketdrillMismatch {
+                line: m.line,
+                expected: m.expected,
+                got: m.got,
+                reason: m.reason,
+                t_ns: m.t_ns,
+            }),
+            skipped: r.skipped,
+            ladder: r.ladder,
+            now_ns: r.now_ns,
+            events: r.events,
+        })
+    }
+
+    async fn list_profiles(
+        &self,
+        _: Request<pb::ListProfilesRequest>,
+    ) -> Result<Response<pb::ListProfilesResponse>, Status> {
+        reply(self.service.list_profiles()?.into())
     }
 
     async fn list_labs(&self, _: Request<pb::ListLabsRequest>) -> Result<Response<pb::ListLabsResponse>, Status> {

@@ -376,8 +376,15 @@ fn faults_and_listeners_convert() {
     assert!(m.match_flags && m.flags.is_empty());
     assert_eq!((m.seq_from, m.seq_to), (Some(1), Some(2)));
     assert_eq!((f.id, f.to.as_deref(), f.action.as_str(), f.held), (2, Some("B"), "hold", 2));
-    let l = pb::Listener::from(ListenerInfo { id: 1, host: "B".into(), port: 80, state: State::Listen });
-    assert_eq!((l.port, l.state.as_str()), (80, "LISTEN"));
+    let l = pb::Listener::from(ListenerInfo {
+        id: 1,
+        host: "B".into(),
+        port: 80,
+        state: State::Listen,
+        backlog: Some(2),
+        pending: 1,
+    });
+    assert_eq!((l.port, l.state.as_str(), l.backlog, l.pending), (80, "LISTEN", Some(2), 1));
 }
 
 #[test]
@@ -528,9 +535,15 @@ mod server {
                 .await
                 .expect("add host");
         }
-        lab.add_listener(pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 80, isn: Some(5000) })
-            .await
-            .expect("listen");
+        lab.add_listener(pb::AddListenerRequest {
+            session_id: sid,
+            host: "B".into(),
+            port: 80,
+            isn: Some(5000),
+            backlog: None,
+        })
+        .await
+        .expect("listen");
         let conn = lab
             .open_connection(pb::OpenConnectionRequest {
                 session_id: sid,
@@ -677,7 +690,7 @@ mod server {
             let host = pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), kind: None };
             lab.add_host(host).await.expect("add host");
         }
-        let listen = pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 80, isn: None };
+        let listen = pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 80, isn: None, backlog: None };
         lab.add_listener(listen).await.expect("listen");
         let open = pb::OpenConnectionRequest {
             session_id: sid,

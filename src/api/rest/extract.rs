@@ -100,3 +100,12 @@ pub struct FaultPath {
     /// Fault rule id.
     pub fid: u64,
 }
+
+/// `/api/v1/sessions/{sid}/listeners/{lid}...`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct ListenerPath {
+    /// Session id.
+    pub sid: u64,
+    /// Listener id.
+    pub lid: u64,
+}

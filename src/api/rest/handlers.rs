@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, ConnectionPath, FaultPath, SessionPath};
+use super::extract::{ApiJson, ApiPath, ApiQuery, ConnectionPath, FaultPath, ListenerPath, SessionPath};
 use crate::service::LabService;
 use crate::service::model::*;
 
@@ -79,6 +79,39 @@ pub struct SideQuery {
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "OK", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
+}
+
+/// The shipped behaviour profiles with every setting: the names a session's
+/// `profile.name` may take.
+#[utoipa::path(
+    get, path = "/api/v1/profiles", tag = "sessions",
+    responses(
+        (status = 200, description = "OK", body = ProfileList),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    )
+)]
+pub async fn list_profiles(State(svc): State<LabService>) -> ApiResult<Json<ProfileList>> {
+    Ok(Json(svc.list_profiles()?))
+}
+
+/// Runs a packetdrill script inside the session: its segments and events
+/// are the session's like any other; the reply is the verdict.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{sid}/packetdrill", tag = "labs",
+    params(("sid" = u64, Path, description = "Session id")),
+    request_body = crate::service::packetdrill::RunPacketdrill,
+    responses(
+        (status = 200, description = "The verdict (PASS, FAIL or SKIP)", body = crate::service::packetdrill::PacketdrillResult),
+        (status = "4XX", description = "Unknown, ended or realtime session; a script that does not parse", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    )
+)]
+pub async fn run_packetdrill(
+    State(svc): State<LabService>,
+    ApiPath(p): ApiPath<SessionPath>,
+    ApiJson(req): ApiJson<crate::service::packetdrill::RunPacketdrill>,
+) -> ApiResult<Json<crate::service::packetdrill::PacketdrillResult>> {
+    Ok(Json(svc.run_packetdrill(p.sid, req).await?))
 }
 
 // ----- sessions -----
@@ -258,6 +291,25 @@ pub async fn list_listeners(
     ApiPath(p): ApiPath<SessionPath>,
 ) -> ApiResult<Json<ListenerList>> {
     Ok(Json(ListenerList { listeners: svc.list_listeners(p.sid).await? }))
+}
+
+/// The user's accept() on a listener: the next connection it made that is
+/// established and not accepted yet (accepting frees a backlog place).
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{sid}/listeners/{lid}/accept", tag = "connections",
+    params(("sid" = u64, Path, description = "Session id"), ("lid" = u64, Path, description = "Listener id")),
+    responses(
+        (status = 200, description = "The connection now accepted", body = ConnectionInfo),
+        (status = 404, description = "Unknown session or listener, or no established connection to accept", body = ErrorBody),
+        (status = "4XX", description = "Ended session", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    )
+)]
+pub async fn accept(
+    State(svc): State<LabService>,
+    ApiPath(p): ApiPath<ListenerPath>,
+) -> ApiResult<Json<ConnectionInfo>> {
+    Ok(Json(svc.accept(p.sid, p.lid).await?))
 }
 
 /// Active OPEN: the SYN leaves now.

@@ -47,6 +47,8 @@ use crate::service::model::*;
     paths(
         handlers::healthz,
         openapi_json,
+        handlers::list_profiles,
+        handlers::run_packetdrill,
         handlers::create_session,
         handlers::list_sessions,
         handlers::get_session,
@@ -57,6 +59,7 @@ use crate::service::model::*;
         handlers::list_links,
         handlers::add_listener,
         handlers::list_listeners,
+        handlers::accept,
         handlers::open_connection,
         handlers::list_connections,
         handlers::get_connection,
@@ -86,6 +89,11 @@ use crate::service::model::*;
         Health,
         ClockMode,
         CreateSession,
+        ProfileInfo,
+        ProfileList,
+        crate::service::packetdrill::RunPacketdrill,
+        crate::service::packetdrill::PacketdrillResult,
+        crate::service::packetdrill::PacketdrillMismatch,
         SessionInfo,
         SessionList,
         AddHost,
@@ -167,11 +175,13 @@ pub fn router(service: LabService) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/profiles", get(list_profiles))
         .route("/api/v1/sessions", post(create_session).get(list_sessions))
         .route("/api/v1/sessions/{sid}", get(get_session).delete(end_session))
         .route("/api/v1/sessions/{sid}/hosts", post(add_host).get(list_hosts))
         .route("/api/v1/sessions/{sid}/links", axum::routing::put(set_link).get(list_links))
         .route("/api/v1/sessions/{sid}/listeners", post(add_listener).get(list_listeners))
+        .route("/api/v1/sessions/{sid}/listeners/{lid}/accept", post(accept))
         .route("/api/v1/sessions/{sid}/connections", post(open_connection).get(list_connections))
         .route(conn, get(get_connection))
         .route(&format!("{conn}/send"), post(send))
@@ -182,6 +192,7 @@ pub fn router(service: LabService) -> Router {
         .route("/api/v1/sessions/{sid}/faults/{fid}", axum::routing::delete(delete_fault))
         .route("/api/v1/sessions/{sid}/faults/{fid}/release", post(release_fault))
         .route("/api/v1/sessions/{sid}/inject", post(inject))
+        .route("/api/v1/sessions/{sid}/packetdrill", post(run_packetdrill))
         .route("/api/v1/sessions/{sid}/clock", post(clock))
         .route("/api/v1/sessions/{sid}/events", get(events))
         .route("/api/v1/sessions/{sid}/events/stream", get(stream::event_stream))

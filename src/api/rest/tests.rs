@@ -508,6 +508,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_the_error_body() {
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/profiles"),
     ("post", "/api/v1/sessions"),
     ("get", "/api/v1/sessions"),
     ("get", "/api/v1/sessions/{sid}"),
@@ -518,6 +519,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/sessions/{sid}/links"),
     ("post", "/api/v1/sessions/{sid}/listeners"),
     ("get", "/api/v1/sessions/{sid}/listeners"),
+    ("post", "/api/v1/sessions/{sid}/listeners/{lid}/accept"),
     ("post", "/api/v1/sessions/{sid}/connections"),
     ("get", "/api/v1/sessions/{sid}/connections"),
     ("get", "/api/v1/sessions/{sid}/connections/{cid}"),
@@ -530,6 +532,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/sessions/{sid}/faults/{fid}"),
     ("post", "/api/v1/sessions/{sid}/faults/{fid}/release"),
     ("post", "/api/v1/sessions/{sid}/inject"),
+    ("post", "/api/v1/sessions/{sid}/packetdrill"),
     ("post", "/api/v1/sessions/{sid}/clock"),
     ("get", "/api/v1/sessions/{sid}/events"),
     ("get", "/api/v1/sessions/{sid}/events/stream"),
@@ -561,7 +564,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_is_served() {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is not in the document");
         assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
-        for name in ["sid", "cid", "fid", "name"] {
+        for name in ["sid", "cid", "fid", "lid", "name"] {
             if path.contains(&format!("{{{name}}}")) {
                 let params = op["parameters"].as_array().expect("parameters");
                 assert!(
@@ -575,6 +578,7 @@ async fn the_openapi_document_lists_every_route_and_every_route_is_served() {
             .replace("{sid}", "999")
             .replace("{cid}", "1")
             .replace("{fid}", "1")
+            .replace("{lid}", "1")
             .replace("{name}", "three-way-handshake");
         let req = Request::builder()
             .method(method.to_uppercase().as_str())

@@ -1,0 +1,235 @@
+//! packetdrill scripts run inside a session: the script's host and the tested
+//! host are added to the session's world, and the script runs one event per
+//! actor job (as a lab does, see [`super::labs`]), so each event's segments
+//! and state changes are published, stored and streamed before the next one,
+//! like any other command's.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::model::{ClockMode, resolve_profile};
+use super::session::SessionState;
+use super::{Error, LabService};
+use crate::engine::Profile;
+use crate::lab::ladder::ladder;
+use crate::packetdrill::runner::{PEER, PEER_IP, ScriptRun, TESTED, TESTED_IP};
+use crate::packetdrill::{RunOptions, Verdict, default_defines, parse_script};
+use crate::sim::{Event, HostKind, LinkParams, World, WorldConfig};
+
+/// `POST /api/v1/sessions/{sid}/packetdrill`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunPacketdrill {
+    /// The script's text (packetdrill syntax).
+    pub script: String,
+    /// The tested stack's profile: settings, or `{"name": "freebsd", ...overrides}`
+    /// as in `POST /api/v1/sessions` (the session's profile when absent).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"name": "freebsd"}))]
+    pub profile: Option<serde_json::Value>,
+    /// Names `#ifdef` sees as defined, besides `STANDARD`.
+    #[serde(default)]
+    pub defines: Vec<String>,
+}
+
+/// The first line where tcplab differs from the script.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PacketdrillMismatch {
+    /// The script's line number (from 1; 0 before the first line).
+    pub line: u64,
+    /// The line as written.
+    pub expected: String,
+    /// What tcplab did instead, in the script's syntax (absent: nothing).
+    pub got: Option<String>,
+    /// Why it does not match.
+    pub reason: String,
+    /// Virtual time of the mismatch, in nanoseconds.
+    pub t_ns: u64,
+}
+
+/// A script's verdict.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PacketdrillResult {
+    /// The session it ran in.
+    pub session_id: u64,
+    /// `PASS`, `FAIL` or `SKIP`.
+    pub verdict: String,
+    /// For `FAIL`: the first mismatch.
+    pub mismatch: Option<PacketdrillMismatch>,
+    /// For `SKIP`: the feature tcplab does not model, and its line.
+    pub skipped: Option<String>,
+    /// The ASCII ladder of the run.
+    pub ladder: String,
+    /// Virtual time at the end, in nanoseconds.
+    pub now_ns: u64,
+    /// The session's last event seq after the run.
+    pub events: u64,
+}
+
+impl LabService {
+    /// Runs a packetdrill script in a live manual-clock session (see the module docs).
+    ///
+    /// # Errors
+    /// Unknown or ended session, a realtime session, a script that does not
+    /// parse (naming its line), a bad profile, hosts named like the script's
+    /// of the wrong kind.
+    pub async fn run_packetdrill(&self, sid: u64, req: RunPacketdrill) -> Result<PacketdrillResult, Error> {
+        let mut defines = default_defines();
+        defines.extend(req.defines.iter().cloned());
+        let defines: BTreeSet<String> = defines;
+        let script =
+            parse_script("script.pkt", &req.script, &defines).map_err(|e| Error::invalid("script", e.to_string()))?;
+        let profile: Option<Profile> =
+            req.profile.clone().map(resolve_profile).transpose().map_err(|e| Error::invalid("profile", e))?;
+        if let Some(p) = &profile {
+            p.validate().map_err(|e| Error::invalid(format!("profile.{}", e.field), e.message))?;
+        }
+        let record = json!({ "op": "packetdrill", "profile": req.profile, "defines": req.defines, "lines": req.script.lines().count() });
+        let handle = self.live(sid).await?;
+        let started = handle
+            .call(move |s: &mut SessionState| {
+                s.record_command(record);
+                if s.clock != ClockMode::Manual {
+                    return Err(Error::FailedPrecondition(
+                        "packetdrill runs in manual-clock sessions (script times are virtual)".into(),
+                    ));
+                }
+                prepare_hosts(&mut s.world)?;
+                s.publish();
+                let opts =
+                    RunOptions { profile: profile.unwrap_or_else(|| s.profile.clone()), ..RunOptions::default() };
+                let placeholder = World::new(WorldConfig::default()).map_err(|e| Error::Internal(e.to_string()))?;
+                let mut run = match ScriptRun::in_world(&script, &opts, placeholder) {
+                    Ok(run) => run,
+                    Err(outcome) => return Ok(Err(outcome)),
+                };
+                // The script's time 0 is the session's now.
+                std::mem::swap(run.world_mut(), &mut s.world);
+                run.start_at_now();
+                std::mem::swap(run.world_mut(), &mut s.world);
+                Ok(Ok(run))
+            })
+            .await?;
+        let (verdict, mut taken) = match started {
+            Err(outcome) => (outcome.verdict, Vec::new()),
+            Ok(mut run) => {
+                let mut taken: Vec<Event> = Vec::new();
+                loop {
+                    let (back, more, events) = handle
+                        .call(move |s: &mut SessionState| {
+                            std::mem::swap(run.world_mut(), &mut s.world);
+                            let more = run.step();
+                            std::mem::swap(run.world_mut(), &mut s.world);
+                            let events = s.world.take_events();
+                            s.publish_taken(&events);
+                            Ok((run, more, events))
+                        })
+                        .await?;
+                    run = back;
+                    taken.extend(events);
+                    if !more {
+                        break;
+                    }
+                }
+                (run.finish().verdict, taken)
+            }
+        };
+        let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now()))).await?;
+        taken.retain(|e| e.kind.segment().is_none_or(|w| &*w.from == TESTED || &*w.from == PEER));
+        let ladder = ladder(&taken, TESTED, PEER, &Default::default(), &[]);
+        let (verdict_name, mismatch, skipped) = match verdict {
+            Verdict::Pass => ("PASS", None, None),
+            Verdict::Skip { line, feature } => ("SKIP", None, Some(format!("line {line}: {feature}"))),
+            Verdict::Fail(f) => (
+                "FAIL",
+                Some(PacketdrillMismatch {
+                    line: f.line as u64,
+                    expected: f.expected,
+                    got: f.actual,
+                    reason: f.reason,
+                    t_ns: f.t_ns,
+                }),
+                None,
+            ),
+        };
+        Ok(PacketdrillResult {
+            session_id: sid,
+            verdict: verdict_name.to_string(),
+            mismatch,
+            skipped,
+            ladder,
+            now_ns,
+            events,
+        })
+    }
+}
+
+/// Adds the tested host (TCP) and the script's host (raw) with a link of no
+/// delay, unless a previous run added them.
+fn prepare_hosts(world: &mut World) -> Result<(), Error> {
+    for (name, ip, kind) in [(TESTED, TESTED_IP, HostKind::Tcp), (PEER, PEER_IP, HostKind::Raw)] {
+        let existing = world.hosts().find(|(n, _, _)| *n == name).map(|(_, i, k)| (i, k));
+        match existing {
+            None => {
+                world.add_host(name, ip, kind)?;
+            }
+            Some((i, k)) if i == ip && k == kind => {}
+            Some(_) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "host {name} exists with another address or kind; packetdrill needs {name} at {ip}"
+                )));
+            }
+        }
+    }
+    world.set_link(TESTED, PEER, LinkParams { latency_ms: 0.0, ..LinkParams::default() })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Limits;
+    use crate::service::model::{AddHost, CreateSession, EventQuery};
+    use crate::store::Store;
+
+    const SCRIPT: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n+0 listen(3, 1) = 0\n\
+                          +0.010 < S 0:0(0) win 65535 <mss 1460>\n+0 > S. 0:0(0) ack 1 win 65535 <mss 1460>\n";
+
+    async fn service() -> (LabService, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("lab.db")).await.expect("open store");
+        (LabService::new(store, Limits::default()).await.expect("service"), dir)
+    }
+
+    #[tokio::test]
+    async fn a_script_runs_step_by_step_in_the_session_and_its_events_are_stored() {
+        let (svc, _dir) = service().await;
+        let sid = svc.create_session(CreateSession::default()).await.expect("session").id;
+        let req =
+            RunPacketdrill { script: SCRIPT.into(), profile: Some(json!({"name": "rfc9293"})), ..Default::default() };
+        let r = svc.run_packetdrill(sid, req.clone()).await.expect("run");
+        assert_eq!((r.verdict.as_str(), r.now_ns), ("PASS", 10_000_000), "{r:?}");
+        let page = svc.events(sid, EventQuery { limit: Some(1000), ..EventQuery::default() }).await.expect("events");
+        assert_eq!(page.events.len() as u64, r.events);
+        let kinds: Vec<&str> = page.events.iter().filter_map(|e| e["kind"].as_str()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "segment_sent").count(), 2, "{kinds:?}");
+        // A second run in the same session finds the port taken: bind fails.
+        let again = svc.run_packetdrill(sid, req).await.expect("run");
+        assert_eq!(again.verdict, "FAIL", "{again:?}");
+        assert!(again.mismatch.as_ref().is_some_and(|m| m.line == 2 || m.line == 3), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_host_of_the_wrong_kind_under_the_scripts_name_is_refused() {
+        let (svc, _dir) = service().await;
+        let sid = svc.create_session(CreateSession::default()).await.expect("session").id;
+        let host = AddHost { name: PEER.into(), ip: PEER_IP.to_string(), kind: None };
+        svc.add_host(sid, host).await.expect("host");
+        let req = RunPacketdrill { script: SCRIPT.into(), ..Default::default() };
+        let err = svc.run_packetdrill(sid, req).await.expect_err("refused");
+        assert!(matches!(&err, Error::FailedPrecondition(m) if m.contains(PEER)), "{err:?}");
+    }
+}
