@@ -70,6 +70,9 @@ struct PacketdrillRunArgs {
     /// Print the ladder of passing scripts too.
     #[arg(long)]
     verbose: bool,
+    /// Write one pcap per script (NAME.pcap, segments as sent, in virtual time) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -328,6 +331,7 @@ fn packetdrill(args: PacketdrillRunArgs) -> anyhow::Result<()> {
         strict_options: args.strict_options,
         junit: args.junit,
         verbose: args.verbose,
+        pcap: args.pcap,
     };
     let summary = tcplab::packetdrill::run_command(&cmd, &mut std::io::stdout().lock())?;
     if summary.failed > 0 {

@@ -122,3 +122,43 @@ fn unsupported_features_skip_naming_them_and_parse_errors_fail() {
     assert!(stdout.contains("skip.pkt:2: shell command `ip link set dev tun0 mtu 1280` is not supported"), "{stdout}");
     assert!(stdout.contains("bad.pkt:2: parse error at column 8"), "{stdout}");
 }
+
+/// `--pcap DIR` writes one capture per script: a pcap file (pcap magic,
+/// Ethernet link type) made of whole records, at least one
+/// packet each, and the handshake script's first packet tcplab's SYN.
+#[test]
+fn pcap_dir_gets_one_capture_per_script() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("captures");
+    let scripts = repo().join("tests/packetdrill");
+    let (code, stdout) = packetdrill(&["--pcap", out.to_str().expect("utf-8"), scripts.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stdout}");
+    let (passed, _, _) = summary(&stdout);
+    let mut files: Vec<_> = std::fs::read_dir(&out).expect("the directory").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert_eq!(files.len(), passed, "{files:?}");
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        // Little-endian pcap, microsecond (a1b2c3d4) or nanosecond (a1b23c4d) timestamps.
+        assert!(
+            bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1] || bytes[..4] == [0x4d, 0x3c, 0xb2, 0xa1],
+            "{}: pcap magic {:x?}",
+            file.display(),
+            &bytes[..4]
+        );
+        assert_eq!(u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]), 1, "Ethernet link type");
+        // Walk the records: 16-byte header each, captured length at offset 8.
+        let (mut at, mut packets) = (24usize, 0usize);
+        while at + 16 <= bytes.len() {
+            let len = u32::from_le_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]) as usize;
+            if packets == 0 && file.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seed-handshake")) {
+                // Ethernet 14 + IPv4 20, then TCP: flags at offset 13 of the TCP header.
+                assert_eq!(bytes[at + 16 + 14 + 20 + 13] & 0x12, 0x02, "the first packet is tcplab's SYN");
+            }
+            at += 16 + len;
+            packets += 1;
+        }
+        assert_eq!(at, bytes.len(), "{}: whole records", file.display());
+        assert!(packets >= 1, "{}", file.display());
+    }
+}

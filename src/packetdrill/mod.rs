@@ -82,6 +82,7 @@ pub fn run_file(path: &Path, defines: &BTreeSet<String>, opts: &RunOptions) -> O
         })),
         virtual_ns: 0,
         ladder: String::new(),
+        events: Vec::new(),
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -212,6 +213,8 @@ pub struct Command {
     pub junit: Option<PathBuf>,
     /// Print every script's ladder.
     pub verbose: bool,
+    /// A directory to write one pcap per script into (`NAME.pcap`).
+    pub pcap: Option<PathBuf>,
 }
 
 /// Why `tcplab packetdrill run` could not run.
@@ -229,6 +232,34 @@ pub enum CommandError {
     /// Writing the report failed.
     #[error("writing the report: {0}")]
     Write(#[from] std::io::Error),
+    /// A capture could not be built.
+    #[error("building a capture: {0}")]
+    Pcap(#[from] crate::pcap::PcapError),
+}
+
+/// Writes `DIR/NAME.pcap` for each script that ran (NAME its file stem, with
+/// `-2`, `-3`... when two scripts share one), the segments as sent between
+/// the tested stack and the script's raw peer.
+fn write_pcaps(dir: &Path, outcomes: &[Outcome]) -> Result<(), CommandError> {
+    std::fs::create_dir_all(dir)?;
+    let resolve = |name: &str| match name {
+        runner::TESTED => Some(runner::TESTED_IP),
+        runner::PEER => Some(runner::PEER_IP),
+        _ => None,
+    };
+    let mut used = std::collections::HashSet::new();
+    for outcome in outcomes.iter().filter(|o| !o.events.is_empty()) {
+        let stem = Path::new(&outcome.path).file_stem().map_or_else(|| "script".into(), |s| s.to_string_lossy());
+        let mut name = format!("{stem}.pcap");
+        let mut n = 1;
+        while !used.insert(name.clone()) {
+            n += 1;
+            name = format!("{stem}-{n}.pcap");
+        }
+        let captured = crate::pcap::from_events(&outcome.events, resolve)?;
+        std::fs::write(dir.join(name), crate::pcap::build(&captured)?)?;
+    }
+    Ok(())
 }
 
 /// Runs the scripts, writes a report per script and the summary line to
@@ -269,6 +300,9 @@ pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summar
     )?;
     if let Some(path) = &cmd.junit {
         std::fs::write(path, junit(&outcomes, wall))?;
+    }
+    if let Some(dir) = &cmd.pcap {
+        write_pcaps(dir, &outcomes)?;
     }
     Ok(summary)
 }

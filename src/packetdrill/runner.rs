@@ -96,6 +96,8 @@ pub struct Outcome {
     pub virtual_ns: u64,
     /// The ladder of the whole run.
     pub ladder: String,
+    /// Every event of the run (empty when it never started), for `--pcap`.
+    pub events: Vec<crate::sim::Event>,
 }
 
 /// Why a line stopped the run.
@@ -186,7 +188,13 @@ impl ScriptRun {
     /// # Errors
     /// The outcome at once: a SKIP (not IPv4) or a FAIL (the world cannot be built).
     pub fn new(script: &Script, opts: &RunOptions) -> Result<ScriptRun, Outcome> {
-        let outcome = |verdict| Outcome { path: script.path.clone(), verdict, virtual_ns: 0, ladder: String::new() };
+        let outcome = |verdict| Outcome {
+            path: script.path.clone(),
+            verdict,
+            virtual_ns: 0,
+            ladder: String::new(),
+            events: Vec::new(),
+        };
         let profile = tested_profile(opts);
         match build_world(&profile) {
             Ok(world) => ScriptRun::in_world(script, opts, world),
@@ -212,7 +220,13 @@ impl ScriptRun {
     pub fn in_world(script: &Script, opts: &RunOptions, world: World) -> Result<ScriptRun, Outcome> {
         if let Some(v) = script.option("ip_version").filter(|v| *v != "ipv4") {
             let verdict = Verdict::Skip { line: 0, feature: format!("--ip_version={v} (IPv4 only)") };
-            return Err(Outcome { path: script.path.clone(), verdict, virtual_ns: 0, ladder: String::new() });
+            return Err(Outcome {
+                path: script.path.clone(),
+                verdict,
+                virtual_ns: 0,
+                ladder: String::new(),
+                events: Vec::new(),
+            });
         }
         let tolerance_us = opts
             .tolerance_us
@@ -300,6 +314,7 @@ impl ScriptRun {
             verdict: self.verdict.unwrap_or(Verdict::Pass),
             virtual_ns: self.runner.world.now(),
             ladder,
+            events: self.runner.world.events().to_vec(),
         }
     }
 }
