@@ -25,62 +25,8 @@ if ! timeout 60 "$PY" -c 'import grpc_reflection, google.protobuf' 2>/dev/null; 
     timeout 600 "$PY" -m pip install --quiet --disable-pip-version-check -r examples/reflection/requirements.txt
 fi
 
-BIN=target/debug/tcplab
-if [ ! -x "$BIN" ]; then
-    echo "-- building $BIN"
-    timeout 1800 cargo build --locked --bin tcplab
-fi
-
-# Two free ports, picked by binding port 0.
-read -r HTTP_PORT GRPC_PORT < <(timeout 30 "$PY" -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-')
-if [ -z "${GRPC_PORT:-}" ]; then
-    echo "could not pick free ports" >&2
-    exit 1
-fi
-
-TMP="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-echo "-- starting $BIN (REST 127.0.0.1:$HTTP_PORT, gRPC 127.0.0.1:$GRPC_PORT)"
-# No TCPLAB_* setting of the caller's (a token, a config file) may leak in.
-env $(env | sed -n 's/^\(TCPLAB_[A-Z_]*\)=.*/-u \1/p') \
-    "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT" --db "$TMP/tcplab.db" \
-    >"$TMP/server.log" 2>&1 &
-SERVER_PID=$!
-
-# Wait (at most 30 s) for both ports to accept connections.
-if ! timeout 30 "$PY" -c '
-import socket, sys, time
-for port in map(int, sys.argv[1:]):
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-' "$HTTP_PORT" "$GRPC_PORT"; then
-    echo "the server did not open its ports; its log:" >&2
-    cat "$TMP/server.log" >&2
-    exit 1
-fi
+source .ci/live_server.sh
+start_live_server "$PY"
 
 passed=0
 failed=0

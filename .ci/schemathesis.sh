@@ -29,54 +29,8 @@ if [ "$("$PY" -c 'from importlib.metadata import version; print(version("schemat
     timeout 600 "$PY" -m pip install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
 fi
 
-BIN=target/debug/tcplab
-if [ ! -x "$BIN" ]; then
-    echo "-- building $BIN"
-    timeout 1800 cargo build --locked --bin tcplab
-fi
-
-read -r HTTP_PORT GRPC_PORT < <(timeout 30 "$PY" -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-')
-
-TMP="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-echo "-- starting $BIN (REST 127.0.0.1:$HTTP_PORT)"
-"$BIN" serve --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT" --db "$TMP/tcplab.db" \
-    >"$TMP/server.log" 2>&1 &
-SERVER_PID=$!
-
-if ! timeout 30 "$PY" -c '
-import sys, time, urllib.request
-url = sys.argv[1]
-while True:
-    try:
-        urllib.request.urlopen(url, timeout=1).read()
-        break
-    except OSError:
-        time.sleep(0.1)
-' "http://127.0.0.1:$HTTP_PORT/healthz"; then
-    echo "the server did not answer /healthz; its log:" >&2
-    cat "$TMP/server.log" >&2
-    exit 1
-fi
+source .ci/live_server.sh
+start_live_server "$PY"
 
 echo "-- schemathesis: $MAX_EXAMPLES examples per operation, seed $SEED"
 status=0
