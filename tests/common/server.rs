@@ -483,15 +483,17 @@ impl ServerProcess {
     /// Starts `tcplab --http 127.0.0.1:0 --grpc 127.0.0.1:0 --db <db>` and
     /// waits for its "tcplab listening" line on stderr.
     pub fn start(db: &Path) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcplab"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcplab"));
+        // No TCPLAB_* setting of the caller's (a token, a config file, a limit) may leak in.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("TCPLAB_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--db"])
             .arg(db)
             .env("RUST_LOG", "info")
-            .env_remove("TCPLAB_HTTP")
-            .env_remove("TCPLAB_GRPC")
-            .env_remove("TCPLAB_DB")
-            .env_remove("TCPLAB_TOKEN")
-            .env_remove("TCPLAB_READ_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
