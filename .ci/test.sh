@@ -22,7 +22,7 @@ target/debug/tcplab lab run --all
 echo "== packetdrill: our scripts, and the shared FreeBSD suite's summary (its floor is checked by cargo test)"
 target/debug/tcplab packetdrill run tests/packetdrill | tail -1
 if [ -d ../shared/conformance/freebsd-tcp-testsuite ]; then
-  target/debug/tcplab packetdrill run --profile freebsd ../shared/conformance/freebsd-tcp-testsuite | tail -1 || true
+  target/debug/tcplab packetdrill run ../shared/conformance/freebsd-tcp-testsuite | tail -2 || true
 else
   echo "!!! ../shared/conformance/freebsd-tcp-testsuite is absent: the shared suite was NOT run"
 fi

@@ -52,9 +52,11 @@ struct PacketdrillRunArgs {
     /// Script files or directories.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The behaviour profile of the tested stack (see `tcplab profile list`).
-    #[arg(long, default_value = "rfc9293")]
-    profile: String,
+    /// The behaviour profile of the tested stack (see `tcplab profile list`). Without it each
+    /// script runs under the profile it names (`--profile=NAME` header line) or the kernel whose
+    /// sysctls it writes (`net.inet.*`: freebsd, `net.ipv4.*`: linux), else rfc9293.
+    #[arg(long)]
+    profile: Option<String>,
     /// A name `#ifdef` sees as defined (STANDARD always is).
     #[arg(long = "define", value_name = "NAME")]
     defines: Vec<String>,
@@ -325,7 +327,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn packetdrill(args: PacketdrillRunArgs) -> anyhow::Result<()> {
     let cmd = tcplab::packetdrill::Command {
         paths: args.paths,
-        profile: Some(args.profile),
+        profile: args.profile,
         defines: args.defines,
         tolerance_ms: args.tolerance_ms,
         strict_options: args.strict_options,

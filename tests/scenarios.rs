@@ -666,7 +666,8 @@ fn rfc5961_challenge_ack_versus_rfc793_reset() {
         let events = world.take_events();
         let server = world.status(conn, Side::Server).unwrap();
         if expect_reset {
-            assert_eq!(sent(&events)[1], seg("B", "RST", 501, 0, 0));
+            // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK> (the profile's `syn_reset_acks`).
+            assert_eq!(sent(&events)[1], seg("B", "RST+ACK", 501, 301, 0));
             assert_eq!(server.state, State::Closed);
             assert_eq!(server.error, Some(ConnError::Reset));
         } else {

@@ -120,7 +120,8 @@ pub struct Profile {
     pub drop_synfin: Switch,
     /// With RFC 793 SYN handling (`rfc5961_syn` off), the reset answering an
     /// in-window SYN also acknowledges RCV.NXT (`<SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>`,
-    /// as BSD sends it); off: `<SEQ=SND.NXT><CTL=RST>`.
+    /// as BSD sends it and the FreeBSD suite's `STANDARD` branch expects);
+    /// off: `<SEQ=SND.NXT><CTL=RST>`.
     pub syn_reset_acks: Switch,
     /// Every ACK sent while our FIN is unacknowledged (except challenge ACKs)
     /// repeats the FIN, as BSD's `tcp_output` does in FIN_WAIT_1, CLOSING and
@@ -134,6 +135,16 @@ pub struct Profile {
     pub rcv_window_from_buffer: Switch,
     /// Challenge ACKs one connection may send per second (RFC 5961 section 7); 0: no limit.
     pub challenge_ack_limit: u32,
+    /// A SYN+ACK at a listening port is dropped unanswered, as FreeBSD's
+    /// `tcp_input` does ("SYN|ACK invalid, segment rejected"); off: RFC 9293
+    /// section 3.10.7.2 answers any ACK-bearing segment in LISTEN with a reset.
+    pub listen_drops_syn_ack: Switch,
+    /// TIME-WAIT as BSD's `tcp_twcheck` handles it: a segment with neither
+    /// ACK, SYN nor RST is dropped before any other check, and every segment
+    /// that gets past the checks but an exact duplicate ACK (no text, SEQ =
+    /// RCV.NXT, ACK = SND.NXT) is acknowledged; off: RFC 9293, where the
+    /// only thing TIME-WAIT answers is the peer's FIN again.
+    pub time_wait_acks_all: Switch,
 }
 
 impl Default for Profile {
@@ -154,10 +165,12 @@ impl Default for Profile {
             rfc5961_rst: None,
             rfc5961_syn: None,
             drop_synfin: Switch::Off,
-            syn_reset_acks: Switch::Off,
+            syn_reset_acks: Switch::On,
             ack_repeats_fin: Switch::Off,
             rcv_window_from_buffer: Switch::Off,
-            challenge_ack_limit: 0,
+            challenge_ack_limit: 10,
+            listen_drops_syn_ack: Switch::Off,
+            time_wait_acks_all: Switch::Off,
         }
     }
 }

@@ -413,6 +413,9 @@ impl Stack {
             return;
         }
         if flags.contains(Flags::ACK) {
+            if flags.contains(Flags::SYN) && listener.profile.listen_drops_syn_ack.is_on() {
+                return;
+            }
             let rst = rst_for(seg, SeqNumber(seg.ack.0), None);
             out.push(Output::Transmit { socket: None, dst_ip: src_ip, segment: rst, retransmission: false });
             return;
@@ -746,6 +749,28 @@ mod tests {
     }
 
     #[test]
+    fn time_wait_acks_all_answers_like_bsd_tcp_twcheck() {
+        for bsd in [Switch::Off, Switch::On] {
+            let mut f = Fixture::established(Profile { time_wait_acks_all: bsd, ..profile() });
+            f.stack.close(SocketId(0), &mut f.out).unwrap();
+            f.stack.dispatch(2 * MS, &mut f.out);
+            f.sent();
+            f.recv(3 * MS, Flags::FIN | Flags::ACK, 101, 502, b"");
+            assert_eq!(f.state(), State::TimeWait);
+            // An exact duplicate ACK: nothing either way.
+            assert_eq!(summary(&f.recv(4 * MS, Flags::ACK, 102, 502, b"")), []);
+            // An acceptable ACK beyond RCV.NXT: RFC 9293 has nothing to send, BSD acknowledges.
+            let expected: &[_] = if bsd.is_on() { &[s("ACK", 502, 102, 0)] } else { &[] };
+            assert_eq!(summary(&f.recv(5 * MS, Flags::ACK, 103, 502, b"")), expected);
+            // A FIN without ACK below RCV.NXT: RFC 9293 answers the unacceptable
+            // segment with an ACK, BSD drops it before looking at its number.
+            let expected: &[_] = if bsd.is_on() { &[] } else { &[s("ACK", 502, 102, 0)] };
+            assert_eq!(summary(&f.recv(6 * MS, Flags::FIN, 100, 0, b"")), expected);
+            assert_eq!(f.state(), State::TimeWait);
+        }
+    }
+
+    #[test]
     fn rst_exactly_at_rcv_nxt_resets_in_either_mode() {
         for rfc5961 in [Switch::On, Switch::Off] {
             let mut f = Fixture::established(Profile { rfc5961, ..profile() });
@@ -878,7 +903,7 @@ mod tests {
         let mut f = Fixture::established(p.clone());
         assert_eq!(summary(&f.recv(2 * MS, Flags::RST, 105, 0, b"")), [s("ACK", 501, 101, 0)]);
         assert_eq!(f.state(), State::Established);
-        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("RST", 501, 0, 0)]);
+        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("RST+ACK", 501, 101, 0)]);
         assert_eq!(f.state(), State::Closed);
         // The other way round.
         let p = Profile { rfc5961_rst: Some(Switch::Off), rfc5961_syn: Some(Switch::On), ..profile() };
@@ -886,10 +911,20 @@ mod tests {
         assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("ACK", 501, 101, 0)]);
         f.recv(2 * MS, Flags::RST, 105, 0, b"");
         assert_eq!(f.state(), State::Closed);
-        // BSD's form of the RFC 793 reset carries an ACK.
-        let p = Profile { rfc5961: Switch::Off, syn_reset_acks: Switch::On, ..profile() };
+        // Without syn_reset_acks the RFC 793 reset is a bare RST from SND.NXT.
+        let p = Profile { rfc5961: Switch::Off, syn_reset_acks: Switch::Off, ..profile() };
         let mut f = Fixture::established(p);
-        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("RST+ACK", 501, 101, 0)]);
+        assert_eq!(summary(&f.recv(2 * MS, Flags::SYN, 105, 0, b"")), [s("RST", 501, 0, 0)]);
+    }
+
+    #[test]
+    fn listen_drops_syn_ack_silences_the_reset_to_a_syn_ack_at_a_listener() {
+        let mut f = Fixture::listening(profile());
+        assert_eq!(summary(&f.recv(MS, Flags::SYN | Flags::ACK, 17, 34, b"abc")), [s("RST", 34, 0, 0)]);
+        let mut f = Fixture::listening(Profile { listen_drops_syn_ack: Switch::On, ..profile() });
+        assert_eq!(summary(&f.recv(MS, Flags::SYN | Flags::ACK, 17, 34, b"abc")), []);
+        // A bare ACK is still answered with a reset: only SYN+ACK is dropped.
+        assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 17, 34, b"")), [s("RST", 34, 0, 0)]);
     }
 
     #[test]

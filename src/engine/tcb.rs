@@ -669,6 +669,11 @@ impl Tcb {
         };
         let flags = seg.flags;
         let seg_len = seg.seg_len();
+        let bsd_time_wait = self.state == State::TimeWait && self.profile.time_wait_acks_all.is_on();
+        if bsd_time_wait && !flags.contains(Flags::ACK) && !flags.contains(Flags::SYN) && !flags.contains(Flags::RST) {
+            // BSD's tcp_twcheck: "Drop the segment if it does not contain an ACK."
+            return;
+        }
 
         // RFC 5961 section 4.2 (RFC 9293 section 3.10.7.4, fourth step): with
         // the mitigation, a SYN in a synchronized state gets a challenge ACK
@@ -783,6 +788,12 @@ impl Tcb {
         // Fifth, check the ACK field.
         if !flags.contains(Flags::ACK) {
             return;
+        }
+        if bsd_time_wait && (flags != Flags::ACK || seg_len != 0 || seg.seq != self.rcv_nxt || seg.ack != self.snd_nxt)
+        {
+            // BSD's tcp_twcheck: "Acknowledge the segment if it has data or is
+            // not a duplicate ACK."
+            self.ack_pending = true;
         }
         if self.state == State::SynReceived {
             if self.snd_una < seg.ack && seg.ack <= self.snd_nxt {

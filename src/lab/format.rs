@@ -12,7 +12,7 @@
 //! title = "Three-way handshake"
 //! explanation = "SYN seq=J; SYN+ACK seq=K ack=J+1; ACK ack=K+1."
 //! seed = 1
-//! [profile]
+//! [profile]          # name = "freebsd" would start from a shipped profile
 //! isn = 300
 //!
 //! [[step]]
@@ -693,8 +693,7 @@ struct LabFile {
     explanation: String,
     #[serde(default)]
     seed: u64,
-    #[serde(default)]
-    profile: Profile,
+    profile: Option<Spanned<toml::Table>>,
     #[serde(default, rename = "host")]
     hosts: Vec<HostDef>,
     #[serde(default, rename = "link")]
@@ -781,7 +780,20 @@ impl Lab {
         } else {
             raw.hosts
         };
-        raw.profile.validate().map_err(|e| at(0, Some(format!("profile.{}", e.field)), e.message))?;
+        // A bad key of a `profile` table is reported at its line when it can be found.
+        let locate = |patch: &Spanned<toml::Table>, (field, message): (Option<String>, String)| {
+            let start = patch.span().start;
+            let key = field.as_deref().and_then(|f| f.strip_prefix("profile.")).unwrap_or("");
+            let offset = (!key.is_empty())
+                .then(|| text[start..].find(&format!("\n{key}")).map(|i| start + i + 1))
+                .flatten()
+                .unwrap_or(start);
+            at(offset, field, message)
+        };
+        let lab_profile = match &raw.profile {
+            None => Profile::default(),
+            Some(patch) => merge_profile(&Profile::default(), patch.get_ref()).map_err(|e| locate(patch, e))?,
+        };
         let shared: Vec<LabStep> = raw
             .steps
             .into_iter()
@@ -792,7 +804,7 @@ impl Lab {
             variants.push(LabVariant {
                 name: "default".into(),
                 description: String::new(),
-                profile: raw.profile.clone(),
+                profile: lab_profile.clone(),
                 steps: shared.clone(),
             });
         }
@@ -804,17 +816,8 @@ impl Lab {
                 return Err(at(v_start, Some("name".into()), format!("variant `{}` is defined twice", variant.name)));
             }
             let profile = match &variant.profile {
-                None => raw.profile.clone(),
-                Some(patch) => merge_profile(&raw.profile, patch.get_ref()).map_err(|(field, message)| {
-                    // Point at the offending key inside the table when it can be found.
-                    let start = patch.span().start;
-                    let key = field.as_deref().and_then(|f| f.strip_prefix("profile.")).unwrap_or("");
-                    let offset = (!key.is_empty())
-                        .then(|| text[start..].find(&format!("\n{key}")).map(|i| start + i + 1))
-                        .flatten()
-                        .unwrap_or(start);
-                    at(offset, field, message)
-                })?,
+                None => lab_profile.clone(),
+                Some(patch) => merge_profile(&lab_profile, patch.get_ref()).map_err(|e| locate(patch, e))?,
             };
             let mut steps = shared.clone();
             steps.extend(
@@ -1016,10 +1019,21 @@ fn quoted_field(message: &str) -> Option<String> {
     Some(message[start..start + len].to_string())
 }
 
-/// A variant's profile: the lab's profile with the variant's keys replacing its own.
+/// A `[profile]` table applied to `base` (the lab's profile for a variant,
+/// the default for the lab): `name = "freebsd"` starts again from that
+/// shipped profile, and every other key replaces its setting.
 fn merge_profile(base: &Profile, patch: &toml::Table) -> Result<Profile, (Option<String>, String)> {
+    let named = match patch.get("name") {
+        None => None,
+        Some(toml::Value::String(name)) => Some(
+            crate::packetdrill::profiles::named_profile(name)
+                .map_err(|e| (Some("profile.name".to_string()), e.to_string()))?,
+        ),
+        Some(_) => return Err((Some("profile.name".into()), "expected the name of a shipped profile".into())),
+    };
+    let base = named.as_ref().unwrap_or(base);
     let mut table = toml::Table::try_from(base).map_err(|e| (None, e.to_string()))?;
-    for (key, value) in patch {
+    for (key, value) in patch.iter().filter(|(k, _)| *k != "name") {
         if !table.contains_key(key) {
             let known: Vec<&str> = table.keys().map(String::as_str).collect();
             return Err((

@@ -1,6 +1,7 @@
 //! Unit tests of the lab format, runner and ladder.
 
 use super::*;
+use crate::engine::Isn;
 
 #[test]
 fn every_builtin_lab_parses_and_passes() {
@@ -95,4 +96,26 @@ fn the_ladder_shows_both_columns_and_the_handshake_labels() {
     assert!(ladder.contains("SYN+ACK seq=500 ack=301"), "{ladder}");
     assert!(ladder.contains("ACK seq=301 ack=501"), "{ladder}");
     assert!(ladder.contains("SYN_SENT") && ladder.contains("SYN_RECEIVED"), "{ladder}");
+}
+
+#[test]
+fn a_lab_and_a_variant_name_a_shipped_profile_and_override_single_settings() {
+    let text = HANDSHAKE.replace("[profile]\nisn = 300", "[profile]\nname = \"freebsd\"\nisn = 300")
+        + "\n[[variant]]\nname = \"rfc\"\nprofile = { name = \"rfc9293\", mss = 536 }\n\n[[variant]]\nname = \"bsd\"\n";
+    let lab = Lab::parse("named.toml", &text).expect("parses");
+    let freebsd = crate::packetdrill::profiles::named_profile("freebsd").expect("shipped");
+    let rfc9293 = crate::packetdrill::profiles::named_profile("rfc9293").expect("shipped");
+    let by_name = |n: &str| lab.variants.iter().find(|v| v.name == n).expect("variant").profile.clone();
+    let bsd = by_name("bsd");
+    assert_eq!((bsd.window, bsd.send_buffer, bsd.isn), (freebsd.window, freebsd.send_buffer, Isn::Fixed(300)));
+    assert!(bsd.listen_drops_syn_ack.is_on());
+    let rfc = by_name("rfc");
+    assert_eq!((rfc.window, rfc.mss, rfc.isn), (rfc9293.window, 536, rfc9293.isn), "a name starts again");
+    assert!(run(&lab).passed);
+
+    let bad = HANDSHAKE.replace("[profile]\nisn = 300", "[profile]\nisn = 300\nname = \"bsd\"");
+    let message = Lab::parse("bad.toml", &bad).expect_err("unknown profile").to_string();
+    let line = bad.lines().position(|l| l.starts_with("name = \"bsd\"")).expect("line") + 1;
+    assert!(message.starts_with(&format!("bad.toml:{line}:")), "{message}");
+    assert!(message.contains("profile.name") && message.contains("unknown profile \"bsd\""), "{message}");
 }

@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub use parser::{ParseError, parse_script};
-pub use runner::{Failure, Outcome, RunOptions, Verdict, default_defines, run_script};
+pub use runner::{Failure, Outcome, RunOptions, ScriptProfilePolicy, Verdict, default_defines, run_script};
 
 /// A file that could not be read or listed.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,7 @@ pub fn run_file(path: &Path, defines: &BTreeSet<String>, opts: &RunOptions) -> O
         virtual_ns: 0,
         ladder: String::new(),
         events: Vec::new(),
+        profile: None,
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -262,6 +263,34 @@ fn write_pcaps(dir: &Path, outcomes: &[Outcome]) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// Which profiles the scripts ran under, e.g. `freebsd x150 (chosen by the
+/// scripts), rfc9293 x4`.
+fn profile_counts(named: Option<&str>, outcomes: &[Outcome]) -> String {
+    let run_default = named.unwrap_or(profiles::DEFAULT_PROFILE);
+    let mut counts: std::collections::BTreeMap<(bool, &str), usize> = Default::default();
+    for o in outcomes {
+        let key = match &o.profile {
+            Some(p) => (true, p.as_str()),
+            None => (false, run_default),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|((by_script, name), n)| {
+            let why = if *by_script {
+                " (named by the scripts or their sysctl lines)"
+            } else if named.is_some() {
+                " (--profile)"
+            } else {
+                " (the default)"
+            };
+            format!("{name} x{n}{why}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs the scripts, writes a report per script and the summary line to
 /// `out`, and the JUnit file if asked; returns the counts.
 ///
@@ -276,6 +305,13 @@ pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summar
         profile,
         tolerance_us: cmd.tolerance_ms.map(|ms| (ms * 1000.0).round() as i64),
         strict_options: cmd.strict_options,
+        // A --profile on the command line wins; otherwise each script may say
+        // which kernel it was written for.
+        script_profile: if cmd.profile.is_some() {
+            ScriptProfilePolicy::Ignore
+        } else {
+            ScriptProfilePolicy::HeaderOrSysctl
+        },
     };
     let files = collect_scripts(&cmd.paths)?;
     if files.is_empty() {
@@ -289,6 +325,7 @@ pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summar
     }
     let wall = started.elapsed().as_secs_f64();
     let summary = Summary::of(&outcomes);
+    writeln!(out, "profiles: {}", profile_counts(cmd.profile.as_deref(), &outcomes))?;
     writeln!(
         out,
         "packetdrill: {} passed, {} failed, {} skipped ({} scripts, {:.3} s wall time)",

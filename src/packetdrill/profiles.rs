@@ -61,6 +61,45 @@ pub fn named_profile(name: &str) -> Result<Profile, ProfileLookupError> {
     Ok(profile)
 }
 
+/// Where a script's profile came from, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptProfileSource {
+    /// The script's own `--profile=NAME` header line.
+    Header,
+    /// The kernel whose `sysctl` tree the script's shell lines write.
+    SysctlTree(&'static str),
+}
+
+/// The profile a script is written for, when it says so: its
+/// `--profile=NAME` header line, else the kernel whose settings its
+/// backtick `sysctl` lines write (`net.inet.*` is FreeBSD's tree, `net.ipv4.*`
+/// and `net.core.*` Linux's). packetdrill scripts are written against one
+/// kernel and expect its choices where RFC 9293 leaves them open (the window
+/// it advertises, how it forms a reset), so a script that writes FreeBSD's
+/// sysctls is judged against the `freebsd` profile unless the run names one.
+/// `None`: the script does not say (the caller's default applies).
+pub fn script_profile(script: &super::ast::Script) -> Option<(String, ScriptProfileSource)> {
+    if let Some(name) = script.option("profile") {
+        return Some((name.to_string(), ScriptProfileSource::Header));
+    }
+    script.events.iter().find_map(|event| {
+        let super::ast::EventKind::Shell(cmd) = &event.kind else { return None };
+        let mut words = cmd.split_whitespace();
+        if words.next() != Some("sysctl") {
+            return None;
+        }
+        let setting = words.find(|w| !w.starts_with('-'))?;
+        let kernel = if setting.starts_with("net.inet.") || setting.starts_with("kern.ipc.") {
+            "freebsd"
+        } else if setting.starts_with("net.ipv4.") || setting.starts_with("net.core.") {
+            "linux"
+        } else {
+            return None;
+        };
+        Some((kernel.to_string(), ScriptProfileSource::SysctlTree(kernel)))
+    })
+}
+
 fn switch(on: bool) -> Switch {
     if on { Switch::On } else { Switch::Off }
 }
@@ -136,6 +175,21 @@ mod tests {
             }
         }
         assert!(matches!(named_profile("bsd"), Err(ProfileLookupError::Unknown { .. })));
+    }
+
+    #[test]
+    fn the_default_profile_is_the_shipped_rfc9293() {
+        // A session, lab or listener without a profile gets Profile::default();
+        // the API and `tcplab profile list` call rfc9293 the default: they must agree.
+        let mut shipped = named_profile(DEFAULT_PROFILE).unwrap();
+        let default = Profile::default();
+        assert_eq!(
+            (shipped.rst_challenge(), shipped.syn_challenge()),
+            (default.rst_challenge(), default.syn_challenge())
+        );
+        shipped.rfc5961_rst = None;
+        shipped.rfc5961_syn = None;
+        assert_eq!(shipped, default);
     }
 
     #[test]

@@ -50,6 +50,21 @@ pub struct RunOptions {
     /// Compare TCP options of outbound packets (off: options are not compared,
     /// since tcplab negotiates no window scaling, SACK or timestamps).
     pub strict_options: bool,
+    /// Whether a script that names its own profile runs under it instead of `profile`.
+    pub script_profile: ScriptProfilePolicy,
+}
+
+/// Whether a script may choose the profile it runs under (see
+/// [`super::profiles::script_profile`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ScriptProfilePolicy {
+    /// The run's profile applies (the caller named one).
+    #[default]
+    Ignore,
+    /// A `--profile=NAME` header line applies.
+    Header,
+    /// A `--profile=NAME` header line, else the kernel whose sysctls the script writes.
+    HeaderOrSysctl,
 }
 
 /// The first difference between the script and what tcplab did.
@@ -98,6 +113,8 @@ pub struct Outcome {
     pub ladder: String,
     /// Every event of the run (empty when it never started), for `--pcap`.
     pub events: Vec<crate::sim::Event>,
+    /// The profile the script chose for itself (header or sysctl tree), when it did.
+    pub profile: Option<String>,
 }
 
 /// Why a line stopped the run.
@@ -153,6 +170,9 @@ struct Runner {
     sniffed: VecDeque<Sniffed>,
     local_port: u16,
     remote_port: u16,
+    /// The port `bind` gives: packetdrill's 8080, or the next one the tested
+    /// host never used when an earlier script in the same world did.
+    bind_port: u16,
     local_isn: u32,
     /// The endpoint `%{ }%` asserts look at: the last one a call opened
     /// (kept after its fd is closed, as the endpoint lives on).
@@ -163,7 +183,7 @@ struct Runner {
 /// Runs one parsed script in a world of its own.
 pub fn run_script(script: &Script, opts: &RunOptions) -> Outcome {
     match ScriptRun::new(script, opts) {
-        Err(outcome) => outcome,
+        Err(outcome) => *outcome,
         Ok(mut run) => {
             while run.step() {}
             run.finish()
@@ -180,6 +200,7 @@ pub struct ScriptRun {
     next: usize,
     last_us: i64,
     verdict: Option<Verdict>,
+    chosen: Option<String>,
 }
 
 impl ScriptRun {
@@ -187,28 +208,11 @@ impl ScriptRun {
     ///
     /// # Errors
     /// The outcome at once: a SKIP (not IPv4) or a FAIL (the world cannot be built).
-    pub fn new(script: &Script, opts: &RunOptions) -> Result<ScriptRun, Outcome> {
-        let outcome = |verdict| Outcome {
-            path: script.path.clone(),
-            verdict,
-            virtual_ns: 0,
-            ladder: String::new(),
-            events: Vec::new(),
-        };
-        let profile = tested_profile(opts);
+    pub fn new(script: &Script, opts: &RunOptions) -> Result<ScriptRun, Box<Outcome>> {
+        let (profile, _) = start_profile(script, opts)?;
         match build_world(&profile) {
             Ok(world) => ScriptRun::in_world(script, opts, world),
-            Err(e) => {
-                let f = Failure {
-                    line: 0,
-                    expected: String::new(),
-                    actual: None,
-                    reason: format!("cannot build the world: {e}"),
-                    t_ns: 0,
-                    ladder: String::new(),
-                };
-                Err(outcome(Verdict::Fail(Box::new(f))))
-            }
+            Err(e) => Err(Box::new(failed_at_start(script, format!("cannot build the world: {e}"), None))),
         }
     }
 
@@ -217,26 +221,29 @@ impl ScriptRun {
     ///
     /// # Errors
     /// The outcome at once: a SKIP for a script that is not IPv4.
-    pub fn in_world(script: &Script, opts: &RunOptions, world: World) -> Result<ScriptRun, Outcome> {
+    pub fn in_world(script: &Script, opts: &RunOptions, world: World) -> Result<ScriptRun, Box<Outcome>> {
         if let Some(v) = script.option("ip_version").filter(|v| *v != "ipv4") {
             let verdict = Verdict::Skip { line: 0, feature: format!("--ip_version={v} (IPv4 only)") };
-            return Err(Outcome {
+            return Err(Box::new(Outcome {
                 path: script.path.clone(),
                 verdict,
                 virtual_ns: 0,
                 ladder: String::new(),
                 events: Vec::new(),
-            });
+                profile: None,
+            }));
         }
+        let (profile, chosen) = start_profile(script, opts)?;
         let tolerance_us = opts
             .tolerance_us
             .or_else(|| script.option("tolerance_usecs").and_then(|v| v.parse().ok()))
             .unwrap_or(DEFAULT_TOLERANCE_US)
             .max(0);
         let base_ns = world.now();
+        let bind_port = fresh_bind_port(&world);
         let runner = Runner {
             world,
-            profile: tested_profile(opts),
+            profile,
             strict_options: opts.strict_options,
             base_ns,
             fds: BTreeMap::new(),
@@ -244,13 +251,14 @@ impl ScriptRun {
             sniffed: VecDeque::new(),
             local_port: SCRIPT_PORT,
             remote_port: PEER_EPHEMERAL,
+            bind_port,
             // packetdrill maps the tested stack's numbers only once it has seen that
             // stack's SYN; before that (a RST from a closed port) they are absolute.
             local_isn: 0,
             current: None,
             tolerance_ns: tolerance_us as u64 * 1_000,
         };
-        Ok(ScriptRun { script: script.clone(), runner, next: 0, last_us: 0, verdict: None })
+        Ok(ScriptRun { script: script.clone(), runner, next: 0, last_us: 0, verdict: None, chosen })
     }
 
     /// The world the run acts on (a caller may swap its own in and out).
@@ -258,10 +266,11 @@ impl ScriptRun {
         &mut self.runner.world
     }
 
-    /// Makes the world's now the script's time 0 (after another world was
-    /// swapped in before the first step).
+    /// Makes the world's now the script's time 0, and picks the bind port
+    /// afresh (after another world was swapped in before the first step).
     pub fn start_at_now(&mut self) {
         self.runner.base_ns = self.runner.world.now();
+        self.runner.bind_port = fresh_bind_port(&self.runner.world);
     }
 
     /// Runs the next event; `false` once the script is done (passed or stopped).
@@ -315,14 +324,62 @@ impl ScriptRun {
             virtual_ns: self.runner.world.now(),
             ladder,
             events: self.runner.world.events().to_vec(),
+            profile: self.chosen,
         }
     }
 }
 
-/// The tested stack's starting profile: a random ISN becomes the fixed one
-/// scripts expect.
-fn tested_profile(opts: &RunOptions) -> Profile {
-    let mut profile = opts.profile.clone();
+/// packetdrill's bind port (8080), or the first port above it that the
+/// tested host has never listened on nor used for a connection: a second
+/// script in the same session then meets neither the first one's listener
+/// nor its connections (in TIME-WAIT, say). Scripts never show their ports.
+fn fresh_bind_port(world: &World) -> u16 {
+    let Ok(host) = world.host_id(TESTED) else { return SCRIPT_PORT };
+    let mut used: HashSet<u16> = world.listeners().iter().filter(|l| l.host == host).map(|l| l.port).collect();
+    for conn in world.connections() {
+        for side in [Side::Client, Side::Server] {
+            if conn.end(side).is_some_and(|end| end.host == host) {
+                if let Ok(status) = world.status(conn.id, side) {
+                    used.insert(status.local_port);
+                }
+            }
+        }
+    }
+    (SCRIPT_PORT..=u16::MAX).find(|p| !used.contains(p)).unwrap_or(SCRIPT_PORT)
+}
+
+/// A FAIL before the first line ran.
+fn failed_at_start(script: &Script, reason: String, profile: Option<String>) -> Outcome {
+    let f = Failure { line: 0, expected: String::new(), actual: None, reason, t_ns: 0, ladder: String::new() };
+    Outcome {
+        path: script.path.clone(),
+        verdict: Verdict::Fail(Box::new(f)),
+        virtual_ns: 0,
+        ladder: String::new(),
+        events: Vec::new(),
+        profile,
+    }
+}
+
+/// The tested stack's starting profile (the run's, or the one the script
+/// names when the policy lets it) and the name the script chose, if any.
+fn start_profile(script: &Script, opts: &RunOptions) -> Result<(Profile, Option<String>), Box<Outcome>> {
+    use super::profiles::{ScriptProfileSource, named_profile, script_profile};
+    let chosen = match (opts.script_profile, script_profile(script)) {
+        (ScriptProfilePolicy::Ignore, _) | (_, None) => None,
+        (ScriptProfilePolicy::Header, Some((_, ScriptProfileSource::SysctlTree(_)))) => None,
+        (_, Some((name, _))) => Some(name),
+    };
+    let Some(name) = chosen else { return Ok((tested_profile(&opts.profile), None)) };
+    match named_profile(&name) {
+        Ok(profile) => Ok((tested_profile(&profile), Some(name))),
+        Err(e) => Err(Box::new(failed_at_start(script, format!("--profile={name}: {e}"), Some(name)))),
+    }
+}
+
+/// A random ISN becomes the fixed one scripts expect.
+fn tested_profile(profile: &Profile) -> Profile {
+    let mut profile = profile.clone();
     if let Isn::Random = profile.isn {
         profile.isn = Isn::Fixed(TESTED_ISN);
     }
@@ -668,14 +725,14 @@ impl Runner {
             }
             "bind" => {
                 let fd = self.fd_arg(call)?;
-                self.fd(fd)?.port = Some(SCRIPT_PORT);
-                self.local_port = SCRIPT_PORT;
+                self.fd(fd)?.port = Some(self.bind_port);
+                self.local_port = self.bind_port;
                 self.remote_port = PEER_EPHEMERAL;
                 self.check_result(call, Ok(0))
             }
             "listen" => {
                 let fd = self.fd_arg(call)?;
-                let port = self.fd(fd)?.port.unwrap_or(SCRIPT_PORT);
+                let port = self.fd(fd)?.port.unwrap_or(self.bind_port);
                 let mut profile = self.profile.clone();
                 if let Some(mss) = self.fd(fd)?.mss {
                     profile.mss = mss;
@@ -1205,6 +1262,36 @@ mod tests {
             Verdict::Fail(f) => format!("{}: {}", f.line, f.reason),
             other => panic!("expected a failure, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_script_chooses_its_profile_by_header_or_by_the_sysctls_it_writes() {
+        // A SYN+ACK at a listener: rfc9293 resets it, freebsd drops it.
+        let body = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0.1 < S. 17:20(3) ack 34 win 32767
++0.1 < S 0:0(0) win 32767 <mss 1460>
++0 > S. 0:0(0) ack 1 win 65535 <mss 1460>
+";
+        let verdict = |text: &str, script_profile| {
+            let script = parse_script("t.pkt", text, &default_defines()).unwrap();
+            let opts = RunOptions { script_profile, ..RunOptions::default() };
+            let outcome = run_script(&script, &opts);
+            (outcome.verdict, outcome.profile)
+        };
+        let header = format!("--profile=freebsd\n{body}");
+        let sysctl = format!("0 `sysctl -w net.inet.tcp.drop_synfin=0`\n{body}");
+        let reason = fail_reason(verdict(body, ScriptProfilePolicy::HeaderOrSysctl).0);
+        assert!(reason.starts_with("6: sent at 0.100000 s"), "the reset comes first: {reason}");
+        assert_eq!(verdict(&header, ScriptProfilePolicy::Header), (Verdict::Pass, Some("freebsd".into())));
+        assert_eq!(verdict(&sysctl, ScriptProfilePolicy::HeaderOrSysctl), (Verdict::Pass, Some("freebsd".into())));
+        // Only the run's own profile when the caller named one, or only headers.
+        assert!(matches!(verdict(&header, ScriptProfilePolicy::Ignore).0, Verdict::Fail(_)));
+        assert!(matches!(verdict(&sysctl, ScriptProfilePolicy::Header).0, Verdict::Fail(_)));
+        // A name that is not shipped fails the script, naming it.
+        let bad = format!("--profile=bsd\n{body}");
+        assert!(fail_reason(verdict(&bad, ScriptProfilePolicy::Header).0).contains("unknown profile \"bsd\""));
     }
 
     const CONNECTED: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
