@@ -13,7 +13,7 @@
 //! The server runs in this process on its own runtime (two worker threads),
 //! the load generator on another; on a 2-core machine they share the cores,
 //! so the figures are a lower bound for a server with the machine to itself.
-//! `TCPLAB_BENCH_SECS` (default 5) bounds each timed phase.
+//! `TCPLAB_BENCH_SECS` (default 5) bounds each timed phase; `TCPLAB_BENCH_REST=0` skips the REST phases.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,7 +34,13 @@ fn main() -> anyhow::Result<()> {
         http: "127.0.0.1:0".parse()?,
         grpc: "127.0.0.1:0".parse()?,
         db: dir.path().join("bench.db"),
-        limits: Limits::default(),
+        limits: Limits {
+            broadcast_capacity: std::env::var("TCPLAB_BENCH_LAG")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(Limits::default().broadcast_capacity),
+            ..Limits::default()
+        },
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = server_rt.block_on(Server::bind(config))?;
@@ -49,8 +55,11 @@ fn main() -> anyhow::Result<()> {
     client_rt.block_on(async move {
         let api = Api::new(http);
         println!("tcplab server bench: REST http://{http}, gRPC {grpc}, {secs} s per timed phase");
-        rest_get_connection(&api, secs).await?;
-        rest_lifecycles(&api, secs).await?;
+        // TCPLAB_BENCH_REST=0 skips the REST phases (to profile the streams alone).
+        if std::env::var("TCPLAB_BENCH_REST").map_or(true, |v| v != "0") {
+            rest_get_connection(&api, secs).await?;
+            rest_lifecycles(&api, secs).await?;
+        }
         // The same seeded transfer in fresh sessions: alone (how fast the
         // session makes events), then watched live by 1 and by 100 streams.
         let (alone_events, alone) = transfer(&api, grpc, 0).await?;

@@ -1185,7 +1185,7 @@ impl LabService {
         let live = match self.handle(sid) {
             Ok(handle) => {
                 let subscribers = handle.subscribers.clone();
-                let feed = handle.call(|s| s.subscribe()).await?;
+                let feed = handle.call(move |s| s.subscribe(after_seq)).await?;
                 Some((feed, subscribers, self.inner.limits.broadcast_capacity))
             }
             Err(_) => None,

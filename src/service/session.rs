@@ -29,6 +29,10 @@ pub(crate) struct Ring {
     events: VecDeque<Arc<LiveEvent>>,
     /// The seq the next published event will have.
     next_seq: u64,
+    /// Each live subscriber's last delivered seq: events a subscriber has
+    /// yet to read stay (up to the lag threshold), so that one that is a
+    /// little behind reads them from memory, not from SQLite.
+    cursors: Vec<std::sync::Weak<AtomicU64>>,
 }
 
 impl Ring {
@@ -40,6 +44,21 @@ impl Ring {
     /// The newest seq published (0 before any).
     pub(crate) fn newest_seq(&self) -> u64 {
         self.next_seq.saturating_sub(1)
+    }
+
+    /// The oldest seq some live subscriber still needs (`u64::MAX` when none
+    /// does), never below `newest - lag_limit`: a subscriber further behind
+    /// is told it lagged and resumes from SQLite anyway. Forgets ended ones.
+    fn needed_from(&mut self, lag_limit: u64) -> u64 {
+        let mut min = u64::MAX;
+        self.cursors.retain(|c| match c.upgrade() {
+            Some(c) => {
+                min = min.min(c.load(Ordering::Relaxed).saturating_add(1));
+                true
+            }
+            None => false,
+        });
+        min.max(self.newest_seq().saturating_sub(lag_limit))
     }
 
     /// Appends up to `max` held events with a seq above `after` to `out`.
@@ -56,6 +75,9 @@ pub(crate) struct LiveFeed {
     pub ring: Arc<RwLock<Ring>>,
     pub changed: watch::Receiver<u64>,
     pub live_from: u64,
+    /// The subscriber's last delivered seq, which it keeps current and the
+    /// ring reads (see [`Ring::needed_from`]).
+    pub cursor: Arc<AtomicU64>,
 }
 
 /// An event as it leaves the actor: numbered, timed, serialised once.
@@ -163,6 +185,10 @@ pub struct SessionState {
     /// The newest published seq, for subscribers to wait on.
     live: watch::Sender<u64>,
     writer: StoreWriter,
+    /// The newest seq SQLite holds (raised by the store writer): the ring
+    /// lets an event go only once it is there, so a subscriber that fell
+    /// behind the ring always finds it in one place or the other.
+    persisted: Arc<AtomicU64>,
     command_seq: i64,
     /// Wall instant and virtual time at which realtime last (re)started.
     anchor: Option<(Instant, u64)>,
@@ -189,7 +215,9 @@ impl SessionState {
         limits: Limits,
         writer: StoreWriter,
     ) -> SessionState {
-        let ring = Ring { events: VecDeque::new(), next_seq: world.next_event_seq() };
+        let ring = Ring { events: VecDeque::new(), next_seq: world.next_event_seq(), cursors: Vec::new() };
+        // Events before the world's next one were stored by an earlier run.
+        let world_seq_before = ring.newest_seq();
         let (live, _) = watch::channel(ring.newest_seq());
         let anchor = (clock == ClockMode::Realtime).then(|| (Instant::now(), 0));
         SessionState {
@@ -206,6 +234,7 @@ impl SessionState {
             ring: Arc::new(RwLock::new(ring)),
             live,
             writer,
+            persisted: Arc::new(AtomicU64::new(world_seq_before)),
             command_seq: 0,
             anchor,
             subscribers: Arc::new(AtomicUsize::new(0)),
@@ -237,6 +266,7 @@ impl SessionState {
     /// and hands them here so subscribers and the store see them all the same.
     pub(crate) fn publish_taken(&mut self, events: &[Event]) {
         if events.is_empty() {
+            self.trim_ring();
             return;
         }
         let mut records = Vec::with_capacity(events.len());
@@ -258,21 +288,53 @@ impl SessionState {
         {
             // One short write per batch; readers only ever hold it to copy `Arc`s.
             let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let max = self.limits.max_events_in_memory.max(1);
-            let keep_new = lives.len().min(max);
-            let evict = (ring.events.len() + keep_new).saturating_sub(max);
-            ring.events.drain(..evict);
-            ring.events.extend(lives.drain(lives.len() - keep_new..));
+            ring.events.extend(lives);
             ring.next_seq = newest + 1;
+            self.evict(&mut ring);
         }
         self.live.send_replace(newest); // wakes every subscriber once; nobody listening is fine
         self.published.fetch_add(events.len() as u64, Ordering::Relaxed);
-        self.writer.events(records);
+        self.writer.events_tracked(records, self.persisted.clone());
+    }
+
+    /// Lets persisted events beyond the newest `max_events_in_memory` go
+    /// (also when nothing new was published, as the writer catches up).
+    fn trim_ring(&mut self) {
+        let max = self.limits.max_events_in_memory.max(1);
+        let persisted = self.persisted.load(Ordering::Acquire);
+        let over = {
+            let ring = self.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ring.events.len() > max && ring.first_seq() <= persisted.min(ring.newest_seq())
+        };
+        if over {
+            let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.evict(&mut ring);
+        }
+    }
+
+    /// Drops the oldest events while more than `max_events_in_memory` are
+    /// held, SQLite has them and no live subscriber within the lag threshold
+    /// still needs them. Those the writer has not committed yet stay (the
+    /// writer's queue holds their bodies anyway; the ring shares them), so a
+    /// subscriber never waits on SQLite for an event still on its way there.
+    fn evict(&self, ring: &mut Ring) {
+        let max = self.limits.max_events_in_memory.max(1);
+        let persisted = self.persisted.load(Ordering::Acquire);
+        let needed_from = ring.needed_from(self.limits.broadcast_capacity as u64);
+        let over = ring.events.len().saturating_sub(max);
+        let free = ring.events.partition_point(|e| e.seq <= persisted && e.seq < needed_from);
+        ring.events.drain(..over.min(free));
+    }
+
+    /// Events the ring holds now (for tests of what it keeps).
+    #[cfg(test)]
+    pub(crate) fn ring_len(&self) -> usize {
+        self.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner).events.len()
     }
 
     /// Subscribes to the session's events: the ring (kept and future ones)
     /// and the seq from which events count as live.
-    pub(crate) fn subscribe(&mut self) -> Result<LiveFeed, Error> {
+    pub(crate) fn subscribe(&mut self, after_seq: u64) -> Result<LiveFeed, Error> {
         if self.subscribers.load(Ordering::Relaxed) >= self.limits.max_subscribers {
             return Err(Error::LimitExceeded {
                 limit: "max_subscribers_per_session",
@@ -280,8 +342,13 @@ impl SessionState {
             });
         }
         self.publish();
-        let live_from = self.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner).next_seq;
-        Ok(LiveFeed { ring: self.ring.clone(), changed: self.live.subscribe(), live_from })
+        let cursor = Arc::new(AtomicU64::new(after_seq));
+        let live_from = {
+            let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ring.cursors.push(Arc::downgrade(&cursor));
+            ring.next_seq
+        };
+        Ok(LiveFeed { ring: self.ring.clone(), changed: self.live.subscribe(), live_from, cursor })
     }
 
     /// `true` when realtime is running (not paused).

@@ -10,7 +10,7 @@
 //! on and can neither skip nor repeat an event. There is no per-subscriber
 //! task or queue; the session wakes subscribers once per published batch.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::watch;
@@ -62,6 +62,9 @@ struct Live {
     /// How far behind the newest event the cursor may fall, once past
     /// `live_from`, before the subscriber is told it lagged.
     lag_limit: u64,
+    /// `last`, shared with the ring so that it keeps what this subscriber
+    /// has yet to read.
+    cursor: Arc<AtomicU64>,
 }
 
 /// What the cursor does next.
@@ -81,13 +84,20 @@ impl Subscription {
     pub async fn next_batch(&mut self) -> Option<Vec<StreamItem>> {
         while !self.done {
             let next = match &self.live {
-                Some(live) => live.next(self.last),
+                Some(live) => {
+                    live.cursor.store(self.last, Ordering::Relaxed);
+                    live.next(self.last)
+                }
                 None => Next::FromStore,
             };
             match next {
                 Next::Events(events) => {
                     self.flushed = false;
                     self.last = events.last().map_or(self.last, |e| e.seq);
+                    if let Some(live) = &self.live {
+                        // What this batch hands over is read as far as the ring is concerned.
+                        live.cursor.store(self.last, Ordering::Relaxed);
+                    }
                     let items: Vec<_> = events.into_iter().filter(|e| self.wanted(e)).map(StreamItem::Event).collect();
                     if !items.is_empty() {
                         return Some(items);
@@ -238,8 +248,8 @@ pub(super) fn open(
     let live = live.map(|(feed, subscribers, lag_limit)| {
         subscribers.fetch_add(1, Ordering::Relaxed);
         guard = Some(SubscriberGuard(subscribers));
-        let LiveFeed { ring, changed, live_from } = feed;
-        Live { ring, changed, live_from, lag_limit: lag_limit as u64 }
+        let LiveFeed { ring, changed, live_from, cursor } = feed;
+        Live { ring, changed, live_from, lag_limit: lag_limit as u64, cursor }
     });
     Subscription {
         store,
@@ -371,6 +381,32 @@ mod tests {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         // Both ends went through the handshake and the close.
         assert!(seqs.len() >= 8, "{seqs:?}");
+    }
+
+    /// The ring keeps what a live subscriber has yet to read (within the lag
+    /// threshold) and what SQLite does not hold yet; once both are past, it
+    /// shrinks back to `max_events_in_memory`.
+    #[tokio::test]
+    async fn the_ring_keeps_what_a_subscriber_still_needs_and_then_shrinks() {
+        let limits = Limits { broadcast_capacity: 10_000, max_events_in_memory: 16, ..Limits::default() };
+        let (svc, sid, cid, _dir) = session(limits).await;
+        let ring_len = |svc: &LabService| {
+            let handle = svc.handle(sid).expect("live");
+            async move { handle.call(|s| Ok(s.ring_len())).await.expect("call") }
+        };
+        let start = events(&svc, sid).await;
+        let mut sub = svc.subscribe(sid, start, None, None).await.expect("subscribe");
+        transfer(&svc, sid, cid, 20_000).await;
+        let end = events(&svc, sid).await;
+        svc.inner.writer.flush().await.expect("flush");
+        // Everything is in SQLite now, but the subscriber has read nothing: all kept.
+        transfer(&svc, sid, cid, 0).await;
+        assert!(ring_len(&svc).await as u64 >= end - start, "{} < {}", ring_len(&svc).await, end - start);
+        read(&mut sub, start, end).await.expect("all from memory, no lag");
+        // Read and stored: the next publication lets them go.
+        transfer(&svc, sid, cid, 0).await;
+        assert!(ring_len(&svc).await <= 16, "{}", ring_len(&svc).await);
+        drop(sub);
     }
 
     /// A subscriber that does not read while the session runs ahead is told

@@ -180,7 +180,7 @@ impl Counters {
 
 enum Msg {
     Event(EventRecord),
-    Events(Vec<EventRecord>),
+    Events(Vec<EventRecord>, Option<Arc<AtomicU64>>),
     Command(CommandRecord),
     End { id: i64, ended_at: String },
     Flush(oneshot::Sender<Result<(), StoreError>>),
@@ -199,7 +199,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
             Msg::Event(_) => "Event",
-            Msg::Events(_) => "Events",
+            Msg::Events(..) => "Events",
             Msg::Command(_) => "Command",
             Msg::End { .. } => "End",
             Msg::Flush(_) => "Flush",
@@ -240,6 +240,9 @@ impl Store {
             counters: counters.clone(),
             config,
             events: VecDeque::new(),
+            received_events: 0,
+            done_events: 0,
+            progress: VecDeque::new(),
             commands: VecDeque::new(),
             ends: Vec::new(),
             barriers: Vec::new(),
@@ -268,7 +271,19 @@ impl StoreWriter {
             return;
         }
         let rows = recs.len() as u64;
-        self.send(Msg::Events(recs), rows);
+        self.send(Msg::Events(recs, None), rows);
+    }
+
+    /// As [`StoreWriter::events`], and once the batch is committed (or its
+    /// refused rows dropped) `persisted` is raised to its last `seq`: how a
+    /// session knows which of its events SQLite now holds, so that it can
+    /// let them go from memory.
+    pub fn events_tracked(&self, recs: Vec<EventRecord>, persisted: Arc<AtomicU64>) {
+        if recs.is_empty() {
+            return;
+        }
+        let rows = recs.len() as u64;
+        self.send(Msg::Events(recs, Some(persisted)), rows);
     }
 
     /// Queues one user command.
@@ -376,6 +391,12 @@ struct Task {
     config: WriterConfig,
     /// Received, not yet committed; committed from the front.
     events: VecDeque<EventRecord>,
+    /// Events ever received, and ever committed (or refused and dropped).
+    received_events: u64,
+    done_events: u64,
+    /// Batches whose sender tracks them: (`received_events` after the batch,
+    /// its last seq, the sender's counter), in arrival order.
+    progress: VecDeque<(u64, u64, Arc<AtomicU64>)>,
     commands: VecDeque<CommandRecord>,
     ends: Vec<(i64, String)>,
     barriers: Vec<oneshot::Sender<Result<(), StoreError>>>,
@@ -434,8 +455,18 @@ impl Task {
 
     fn accept(&mut self, msg: Option<Msg>) {
         match msg {
-            Some(Msg::Event(rec)) => self.events.push_back(rec),
-            Some(Msg::Events(recs)) => self.events.extend(recs),
+            Some(Msg::Event(rec)) => {
+                self.events.push_back(rec);
+                self.received_events += 1;
+            }
+            Some(Msg::Events(recs, progress)) => {
+                let last_seq = recs.last().map_or(0, |r| r.seq.max(0) as u64);
+                self.received_events += recs.len() as u64;
+                self.events.extend(recs);
+                if let Some(progress) = progress {
+                    self.progress.push_back((self.received_events, last_seq, progress));
+                }
+            }
             Some(Msg::Command(rec)) => self.commands.push_back(rec),
             Some(Msg::End { id, ended_at }) => self.ends.push((id, ended_at)),
             Some(Msg::Flush(reply)) => self.barriers.push(reply),
@@ -477,6 +508,12 @@ impl Task {
             match self.write_with_retries(n_events, n_commands, n_ends).await {
                 Ok((rejected_events, rejected_commands, rejections)) => {
                     self.events.drain(..n_events);
+                    self.done_events += n_events as u64;
+                    while self.progress.front().is_some_and(|(end, _, _)| *end <= self.done_events) {
+                        if let Some((_, seq, progress)) = self.progress.pop_front() {
+                            progress.fetch_max(seq, Ordering::Release);
+                        }
+                    }
                     self.commands.drain(..n_commands);
                     self.ends.drain(..n_ends);
                     let c = &self.counters;
