@@ -153,6 +153,17 @@ struct Fd {
     error_reported: bool,
 }
 
+/// A blocking call waiting for the stack while later script lines run (as
+/// packetdrill runs a blocking call on a thread of its own): it must return
+/// within its line's time (`0.1...0.2 connect(...) = 0` returns at 0.2).
+struct Parked {
+    call: Syscall,
+    line: usize,
+    fd: i64,
+    /// The earliest and latest world time it may return at (tolerance included).
+    window_ns: (u64, u64),
+}
+
 /// A packet that reached the script's host.
 struct Sniffed {
     t_ns: u64,
@@ -178,6 +189,14 @@ struct Runner {
     /// (kept after its fd is closed, as the endpoint lives on).
     current: Option<FdKind>,
     tolerance_ns: u64,
+    /// The time window of the system call line being run (world ns).
+    call_window_ns: (u64, u64),
+    /// The line being run.
+    current_line: usize,
+    /// A blocking call still waiting (at most one, as in packetdrill).
+    parked: Option<Parked>,
+    /// How a parked call ended when that differed from its line: the line and why.
+    parked_failure: Option<(usize, Stop)>,
 }
 
 /// Runs one parsed script in a world of its own.
@@ -257,6 +276,10 @@ impl ScriptRun {
             local_isn: 0,
             current: None,
             tolerance_ns: tolerance_us as u64 * 1_000,
+            call_window_ns: (0, 0),
+            current_line: 0,
+            parked: None,
+            parked_failure: None,
         };
         Ok(ScriptRun { script: script.clone(), runner, next: 0, last_us: 0, verdict: None, chosen })
     }
@@ -279,7 +302,39 @@ impl ScriptRun {
             return false;
         }
         let Some(event) = self.script.events.get(self.next) else {
-            self.verdict = Some(Verdict::Pass);
+            // A call still blocked may yet return within its line's time.
+            if let Some(until) = self.runner.parked.as_ref().map(|p| p.window_ns.1) {
+                self.runner.run_until(until);
+            }
+            if let Some((line, stop)) = self.runner.parked_failure.take() {
+                let expected =
+                    self.script.events.iter().find(|e| e.line == line).map_or_else(String::new, |e| e.text.clone());
+                let t_ns = self.runner.world.now();
+                let ladder = self.runner.ladder();
+                self.verdict = Some(match stop {
+                    Stop::Skip(feature) => Verdict::Skip { line, feature },
+                    Stop::Fail { actual, reason } => {
+                        Verdict::Fail(Box::new(Failure { line, expected, actual, reason, t_ns, ladder }))
+                    }
+                });
+                return false;
+            }
+            self.verdict = Some(match self.runner.parked.take() {
+                None => Verdict::Pass,
+                Some(p) => Verdict::Fail(Box::new(Failure {
+                    line: p.line,
+                    expected: self
+                        .script
+                        .events
+                        .iter()
+                        .find(|e| e.line == p.line)
+                        .map_or_else(String::new, |e| e.text.clone()),
+                    actual: None,
+                    reason: format!("the blocking {}() never returned", p.call.name),
+                    t_ns: self.runner.world.now(),
+                    ladder: self.runner.ladder(),
+                })),
+            });
             return false;
         };
         self.next += 1;
@@ -297,13 +352,24 @@ impl ScriptRun {
             Time::Any => (0, i64::MAX / 4, last_us),
         };
         self.last_us = base_us;
-        if let Err(stop) = self.runner.event(event, lo_us, hi_us) {
+        let result = self.runner.event(event, lo_us, hi_us);
+        // A parked blocking call that returned wrongly while this line ran
+        // is the first difference (it happened before this line's own).
+        let (line, text, result) = match self.runner.parked_failure.take() {
+            Some((line, stop)) => {
+                let text =
+                    self.script.events.iter().find(|e| e.line == line).map_or_else(String::new, |e| e.text.clone());
+                (line, text, Err(stop))
+            }
+            None => (event.line, event.text.clone(), result),
+        };
+        if let Err(stop) = result {
             let t_ns = self.runner.world.now();
             self.verdict = Some(match stop {
-                Stop::Skip(feature) => Verdict::Skip { line: event.line, feature },
+                Stop::Skip(feature) => Verdict::Skip { line, feature },
                 Stop::Fail { actual, reason } => Verdict::Fail(Box::new(Failure {
-                    line: event.line,
-                    expected: event.text.clone(),
+                    line,
+                    expected: text,
                     actual,
                     reason,
                     t_ns,
@@ -513,6 +579,49 @@ impl Runner {
                 }
             }
         }
+        self.poll_parked();
+    }
+
+    /// Returns a parked blocking call once the stack lets it: checks when it
+    /// returned and what, and keeps the first difference for the step.
+    fn poll_parked(&mut self) {
+        let Some(parked) = &self.parked else { return };
+        let fd = parked.fd;
+        let outcome = match parked.call.name.as_str() {
+            "connect" => self.connect_outcome(fd),
+            _ => self.read_outcome(fd, parked.call.args.get(2).and_then(Expr::int).unwrap_or(0)),
+        };
+        let Ok(Some(got)) = outcome else { return };
+        let Some(parked) = self.parked.take() else { return };
+        let now = self.world.now();
+        let (lo, hi) = parked.window_ns;
+        let result = if now < lo || now > hi {
+            Err(Stop::Fail {
+                actual: Some(format!("{:.6} {}(...) returned", now as f64 / 1e9, parked.call.name)),
+                reason: format!(
+                    "the blocking {}() returned at {:.6} s, outside the expected {:.6}..{:.6} s",
+                    parked.call.name,
+                    now as f64 / 1e9,
+                    lo as f64 / 1e9,
+                    hi as f64 / 1e9
+                ),
+            })
+        } else {
+            self.check_result(&parked.call, got)
+        };
+        if let Err(stop) = result {
+            self.parked_failure.get_or_insert((parked.line, stop));
+        }
+    }
+
+    /// Parks a blocking call that cannot return yet (see [`Parked`]).
+    fn park(&mut self, call: &Syscall, fd: i64) -> Step {
+        if self.parked.is_some() {
+            return skip(format!("a second blocking call ({}) while one waits", call.name));
+        }
+        let line = self.current_line;
+        self.parked = Some(Parked { call: call.clone(), line, fd, window_ns: self.call_window_ns });
+        Ok(())
     }
 
     fn event(&mut self, event: &Event, lo_us: i64, hi_us: i64) -> Step {
@@ -524,6 +633,13 @@ impl Runner {
             }
             EventKind::Syscall(call) => {
                 self.run_until(self.at(lo_us));
+                let tol = self.tolerance_ns;
+                // A blocking call returns at the end of its line's time (packetdrill's `start...end`).
+                self.call_window_ns = (self.at(hi_us).saturating_sub(tol), self.at(hi_us).saturating_add(tol));
+                self.current_line = event.line;
+                if self.parked.is_some() {
+                    return skip(format!("{}() while a blocking call waits", call.name));
+                }
                 self.syscall(call)?;
                 let now = self.world.now();
                 self.run_until(now);
@@ -780,9 +896,6 @@ impl Runner {
     fn connect(&mut self, call: &Syscall) -> Step {
         let fd = self.fd_arg(call)?;
         let f = self.fd(fd)?.clone();
-        if !f.nonblocking {
-            return skip("blocking connect()");
-        }
         let mut profile = self.profile.clone();
         if let Some(mss) = f.mss {
             profile.mss = mss;
@@ -804,10 +917,32 @@ impl Runner {
                 self.local_port = local;
                 self.remote_port = SCRIPT_PORT;
                 self.current = Some(FdKind::Conn { conn, side: Side::Client });
-                self.check_result(call, Err("EINPROGRESS"))
+                if f.nonblocking {
+                    return self.check_result(call, Err("EINPROGRESS"));
+                }
+                match self.connect_outcome(fd)? {
+                    Some(r) => self.check_result(call, r),
+                    None => self.park(call, fd),
+                }
             }
             Err(e) => self.check_result(call, Err(errno_for(&e))),
         }
+    }
+
+    /// What a blocking connect() on `fd` returns now: 0 once synchronized,
+    /// the error once the attempt failed, `None` while it is under way.
+    fn connect_outcome(&mut self, fd: i64) -> Step<Option<Result<i64, &'static str>>> {
+        let Some((conn, side)) = self.conn_of(fd)? else { return Ok(Some(Err("ENOTCONN"))) };
+        let Ok(status) = self.world.status(conn, side) else { return Ok(Some(Err("ECONNREFUSED"))) };
+        Ok(match (status.error, status.state) {
+            (Some(e), _) => {
+                self.fd(fd)?.error_reported = true;
+                Some(Err(e.errno()))
+            }
+            (None, State::SynSent | State::SynReceived) => None,
+            (None, State::Closed) => Some(Err("ECONNREFUSED")),
+            (None, _) => Some(Ok(0)),
+        })
     }
 
     /// The next connection a listener completed and nobody accepted yet.
@@ -900,35 +1035,42 @@ impl Runner {
             return skip(format!("{}() without a length", call.name));
         };
         let nonblocking = self.fd(fd)?.nonblocking;
+        match self.read_outcome(fd, max)? {
+            Some(r) => self.check_result(call, r),
+            None if nonblocking => self.check_result(call, Err("EWOULDBLOCK")),
+            None => self.park(call, fd),
+        }
+    }
+
+    /// What read() on `fd` returns now (consuming what it returns): data,
+    /// 0 at the end of the stream, a pending error; `None` when it would block.
+    fn read_outcome(&mut self, fd: i64, max: i64) -> Step<Option<Result<i64, &'static str>>> {
         let consumed = self.fd(fd)?.consumed;
         let Some((conn, side)) = self.conn_of(fd)? else {
-            return self.check_result(call, Err("ENOTCONN"));
+            return Ok(Some(Err("ENOTCONN")));
         };
         let available = self.world.received(conn, side).map(|r| r.len().saturating_sub(consumed)).unwrap_or(0);
         let status = self.world.status(conn, side).ok();
-        let r = if available > 0 {
+        if available > 0 {
             let n = available.min(usize::try_from(max).unwrap_or(0));
             self.fd(fd)?.consumed += n;
-            Ok(n as i64)
-        } else {
-            match status {
-                Some(s) if s.error.is_some() && !self.fd(fd)?.error_reported => {
-                    self.fd(fd)?.error_reported = true;
-                    Err(s.error.map_or("EIO", ConnError::errno))
-                }
-                Some(s)
-                    if matches!(
-                        s.state,
-                        State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
-                    ) =>
-                {
-                    Ok(0)
-                }
-                _ if nonblocking => Err("EWOULDBLOCK"),
-                _ => return skip("blocking read() with no data"),
+            return Ok(Some(Ok(n as i64)));
+        }
+        Ok(match status {
+            Some(s) if s.error.is_some() && !self.fd(fd)?.error_reported => {
+                self.fd(fd)?.error_reported = true;
+                Some(Err(s.error.map_or("EIO", ConnError::errno)))
             }
-        };
-        self.check_result(call, r)
+            Some(s)
+                if matches!(
+                    s.state,
+                    State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
+                ) =>
+            {
+                Some(Ok(0))
+            }
+            _ => None,
+        })
     }
 
     fn close(&mut self, call: &Syscall) -> Step {
@@ -1294,6 +1436,38 @@ mod tests {
         assert!(fail_reason(verdict(&bad, ScriptProfilePolicy::Header).0).contains("unknown profile \"bsd\""));
     }
 
+    const BLOCKING: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+0.1...0.2 connect(3, ..., ...) = 0
+0.1 > S 0:0(0) win 65535
+0.2 < S. 0:0(0) ack 1 win 65535
+0.2 > . 1:1(0) ack 1 win 65535
+0.3...0.4 read(3, ..., 100) = 10
+0.4 < P. 1:11(10) ack 1 win 65535
+0.4 > . 1:1(0) ack 11 win 65535
+0.5 close(3) = 0
+0.5 > F. 1:1(0) ack 11 win 65535
+";
+
+    #[test]
+    fn blocking_connect_and_read_return_when_later_lines_let_them() {
+        assert_eq!(run(BLOCKING), Verdict::Pass);
+        // The SYN+ACK comes after the time the connect line allows.
+        let late = BLOCKING.replace("0.2 < S. 0:0(0)", "0.25 < S. 0:0(0)").replace("0.2 > . 1:1(0)", "0.25 > . 1:1(0)");
+        let reason = fail_reason(run(&late));
+        assert!(reason.starts_with("2: the blocking connect() returned at 0.250000 s"), "{reason}");
+        // A read whose data never comes.
+        let never = BLOCKING.lines().take(6).collect::<Vec<_>>().join("\n");
+        let reason = fail_reason(run(&never));
+        assert!(reason.starts_with("6: the blocking read() never returned"), "{reason}");
+        // A refused connect returns its error.
+        let refused = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+0.1...0.2 connect(3, ..., ...) = -1 ECONNREFUSED (Connection refused)
+0.1 > S 0:0(0) win 65535
+0.2 < R. 0:0(0) ack 1 win 0
+";
+        assert_eq!(run(refused), Verdict::Pass);
+    }
+
     const CONNECTED: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
 +0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
@@ -1371,8 +1545,10 @@ mod tests {
             "system call sendmsg()"
         );
         assert_eq!(
-            skip("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 connect(3, ..., ...) = 0\n"),
-            "blocking connect()"
+            skip(
+                "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n0...1 connect(3, ..., ...) = 0\n0.5 write(3, ..., 10) = 10\n"
+            ),
+            "write() while a blocking call waits"
         );
         assert!(matches!(
             run("--ip_version=ipv6\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"),
