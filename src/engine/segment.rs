@@ -350,6 +350,23 @@ impl Segment {
     /// # Errors
     /// [`DecodeError::OptionsTooLong`] when the options exceed 40 octets.
     pub fn wire_checksum(&self, src_ip: Ipv4Addr, dst_ip: Ipv4Addr) -> Result<u16, DecodeError> {
+        if self.options.is_empty() {
+            // Most segments: the 20-octet header on the stack, no allocation.
+            let mut h = [0u8; HEADER_LEN];
+            h[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+            h[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+            h[4..8].copy_from_slice(&self.seq.0.to_be_bytes());
+            h[8..12].copy_from_slice(&self.ack.0.to_be_bytes());
+            h[12] = ((HEADER_LEN / 4) as u8) << 4 | (self.reserved & 0x0f);
+            h[13] = self.flags.0;
+            h[14..16].copy_from_slice(&self.window.to_be_bytes());
+            h[18..20].copy_from_slice(&self.urgent.to_be_bytes());
+            let sum = sum_words(
+                sum_words(pseudo_header_sum(src_ip, dst_ip, HEADER_LEN + self.payload.len()), &h),
+                &self.payload,
+            );
+            return Ok(!fold(sum));
+        }
         let mut header = Vec::with_capacity(MAX_HEADER_LEN);
         self.encode_header(&mut header)?;
         // The header is a whole number of 32-bit words, so the payload's sum

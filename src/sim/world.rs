@@ -140,8 +140,13 @@ pub(crate) struct InFlight {
 }
 
 enum Item {
-    Arrival(Box<InFlight>),
-    HostTimer { host: HostId, generation: u64 },
+    /// A packet in [`World::in_flight`] (by slot), so that scheduling one
+    /// allocates nothing once the slots have grown to the traffic.
+    Arrival(u32),
+    HostTimer {
+        host: HostId,
+        generation: u64,
+    },
 }
 
 struct Scheduled {
@@ -351,6 +356,10 @@ pub struct World {
     host_by_ip: FxHashMap<Ipv4Addr, HostId>,
     links: FxHashMap<(HostId, HostId), LinkDir>,
     queue: BinaryHeap<Reverse<Scheduled>>,
+    /// Packets on their way, by the slot their arrival names; `free_slots`
+    /// are the empty ones.
+    in_flight: Vec<Option<InFlight>>,
+    free_slots: Vec<u32>,
     next_order: u64,
     faults: Vec<FaultRule>,
     next_fault: u64,
@@ -401,6 +410,8 @@ impl World {
             host_by_ip: FxHashMap::default(),
             links: FxHashMap::default(),
             queue: BinaryHeap::new(),
+            in_flight: Vec::new(),
+            free_slots: Vec::new(),
             next_order: 0,
             faults: Vec::new(),
             next_fault: 1,
@@ -921,7 +932,8 @@ impl World {
             let segment = self.wire(&packet);
             self.push_event(EventKind::SegmentReleased { fault: id, segment });
             let latency = self.link(packet.from, packet.to).latency_ns();
-            self.schedule(self.now + latency, Item::Arrival(Box::new(packet)));
+            let slot = self.park_packet(packet);
+            self.schedule(self.now + latency, Item::Arrival(slot));
         }
         Ok(n)
     }
@@ -1023,7 +1035,11 @@ impl World {
         };
         self.now = self.now.max(scheduled.at);
         match scheduled.item {
-            Item::Arrival(packet) => self.arrive(*packet),
+            Item::Arrival(slot) => {
+                if let Some(packet) = self.unpark_packet(slot) {
+                    self.arrive(packet);
+                }
+            }
             Item::HostTimer { host, .. } => {
                 self.hosts[host as usize].timer_at = None;
                 let now = self.now;
@@ -1252,8 +1268,8 @@ impl World {
             if params.reorder > 0.0 && self.chance(params.reorder) {
                 at += params.latency_ns() + 1_000_000;
             }
-            let item = if copy + 1 == copies {
-                Item::Arrival(Box::new(std::mem::replace(
+            let packet = if copy + 1 == copies {
+                std::mem::replace(
                     &mut packet,
                     InFlight {
                         id: 0,
@@ -1266,13 +1282,35 @@ impl World {
                         retransmission: false,
                         injected: false,
                     },
-                )))
+                )
             } else {
-                Item::Arrival(Box::new(packet.clone()))
+                packet.clone()
             };
+            let item = Item::Arrival(self.park_packet(packet));
             self.schedule(at, item);
         }
         id
+    }
+
+    /// Keeps a packet on its way in a free slot of [`World::in_flight`].
+    fn park_packet(&mut self, packet: InFlight) -> u32 {
+        match self.free_slots.pop() {
+            Some(slot) => {
+                self.in_flight[slot as usize] = Some(packet);
+                slot
+            }
+            None => {
+                self.in_flight.push(Some(packet));
+                (self.in_flight.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Takes the packet out of its slot (each slot is scheduled exactly once).
+    fn unpark_packet(&mut self, slot: u32) -> Option<InFlight> {
+        let packet = self.in_flight.get_mut(slot as usize)?.take()?;
+        self.free_slots.push(slot);
+        Some(packet)
     }
 
     fn chance(&mut self, p: f64) -> bool {
