@@ -55,13 +55,15 @@ pub struct Limits {
     pub max_faults: usize,
     /// Send buffer per connection end, in octets (caps `profile.send_buffer`).
     pub max_buffered_bytes: u32,
-    /// Recent events kept in memory per session for late subscribers.
+    /// Recent events kept in memory per session for late subscribers (more
+    /// are kept while a live subscriber or the SQLite writer still needs them).
     pub max_events_in_memory: usize,
     /// Open event streams per session.
     pub max_subscribers: usize,
     /// Events a live subscriber may fall behind the newest before it is told
-    /// it lagged (what has left the `max_events_in_memory` ring meanwhile
-    /// comes from SQLite). A threshold only: it allocates nothing.
+    /// it lagged. Up to this many events stay in memory for a subscriber that
+    /// is behind (about 0.5 KiB each), so that it reads them there rather
+    /// than from SQLite; nothing is held for subscribers that keep up.
     pub broadcast_capacity: usize,
     /// Items one `run_until_idle` may process.
     pub run_max_events: u64,
