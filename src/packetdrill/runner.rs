@@ -304,7 +304,9 @@ impl ScriptRun {
         let Some(event) = self.script.events.get(self.next) else {
             // A call still blocked may yet return within its line's time.
             if let Some(until) = self.runner.parked.as_ref().map(|p| p.window_ns.1) {
-                self.runner.run_until(until);
+                // Bounded: a `*` line allows any time, which is not a time to run to.
+                let limit = self.runner.world.now().saturating_add(BLOCK_LIMIT_NS);
+                self.runner.run_until(until.min(limit));
             }
             if let Some((line, stop)) = self.runner.parked_failure.take() {
                 let expected =
@@ -586,14 +588,27 @@ impl Runner {
     /// returned and what, and keeps the first difference for the step.
     fn poll_parked(&mut self) {
         let Some(parked) = &self.parked else { return };
-        let fd = parked.fd;
-        let outcome = match parked.call.name.as_str() {
-            "connect" => self.connect_outcome(fd),
-            _ => self.read_outcome(fd, parked.call.args.get(2).and_then(Expr::int).unwrap_or(0)),
-        };
-        let Ok(Some(got)) = outcome else { return };
-        let Some(parked) = self.parked.take() else { return };
+        let (fd, deadline) = (parked.fd, parked.window_ns.1);
+        let is_connect = parked.call.name == "connect";
+        let max = parked.call.args.get(2).and_then(Expr::int).unwrap_or(0);
+        let outcome = if is_connect { self.connect_outcome(fd) } else { self.read_outcome(fd, max) };
         let now = self.world.now();
+        let Ok(Some(got)) = outcome else {
+            if now > deadline {
+                // Still blocked after its time: that is the first difference,
+                // whatever the lines after it do.
+                if let Some(parked) = self.parked.take() {
+                    let reason = format!(
+                        "the blocking {}() had not returned by {:.6} s",
+                        parked.call.name,
+                        parked.window_ns.1 as f64 / 1e9
+                    );
+                    self.parked_failure.get_or_insert((parked.line, Stop::Fail { actual: None, reason }));
+                }
+            }
+            return;
+        };
+        let Some(parked) = self.parked.take() else { return };
         let (lo, hi) = parked.window_ns;
         let result = if now < lo || now > hi {
             Err(Stop::Fail {
@@ -1454,10 +1469,18 @@ mod tests {
         // The SYN+ACK comes after the time the connect line allows.
         let late = BLOCKING.replace("0.2 < S. 0:0(0)", "0.25 < S. 0:0(0)").replace("0.2 > . 1:1(0)", "0.25 > . 1:1(0)");
         let reason = fail_reason(run(&late));
-        assert!(reason.starts_with("2: the blocking connect() returned at 0.250000 s"), "{reason}");
+        assert!(reason.starts_with("2: the blocking connect() had not returned by 0.204000 s"), "{reason}");
         // A read whose data never comes.
         let never = BLOCKING.lines().take(6).collect::<Vec<_>>().join("\n");
         let reason = fail_reason(run(&never));
+        assert!(reason.starts_with("6: the blocking read() never returned"), "{reason}");
+        // Still blocked when a later line runs: a failure of the blocked line, not a skip of the next.
+        let overdue = format!("{never}\n0.5 close(3) = 0\n");
+        let reason = fail_reason(run(&overdue));
+        assert!(reason.starts_with("6: the blocking read() had not returned by 0.404000 s"), "{reason}");
+        // `*` allows any time: the run waits a bounded while, not to the end of time.
+        let any = BLOCKING.replace("0.3...0.4 read", "* read").lines().take(6).collect::<Vec<_>>().join("\n");
+        let reason = fail_reason(run(&any));
         assert!(reason.starts_with("6: the blocking read() never returned"), "{reason}");
         // A refused connect returns its error.
         let refused = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3

@@ -33,9 +33,46 @@ pub(crate) struct Ring {
     /// yet to read stay (up to the lag threshold), so that one that is a
     /// little behind reads them from memory, not from SQLite.
     cursors: Vec<std::sync::Weak<AtomicU64>>,
+    /// How many events to keep at least, and how far a subscriber may fall
+    /// behind (the session's `max_events_in_memory` and `broadcast_capacity`).
+    keep: usize,
+    lag_limit: u64,
+    /// The newest seq SQLite holds (raised by the store writer, see
+    /// [`RingPersisted`]): an event leaves the ring only once it is there, so
+    /// a subscriber that fell behind the ring finds it in one place or the other.
+    persisted: u64,
 }
 
 impl Ring {
+    /// An empty ring whose next event is `next_seq`.
+    fn new(next_seq: u64, keep: usize, lag_limit: u64) -> Ring {
+        Ring { events: VecDeque::new(), next_seq, cursors: Vec::new(), keep: keep.max(1), lag_limit, persisted: 0 }
+    }
+
+    /// `true` when [`Ring::evict`] may have something to drop.
+    fn over(&self) -> bool {
+        self.events.len() > self.keep && self.first_seq() <= self.persisted
+    }
+
+    /// Drops the oldest events while more than `keep` are held, SQLite has
+    /// them and no live subscriber within the lag threshold still needs
+    /// them. Those the writer has not committed yet stay (its queue holds
+    /// their bodies anyway; the ring shares them), so a subscriber never
+    /// waits on SQLite for an event still on its way there.
+    pub(crate) fn evict(&mut self) {
+        let needed_from = self.needed_from(self.lag_limit);
+        let over = self.events.len().saturating_sub(self.keep);
+        let persisted = self.persisted;
+        let free = self.events.partition_point(|e| e.seq <= persisted && e.seq < needed_from);
+        self.events.drain(..over.min(free));
+    }
+
+    /// Evicts when there may be something to drop: cheap under a read lock otherwise.
+    pub(crate) fn trim(ring: &RwLock<Ring>) {
+        if ring.read().unwrap_or_else(std::sync::PoisonError::into_inner).over() {
+            ring.write().unwrap_or_else(std::sync::PoisonError::into_inner).evict();
+        }
+    }
     /// The oldest seq still held (`next_seq` when empty).
     pub(crate) fn first_seq(&self) -> u64 {
         self.events.front().map_or(self.next_seq, |e| e.seq)
@@ -65,6 +102,22 @@ impl Ring {
     pub(crate) fn copy_after(&self, after: u64, max: usize, out: &mut Vec<Arc<LiveEvent>>) {
         let from = self.events.partition_point(|e| e.seq <= after);
         out.extend(self.events.range(from..).take(max).cloned());
+    }
+}
+
+/// The store writer's report of what SQLite holds, which lets the ring
+/// drop what it kept for it, even while the session is idle.
+struct RingPersisted(std::sync::Weak<RwLock<Ring>>);
+
+impl crate::store::Persisted for RingPersisted {
+    fn persisted_through(&self, seq: u64) {
+        if let Some(ring) = self.0.upgrade() {
+            {
+                let mut r = ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                r.persisted = r.persisted.max(seq);
+            }
+            Ring::trim(&ring);
+        }
     }
 }
 
@@ -185,10 +238,8 @@ pub struct SessionState {
     /// The newest published seq, for subscribers to wait on.
     live: watch::Sender<u64>,
     writer: StoreWriter,
-    /// The newest seq SQLite holds (raised by the store writer): the ring
-    /// lets an event go only once it is there, so a subscriber that fell
-    /// behind the ring always finds it in one place or the other.
-    persisted: Arc<AtomicU64>,
+    /// Handed to the store writer with each batch (see [`RingPersisted`]).
+    persisted: Arc<RingPersisted>,
     command_seq: i64,
     /// Wall instant and virtual time at which realtime last (re)started.
     anchor: Option<(Instant, u64)>,
@@ -215,10 +266,12 @@ impl SessionState {
         limits: Limits,
         writer: StoreWriter,
     ) -> SessionState {
-        let ring = Ring { events: VecDeque::new(), next_seq: world.next_event_seq(), cursors: Vec::new() };
-        // Events before the world's next one were stored by an earlier run.
-        let world_seq_before = ring.newest_seq();
+        // Nothing counts as stored until the writer says so (a lab's set-up
+        // events, numbered before the session starts, are published after).
+        let ring = Ring::new(world.next_event_seq(), limits.max_events_in_memory, limits.broadcast_capacity as u64);
         let (live, _) = watch::channel(ring.newest_seq());
+        let ring = Arc::new(RwLock::new(ring));
+        let persisted = Arc::new(RingPersisted(Arc::downgrade(&ring)));
         let anchor = (clock == ClockMode::Realtime).then(|| (Instant::now(), 0));
         SessionState {
             id,
@@ -231,10 +284,10 @@ impl SessionState {
             profile,
             world,
             limits,
-            ring: Arc::new(RwLock::new(ring)),
+            ring,
             live,
             writer,
-            persisted: Arc::new(AtomicU64::new(world_seq_before)),
+            persisted,
             command_seq: 0,
             anchor,
             subscribers: Arc::new(AtomicUsize::new(0)),
@@ -266,7 +319,6 @@ impl SessionState {
     /// and hands them here so subscribers and the store see them all the same.
     pub(crate) fn publish_taken(&mut self, events: &[Event]) {
         if events.is_empty() {
-            self.trim_ring();
             return;
         }
         let mut records = Vec::with_capacity(events.len());
@@ -290,40 +342,11 @@ impl SessionState {
             let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             ring.events.extend(lives);
             ring.next_seq = newest + 1;
-            self.evict(&mut ring);
+            ring.evict();
         }
         self.live.send_replace(newest); // wakes every subscriber once; nobody listening is fine
         self.published.fetch_add(events.len() as u64, Ordering::Relaxed);
         self.writer.events_tracked(records, self.persisted.clone());
-    }
-
-    /// Lets persisted events beyond the newest `max_events_in_memory` go
-    /// (also when nothing new was published, as the writer catches up).
-    fn trim_ring(&mut self) {
-        let max = self.limits.max_events_in_memory.max(1);
-        let persisted = self.persisted.load(Ordering::Acquire);
-        let over = {
-            let ring = self.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            ring.events.len() > max && ring.first_seq() <= persisted.min(ring.newest_seq())
-        };
-        if over {
-            let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.evict(&mut ring);
-        }
-    }
-
-    /// Drops the oldest events while more than `max_events_in_memory` are
-    /// held, SQLite has them and no live subscriber within the lag threshold
-    /// still needs them. Those the writer has not committed yet stay (the
-    /// writer's queue holds their bodies anyway; the ring shares them), so a
-    /// subscriber never waits on SQLite for an event still on its way there.
-    fn evict(&self, ring: &mut Ring) {
-        let max = self.limits.max_events_in_memory.max(1);
-        let persisted = self.persisted.load(Ordering::Acquire);
-        let needed_from = ring.needed_from(self.limits.broadcast_capacity as u64);
-        let over = ring.events.len().saturating_sub(max);
-        let free = ring.events.partition_point(|e| e.seq <= persisted && e.seq < needed_from);
-        ring.events.drain(..over.min(free));
     }
 
     /// Events the ring holds now (for tests of what it keeps).
@@ -345,6 +368,7 @@ impl SessionState {
         let cursor = Arc::new(AtomicU64::new(after_seq));
         let live_from = {
             let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ring.cursors.retain(|c| c.strong_count() > 0);
             ring.cursors.push(Arc::downgrade(&cursor));
             ring.next_seq
         };

@@ -95,8 +95,10 @@ impl Subscription {
                     self.flushed = false;
                     self.last = events.last().map_or(self.last, |e| e.seq);
                     if let Some(live) = &self.live {
-                        // What this batch hands over is read as far as the ring is concerned.
+                        // What this batch hands over is read as far as the ring is
+                        // concerned; what nobody else needs can go now.
                         live.cursor.store(self.last, Ordering::Relaxed);
+                        Ring::trim(&live.ring);
                     }
                     let items: Vec<_> = events.into_iter().filter(|e| self.wanted(e)).map(StreamItem::Event).collect();
                     if !items.is_empty() {
@@ -403,10 +405,13 @@ mod tests {
         transfer(&svc, sid, cid, 0).await;
         assert!(ring_len(&svc).await as u64 >= end - start, "{} < {}", ring_len(&svc).await, end - start);
         read(&mut sub, start, end).await.expect("all from memory, no lag");
-        // Read and stored: the next publication lets them go.
-        transfer(&svc, sid, cid, 0).await;
+        // Read and stored: they go at once, with the session idle.
         assert!(ring_len(&svc).await <= 16, "{}", ring_len(&svc).await);
         drop(sub);
+        // With nobody subscribed, what the writer commits goes as it commits it.
+        transfer(&svc, sid, cid, 20_000).await;
+        svc.inner.writer.flush().await.expect("flush");
+        assert!(ring_len(&svc).await <= 16, "{}", ring_len(&svc).await);
     }
 
     /// A subscriber that does not read while the session runs ahead is told

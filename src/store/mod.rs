@@ -32,7 +32,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use queries::{CommandRow, EventFilter, EventRow, SessionRow};
-pub use writer::{CommandRecord, EventRecord, StoreWriter, WriterStats};
+pub use writer::{CommandRecord, EventRecord, Persisted, StoreWriter, WriterStats};
 
 /// How long a statement waits for another connection's write lock before
 /// failing with `SQLITE_BUSY`. Only the writer task and the rare direct

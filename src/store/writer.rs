@@ -178,9 +178,17 @@ impl Counters {
     }
 }
 
+/// Told by the writer how far a sender's tracked batches are committed
+/// (see [`StoreWriter::events_tracked`]). Called on the writer's task: keep
+/// it short and never block on the writer.
+pub trait Persisted: Send + Sync {
+    /// Every tracked event up to `seq` is committed (or was refused and dropped).
+    fn persisted_through(&self, seq: u64);
+}
+
 enum Msg {
     Event(EventRecord),
-    Events(Vec<EventRecord>, Option<Arc<AtomicU64>>),
+    Events(Vec<EventRecord>, Option<Arc<dyn Persisted>>),
     Command(CommandRecord),
     End { id: i64, ended_at: String },
     Flush(oneshot::Sender<Result<(), StoreError>>),
@@ -275,10 +283,10 @@ impl StoreWriter {
     }
 
     /// As [`StoreWriter::events`], and once the batch is committed (or its
-    /// refused rows dropped) `persisted` is raised to its last `seq`: how a
+    /// refused rows dropped) `persisted` hears the batch's last `seq`: how a
     /// session knows which of its events SQLite now holds, so that it can
     /// let them go from memory.
-    pub fn events_tracked(&self, recs: Vec<EventRecord>, persisted: Arc<AtomicU64>) {
+    pub fn events_tracked(&self, recs: Vec<EventRecord>, persisted: Arc<dyn Persisted>) {
         if recs.is_empty() {
             return;
         }
@@ -396,7 +404,7 @@ struct Task {
     done_events: u64,
     /// Batches whose sender tracks them: (`received_events` after the batch,
     /// its last seq, the sender's counter), in arrival order.
-    progress: VecDeque<(u64, u64, Arc<AtomicU64>)>,
+    progress: VecDeque<(u64, u64, Arc<dyn Persisted>)>,
     commands: VecDeque<CommandRecord>,
     ends: Vec<(i64, String)>,
     barriers: Vec<oneshot::Sender<Result<(), StoreError>>>,
@@ -511,7 +519,7 @@ impl Task {
                     self.done_events += n_events as u64;
                     while self.progress.front().is_some_and(|(end, _, _)| *end <= self.done_events) {
                         if let Some((_, seq, progress)) = self.progress.pop_front() {
-                            progress.fetch_max(seq, Ordering::Release);
+                            progress.persisted_through(seq);
                         }
                     }
                     self.commands.drain(..n_commands);
