@@ -308,34 +308,14 @@ impl ScriptRun {
                 let limit = self.runner.world.now().saturating_add(BLOCK_LIMIT_NS);
                 self.runner.run_until(until.min(limit));
             }
-            if let Some((line, stop)) = self.runner.parked_failure.take() {
-                let expected =
-                    self.script.events.iter().find(|e| e.line == line).map_or_else(String::new, |e| e.text.clone());
-                let t_ns = self.runner.world.now();
-                let ladder = self.runner.ladder();
-                self.verdict = Some(match stop {
-                    Stop::Skip(feature) => Verdict::Skip { line, feature },
-                    Stop::Fail { actual, reason } => {
-                        Verdict::Fail(Box::new(Failure { line, expected, actual, reason, t_ns, ladder }))
-                    }
-                });
-                return false;
-            }
-            self.verdict = Some(match self.runner.parked.take() {
+            let stopped = self.runner.parked_failure.take().or_else(|| {
+                let p = self.runner.parked.take()?;
+                let reason = format!("the blocking {}() never returned", p.call.name);
+                Some((p.line, Stop::Fail { actual: None, reason }))
+            });
+            self.verdict = Some(match stopped {
+                Some((line, stop)) => self.stopped(line, stop),
                 None => Verdict::Pass,
-                Some(p) => Verdict::Fail(Box::new(Failure {
-                    line: p.line,
-                    expected: self
-                        .script
-                        .events
-                        .iter()
-                        .find(|e| e.line == p.line)
-                        .map_or_else(String::new, |e| e.text.clone()),
-                    actual: None,
-                    reason: format!("the blocking {}() never returned", p.call.name),
-                    t_ns: self.runner.world.now(),
-                    ladder: self.runner.ladder(),
-                })),
             });
             return false;
         };
@@ -355,32 +335,36 @@ impl ScriptRun {
         };
         self.last_us = base_us;
         let result = self.runner.event(event, lo_us, hi_us);
-        // A parked blocking call that returned wrongly while this line ran
-        // is the first difference (it happened before this line's own).
-        let (line, text, result) = match self.runner.parked_failure.take() {
-            Some((line, stop)) => {
-                let text =
-                    self.script.events.iter().find(|e| e.line == line).map_or_else(String::new, |e| e.text.clone());
-                (line, text, Err(stop))
-            }
-            None => (event.line, event.text.clone(), result),
+        // A parked blocking call that returned wrongly (or not in time) while
+        // this line ran is the first difference: it happened before this line's own.
+        let stopped = match (self.runner.parked_failure.take(), result) {
+            (Some(parked), _) => parked,
+            (None, Err(stop)) => (event.line, stop),
+            (None, Ok(())) => return true,
         };
-        if let Err(stop) = result {
-            let t_ns = self.runner.world.now();
-            self.verdict = Some(match stop {
-                Stop::Skip(feature) => Verdict::Skip { line, feature },
-                Stop::Fail { actual, reason } => Verdict::Fail(Box::new(Failure {
-                    line,
-                    expected: text,
-                    actual,
-                    reason,
-                    t_ns,
-                    ladder: self.runner.ladder(),
-                })),
-            });
-            return false;
+        self.verdict = Some(self.stopped(stopped.0, stopped.1));
+        false
+    }
+
+    /// The verdict for a run stopped at `line` (the script's line as written,
+    /// the virtual time and the ladder so far with a failure).
+    fn stopped(&self, line: usize, stop: Stop) -> Verdict {
+        match stop {
+            Stop::Skip(feature) => Verdict::Skip { line, feature },
+            Stop::Fail { actual, reason } => Verdict::Fail(Box::new(Failure {
+                line,
+                expected: self
+                    .script
+                    .events
+                    .iter()
+                    .find(|e| e.line == line)
+                    .map_or_else(String::new, |e| e.text.clone()),
+                actual,
+                reason,
+                t_ns: self.runner.world.now(),
+                ladder: self.runner.ladder(),
+            })),
         }
-        true
     }
 
     /// The outcome, with the ladder of the world's events still in it.

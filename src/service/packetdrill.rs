@@ -84,6 +84,11 @@ impl LabService {
             parse_script("script.pkt", &req.script, &defines).map_err(|e| Error::invalid("script", e.to_string()))?;
         let profile: Option<Profile> =
             req.profile.clone().map(resolve_profile).transpose().map_err(|e| Error::invalid("profile", e))?;
+        if let (None, Some(name)) = (&profile, script.option("profile")) {
+            // The script names a profile for itself: a bad name is a bad request, like a bad line.
+            crate::packetdrill::profiles::named_profile(name)
+                .map_err(|e| Error::invalid("script", format!("--profile={name}: {e}")))?;
+        }
         if let Some(p) = &profile {
             p.validate().map_err(|e| Error::invalid(format!("profile.{}", e.field), e.message))?;
         }
@@ -235,6 +240,21 @@ mod tests {
             .filter_map(|e| e["segment"]["src_port"].as_u64())
             .collect();
         assert_eq!(ports, BTreeSet::from([8080, 8081]), "{:?}", page.events);
+    }
+
+    #[tokio::test]
+    async fn a_script_names_its_profile_and_a_bad_name_is_invalid() {
+        let (svc, _dir) = service().await;
+        let sid = svc.create_session(CreateSession::default()).await.expect("session").id;
+        let named = RunPacketdrill { script: format!("--profile=freebsd\n{SCRIPT}"), ..Default::default() };
+        let r = svc.run_packetdrill(sid, named).await.expect("run");
+        assert_eq!(r.verdict, "PASS", "{r:?}");
+        let bad = RunPacketdrill { script: format!("--profile=bsd\n{SCRIPT}"), ..Default::default() };
+        let err = svc.run_packetdrill(sid, bad).await.expect_err("refused");
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, message } if field == "script" && message.contains("unknown profile \"bsd\"")),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
