@@ -67,7 +67,7 @@ pub enum ScriptProfileSource {
     /// The script's own `--profile=NAME` header line.
     Header,
     /// The kernel whose `sysctl` tree the script's shell lines write.
-    SysctlTree(&'static str),
+    SysctlTree,
 }
 
 /// The profile a script is written for, when it says so: its
@@ -96,7 +96,7 @@ pub fn script_profile(script: &super::ast::Script) -> Option<(String, ScriptProf
         } else {
             return None;
         };
-        Some((kernel.to_string(), ScriptProfileSource::SysctlTree(kernel)))
+        Some((kernel.to_string(), ScriptProfileSource::SysctlTree))
     })
 }
 

@@ -419,7 +419,7 @@ fn start_profile(script: &Script, opts: &RunOptions) -> Result<(Profile, Option<
     use super::profiles::{ScriptProfileSource, named_profile, script_profile};
     let chosen = match (opts.script_profile, script_profile(script)) {
         (ScriptProfilePolicy::Ignore, _) | (_, None) => None,
-        (ScriptProfilePolicy::Header, Some((_, ScriptProfileSource::SysctlTree(_)))) => None,
+        (ScriptProfilePolicy::Header, Some((_, ScriptProfileSource::SysctlTree))) => None,
         (_, Some((name, _))) => Some(name),
     };
     let Some(name) = chosen else { return Ok((tested_profile(&opts.profile), None)) };

@@ -60,7 +60,7 @@ impl Ring {
     /// their bodies anyway; the ring shares them), so a subscriber never
     /// waits on SQLite for an event still on its way there.
     pub(crate) fn evict(&mut self) {
-        let needed_from = self.needed_from(self.lag_limit);
+        let needed_from = self.needed_from();
         let over = self.events.len().saturating_sub(self.keep);
         let persisted = self.persisted;
         let free = self.events.partition_point(|e| e.seq <= persisted && e.seq < needed_from);
@@ -86,7 +86,7 @@ impl Ring {
     /// The oldest seq some live subscriber still needs (`u64::MAX` when none
     /// does), never below `newest - lag_limit`: a subscriber further behind
     /// is told it lagged and resumes from SQLite anyway. Forgets ended ones.
-    fn needed_from(&mut self, lag_limit: u64) -> u64 {
+    fn needed_from(&mut self) -> u64 {
         let mut min = u64::MAX;
         self.cursors.retain(|c| match c.upgrade() {
             Some(c) => {
@@ -95,7 +95,7 @@ impl Ring {
             }
             None => false,
         });
-        min.max(self.newest_seq().saturating_sub(lag_limit))
+        min.max(self.newest_seq().saturating_sub(self.lag_limit))
     }
 
     /// Appends up to `max` held events with a seq above `after` to `out`.
