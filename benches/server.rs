@@ -13,7 +13,10 @@
 //! The server runs in this process on its own runtime (two worker threads),
 //! the load generator on another; on a 2-core machine they share the cores,
 //! so the figures are a lower bound for a server with the machine to itself.
-//! `TCPLAB_BENCH_SECS` (default 5) bounds each timed phase; `TCPLAB_BENCH_REST=0` skips the REST phases.
+//! `TCPLAB_BENCH_SECS` (default 5) bounds each timed phase; `TCPLAB_BENCH_REST=0` skips the REST phases;
+//! `TCPLAB_BENCH_SUBSCRIBERS` (default `1,100`) lists the stream phases' subscriber counts and
+//! `TCPLAB_BENCH_RUNS` (default 5) how many times each runs (the median is reported: one run is
+//! a single draw of how the two cores were shared); `TCPLAB_BENCH_LAG` sets the lag threshold.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -68,17 +71,34 @@ fn main() -> anyhow::Result<()> {
             alone.elapsed.as_secs_f64(),
             alone_events as f64 / alone.elapsed.as_secs_f64()
         );
-        for subscribers in [1usize, 100] {
-            let (events, run) = transfer(&api, grpc, subscribers).await?;
+        let subscriber_counts: Vec<usize> = std::env::var("TCPLAB_BENCH_SUBSCRIBERS")
+            .ok()
+            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![1, 100]);
+        let runs: usize = std::env::var("TCPLAB_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+        for subscribers in subscriber_counts {
+            let mut rates = Vec::new();
+            for _ in 0..runs {
+                let (events, run) = transfer(&api, grpc, subscribers).await?;
+                let per_subscriber = events as f64 / run.elapsed.as_secs_f64();
+                println!(
+                    "WatchEvents live, {subscribers:>3} subscriber(s): {events} events each in {:.3} s: {per_subscriber:.0} events/s per subscriber, {:.0} events/s delivered in all, {} lag-and-resume(s)",
+                    run.elapsed.as_secs_f64(),
+                    run.delivered as f64 / run.elapsed.as_secs_f64(),
+                    run.resumes
+                );
+                rates.push(per_subscriber);
+            }
+            rates.sort_by(f64::total_cmp);
             println!(
-                "WatchEvents live, {subscribers:>3} subscriber(s): {events} events each in {:.3} s: {:.0} events/s per subscriber, {:.0} events/s delivered in all, {} lag-and-resume(s)",
-                run.elapsed.as_secs_f64(),
-                events as f64 / run.elapsed.as_secs_f64(),
-                run.delivered as f64 / run.elapsed.as_secs_f64(),
-                run.resumes
+                "WatchEvents live, {subscribers:>3} subscriber(s), median of {runs}: {:.0} events/s per subscriber, {:.0} events/s delivered in all",
+                rates[rates.len() / 2],
+                rates[rates.len() / 2] * subscribers as f64
             );
         }
-        // Replay: the stored log of an idle session (ring and SQLite), as fast as the stream goes.
+        // Replay: the stored log of an idle session (ring and SQLite), as fast
+        // as the stream goes, once the writer has caught up with the runs above.
+        wait_persisted(&service, service.counters().2).await;
         let (events, replay) = replay(&api, grpc, alone.sid).await?;
         println!(
             "WatchEvents replay of {events} stored events to 1 subscriber: {:.3} s, {:.0} events/s",

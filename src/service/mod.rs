@@ -922,19 +922,23 @@ impl LabService {
                     // watch a long run as it goes and the unpublished events
                     // held in memory stay bounded.
                     let deadline = s.world.now().saturating_add(max_time);
-                    loop {
+                    let mut run_chunk = |s: &mut SessionState| {
                         let chunk = (max_events - steps).min(RUN_CHUNK_STEPS);
                         let outcome = s.world.run_until_idle(chunk, deadline.saturating_sub(s.world.now()));
                         steps += outcome.steps;
                         s.publish();
                         idle = outcome.idle;
                         match outcome.stopped_by {
-                            Some("events") if steps < max_events => continue,
+                            Some("events") if steps < max_events => true,
                             other => {
                                 stopped_by = other.map(str::to_string);
-                                break;
+                                false
                             }
                         }
+                    };
+                    if run_chunk(s) {
+                        // A long run: this worker thread is taken for a while.
+                        session::blocking(|| while run_chunk(s) {});
                     }
                 }
                 "pause" => s.paused = true,

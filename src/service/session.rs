@@ -41,12 +41,28 @@ pub(crate) struct Ring {
     /// [`RingPersisted`]): an event leaves the ring only once it is there, so
     /// a subscriber that fell behind the ring finds it in one place or the other.
     persisted: u64,
+    /// Until when the events within the lag threshold stay although no
+    /// subscriber holds them: one was just told it lagged, and its resume
+    /// (a round trip away) should read them from memory, not from SQLite
+    /// while the writer is busiest. The next subscription ends the grace.
+    resume_grace_until: Option<std::time::Instant>,
 }
+
+/// How long the ring waits for a lagged subscriber to resume.
+const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Ring {
     /// An empty ring whose next event is `next_seq`.
     fn new(next_seq: u64, keep: usize, lag_limit: u64) -> Ring {
-        Ring { events: VecDeque::new(), next_seq, cursors: Vec::new(), keep: keep.max(1), lag_limit, persisted: 0 }
+        Ring {
+            events: VecDeque::new(),
+            next_seq,
+            cursors: Vec::new(),
+            keep: keep.max(1),
+            lag_limit,
+            persisted: 0,
+            resume_grace_until: None,
+        }
     }
 
     /// `true` when [`Ring::evict`] may have something to drop.
@@ -83,11 +99,26 @@ impl Ring {
         self.next_seq.saturating_sub(1)
     }
 
-    /// The oldest seq some live subscriber still needs (`u64::MAX` when none
-    /// does), never below `newest - lag_limit`: a subscriber further behind
-    /// is told it lagged and resumes from SQLite anyway. Forgets ended ones.
+    /// A subscriber was told it lagged: keep what is within the lag
+    /// threshold for [`RESUME_GRACE`], or until the next subscription.
+    pub(crate) fn lagged(ring: &RwLock<Ring>) {
+        ring.write().unwrap_or_else(std::sync::PoisonError::into_inner).resume_grace_until =
+            Some(std::time::Instant::now() + RESUME_GRACE);
+    }
+
+    /// The oldest seq some live subscriber (or one expected to resume) still
+    /// needs (`u64::MAX` when none does), never below `newest - lag_limit`: a
+    /// subscriber further behind is told it lagged and reads the overshoot
+    /// from SQLite anyway. Forgets ended subscribers and an expired grace.
     fn needed_from(&mut self) -> u64 {
         let mut min = u64::MAX;
+        if let Some(until) = self.resume_grace_until {
+            if std::time::Instant::now() < until {
+                min = 0;
+            } else {
+                self.resume_grace_until = None;
+            }
+        }
         self.cursors.retain(|c| match c.upgrade() {
             Some(c) => {
                 min = min.min(c.load(Ordering::Relaxed).saturating_add(1));
@@ -370,6 +401,8 @@ impl SessionState {
             let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             ring.cursors.retain(|c| c.strong_count() > 0);
             ring.cursors.push(Arc::downgrade(&cursor));
+            // A lagged subscriber resuming now holds what it needs itself.
+            ring.resume_grace_until = None;
             ring.next_seq
         };
         Ok(LiveFeed { ring: self.ring.clone(), changed: self.live.subscribe(), live_from, cursor })
@@ -396,6 +429,19 @@ impl SessionState {
     pub(crate) fn reanchor(&mut self) {
         self.anchor = self.realtime_running().then(|| (Instant::now(), self.world.now()));
     }
+}
+
+/// Runs a job that keeps the actor's thread for long (a big
+/// `run_until_idle`) with the rest of that worker's queue handed to another
+/// thread meanwhile (`block_in_place`): the subscribers its publications
+/// wake are queued on this very worker (tokio's LIFO slot, which no other
+/// worker steals from), so they would otherwise start reading only once
+/// the whole run is over, by which time a fast run has left them lagging.
+/// On a current-thread runtime (tests) it just runs `f`.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread { tokio::task::block_in_place(f) } else { f() }
 }
 
 /// The actor's loop: jobs in order, realtime ticks in between, publish after each.

@@ -45,9 +45,8 @@ pub struct Subscription {
     kinds: Vec<String>,
     connection: Option<u64>,
     live: Option<Live>,
-    /// The store has been flushed since the cursor last needed it.
-    flushed: bool,
-    /// A flushed store lacked the next event once already.
+    /// SQLite lacked the next event once already: flush the writer before
+    /// reading it again, and end the stream if it still lacks it.
     store_missed: bool,
     done: bool,
     _guard: Option<SubscriberGuard>,
@@ -92,13 +91,10 @@ impl Subscription {
             };
             match next {
                 Next::Events(events) => {
-                    self.flushed = false;
+                    self.store_missed = false;
                     self.last = events.last().map_or(self.last, |e| e.seq);
                     if let Some(live) = &self.live {
-                        // What this batch hands over is read as far as the ring is
-                        // concerned; what nobody else needs can go now.
-                        live.cursor.store(self.last, Ordering::Relaxed);
-                        Ring::trim(&live.ring);
+                        live.read_through(self.last);
                     }
                     let items: Vec<_> = events.into_iter().filter(|e| self.wanted(e)).map(StreamItem::Event).collect();
                     if !items.is_empty() {
@@ -107,11 +103,21 @@ impl Subscription {
                 }
                 Next::Lagged => {
                     self.done = true;
+                    // Its cursor goes (the ring no longer keeps anything for this
+                    // subscription); what is within the threshold waits a while
+                    // for the resume instead.
+                    if let Some(live) = self.live.take() {
+                        Ring::lagged(&live.ring);
+                    }
                     return Some(vec![StreamItem::Lagged { last_seq: self.last }]);
                 }
                 Next::FromStore => {
-                    if let Some(items) = self.read_store().await {
-                        return Some(items);
+                    let items = self.read_store().await;
+                    if let Some(live) = &self.live {
+                        live.read_through(self.last);
+                    }
+                    if items.is_some() {
+                        return items;
                     }
                 }
                 Next::Wait => {
@@ -147,16 +153,17 @@ impl Subscription {
             && self.connection.is_none_or(|c| e.connection == Some(c))
     }
 
-    /// One page of what only SQLite still has (flushing the writer first, so
-    /// that every published event is there); `None` when the page had none
-    /// the filter wants. Ends the stream when the store fails or lacks them.
+    /// One page of what only SQLite still has; `None` when the page had
+    /// none the filter wants. No flush first: the ring lets an event go only
+    /// once the writer has committed it, so what is older than the ring is
+    /// in SQLite already (waiting for the writer to commit everything newer
+    /// would cost a resuming subscriber the writer's whole backlog). If the
+    /// next event is missing all the same (the writer refused it), one flush
+    /// decides; the stream ends rather than skip it.
     async fn read_store(&mut self) -> Option<Vec<StreamItem>> {
-        if self.live.is_some() && !self.flushed {
-            if self.writer.flush().await.is_err() {
-                self.done = true;
-                return None;
-            }
-            self.flushed = true;
+        if self.store_missed && self.writer.flush().await.is_err() {
+            self.done = true;
+            return None;
         }
         let filter = EventFilter {
             after_seq: self.last.min(i64::MAX as u64) as i64,
@@ -166,12 +173,8 @@ impl Subscription {
         };
         let rows = match self.store.events(self.sid as i64, &filter).await {
             Ok(rows) if !rows.is_empty() => rows,
-            // A running session's events are all there after a flush: if
-            // some are missing, flush once more (they may have left the ring
-            // since), and end rather than skip them if they still are.
             Ok(_) if self.live.is_some() && !self.store_missed => {
                 self.store_missed = true;
-                self.flushed = false;
                 return None;
             }
             _ => {
@@ -196,6 +199,13 @@ impl Subscription {
 }
 
 impl Live {
+    /// What is handed over up to `last` counts as read as far as the ring
+    /// is concerned: what nobody else needs can go now.
+    fn read_through(&self, last: u64) {
+        self.cursor.store(last, Ordering::Relaxed);
+        Ring::trim(&self.ring);
+    }
+
     /// What a cursor at `last` does next.
     fn next(&self, last: u64) -> Next {
         let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
@@ -261,7 +271,6 @@ pub(super) fn open(
         kinds,
         connection,
         live,
-        flushed: false,
         store_missed: false,
         done: false,
         _guard: guard,
@@ -414,6 +423,34 @@ mod tests {
         assert!(ring_len(&svc).await <= 16, "{}", ring_len(&svc).await);
     }
 
+    /// A long `run_until_idle` does not keep its subscribers waiting until
+    /// it is over: they read what it publishes while it runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscribers_read_a_long_run_while_it_runs() {
+        let limits = Limits { broadcast_capacity: 1 << 20, ..Limits::default() };
+        let (svc, sid, cid, _dir) = session(limits).await;
+        let start = events(&svc, sid).await;
+        svc.send(sid, cid, req(json!({"side": "client", "data": "x".repeat(4 << 20)}))).await.expect("send");
+        let mut sub = svc.subscribe(sid, start, None, None).await.expect("subscribe");
+        let published = svc.handle(sid).expect("live").published.clone();
+        let reader = {
+            let published = published.clone();
+            tokio::spawn(async move {
+                let first = sub.next_batch().await.expect("events");
+                assert!(matches!(first[0], StreamItem::Event(_)));
+                published.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        };
+        run(&svc, sid).await;
+        let published_when_first_read = reader.await.expect("reader");
+        let published_in_all = published.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(events(&svc, sid).await > start + 5_000, "a long run: {} events", events(&svc, sid).await - start);
+        assert!(
+            published_when_first_read < published_in_all,
+            "the subscriber read nothing before the run was over ({published_when_first_read} of {published_in_all} published)"
+        );
+    }
+
     /// A subscriber that does not read while the session runs ahead is told
     /// it lagged, with the seq to resume after; resuming there (from the ring
     /// or SQLite) continues with no gap, and the session never waited.
@@ -433,8 +470,19 @@ mod tests {
             let lagged = read(&mut sub, last, end).await.expect_err("lagged");
             assert_eq!(lagged, mid);
             assert!(sub.next_batch().await.is_none(), "the stream ends after Lagged");
+            // Until it resumes, the ring keeps what is within the lag threshold
+            // although SQLite has it all and nobody holds it.
+            svc.inner.writer.flush().await.expect("flush");
+            transfer(&svc, sid, cid, 0).await;
+            let handle = svc.handle(sid).expect("live");
+            let held = handle.call(|s| Ok(s.ring_len())).await.expect("call");
+            assert!(held >= 64, "{held}");
             let mut resumed = svc.subscribe(sid, lagged, None, None).await.expect("resume");
             read(&mut resumed, lagged, end).await.expect("caught up");
+            // Caught up and stored: back to the small ring.
+            svc.inner.writer.flush().await.expect("flush");
+            let held = handle.call(|s| Ok(s.ring_len())).await.expect("call");
+            assert!(held <= max_events_in_memory.max(64), "{held}");
         }
     }
 }
