@@ -151,7 +151,9 @@ const BULK_CHUNK: usize = MIB;
 struct Bulk {
     world: World,
     conn: ConnId,
-    chunk: Vec<u8>,
+    /// The application's buffer, handed to SEND without a copy (as the
+    /// server hands over a request's body).
+    chunk: bytes::Bytes,
 }
 
 impl Bulk {
@@ -166,7 +168,7 @@ impl Bulk {
             .unwrap();
         run_idle(&mut world);
         world.take_events();
-        let chunk = (0..BULK_CHUNK).map(|i| i as u8).collect();
+        let chunk = (0..BULK_CHUNK).map(|i| i as u8).collect::<Vec<u8>>().into();
         Bulk { world, conn, chunk }
     }
 
@@ -191,7 +193,9 @@ impl Bulk {
             if remaining > 0 && (idle || steps % 64 == 0) {
                 let queued = world.status(self.conn, Side::Client).unwrap().send_buffered;
                 if queued < BULK_LOW_WATER {
-                    let n = world.send(self.conn, Side::Client, &self.chunk[..remaining.min(BULK_CHUNK)]).unwrap();
+                    let n = world
+                        .send_bytes(self.conn, Side::Client, self.chunk.slice(..remaining.min(BULK_CHUNK)))
+                        .unwrap();
                     remaining -= n;
                 }
             }
@@ -220,7 +224,7 @@ struct StackBulk {
     now: u64,
     out: Vec<Output>,
     next: Vec<Output>,
-    chunk: Vec<u8>,
+    chunk: bytes::Bytes,
 }
 
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -240,7 +244,7 @@ impl StackBulk {
             now: 1_000,
             out: Vec::new(),
             next: Vec::new(),
-            chunk: (0..BULK_CHUNK).map(|i| i as u8).collect(),
+            chunk: (0..BULK_CHUNK).map(|i| i as u8).collect::<Vec<u8>>().into(),
         };
         bulk.socket = bulk.client.connect(None, SERVER_IP, 80, profile, None, &mut bulk.rng, 0, &mut bulk.out).unwrap();
         bulk.client.dispatch(bulk.now, &mut bulk.out);
@@ -293,7 +297,7 @@ impl StackBulk {
         let mut remaining = BULK_BYTES;
         let (mut segments, mut octets) = (0, 0);
         while remaining > 0 {
-            let n = self.client.send(self.socket, &self.chunk[..remaining.min(BULK_CHUNK)]).unwrap();
+            let n = self.client.send_bytes(self.socket, self.chunk.slice(..remaining.min(BULK_CHUNK))).unwrap();
             remaining -= n;
             self.client.dispatch(self.now, &mut self.out);
             let (s, o) = self.pump();

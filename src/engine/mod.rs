@@ -17,6 +17,7 @@
 
 pub mod output;
 pub mod profile;
+mod recvbuf;
 pub mod rtt;
 pub mod segment;
 mod sendbuf;

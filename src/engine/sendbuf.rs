@@ -35,6 +35,21 @@ impl SendBuffer {
         self.tail.extend_from_slice(data);
     }
 
+    /// Appends a buffer as a chunk of its own, without copying it (what was
+    /// written before it is cut into a chunk first, to keep the order).
+    pub fn push_bytes(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if !self.tail.is_empty() {
+            let chunk = self.tail.split().freeze();
+            self.frozen += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+        self.frozen += data.len();
+        self.chunks.push_back(data);
+    }
+
     /// Drops the first `n` octets (acknowledged).
     pub fn consume(&mut self, n: usize) {
         let mut n = n.min(self.len());
@@ -122,5 +137,24 @@ mod tests {
         assert!(b.is_empty());
         b.push(b"again");
         assert_eq!(&b.slice(0, 5)[..], b"again");
+    }
+
+    #[test]
+    fn pushed_buffers_keep_their_order_with_copied_writes_and_are_sliced_not_copied() {
+        let mut b = SendBuffer::default();
+        b.push(b"ab");
+        let shared = Bytes::from_static(b"cdefgh");
+        b.push_bytes(shared.clone());
+        b.push(b"ij");
+        b.push_bytes(Bytes::new());
+        assert_eq!(b.len(), 10);
+        assert_eq!(&b.slice(0, 10)[..], b"abcdefghij");
+        let inside = b.slice(3, 4);
+        assert_eq!(&inside[..], b"defg");
+        assert_eq!(inside.as_ptr(), shared[1..].as_ptr(), "a slice of the pushed buffer itself");
+        b.consume(5);
+        assert_eq!(&b.slice(0, 5)[..], b"fghij");
+        b.consume(5);
+        assert!(b.is_empty());
     }
 }

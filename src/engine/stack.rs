@@ -293,6 +293,16 @@ impl Stack {
         Ok(n)
     }
 
+    /// SEND of a buffer kept as it is (see [`Tcb::send_bytes`]).
+    ///
+    /// # Errors
+    /// As [`Stack::send`].
+    pub fn send_bytes(&mut self, id: SocketId, data: bytes::Bytes) -> Result<usize, StackError> {
+        let n = self.slot_mut(id)?.tcb.send_bytes(data)?;
+        self.mark_dirty(id);
+        Ok(n)
+    }
+
     /// RECEIVE on an endpoint: up to `max` octets.
     ///
     /// # Errors

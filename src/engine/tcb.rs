@@ -11,7 +11,6 @@
 //!
 //! Everything the TCB does is pushed onto an [`Output`] list in order.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -20,6 +19,7 @@ use serde::Serialize;
 
 use super::output::{Cause, ConnError, Output, SocketId, TimerKind, UserCall};
 use super::profile::{Handshake, Profile};
+use super::recvbuf::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::segment::{Flags, Segment, TcpOption};
 use super::sendbuf::SendBuffer;
@@ -93,10 +93,6 @@ impl Deadlines {
         (t != NEVER).then_some(t)
     }
 }
-
-/// Buffers kept when they empty, so that a busy connection does not
-/// allocate again for every segment; larger ones are given back.
-const KEEP_EMPTY_BUFFER: usize = 64 * 1024;
 
 /// A snapshot of an endpoint for STATUS (RFC 9293 section 3.10.6) and the API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -178,7 +174,7 @@ pub struct Tcb {
     /// Data from SND.UNA (or ISS+1 while the SYN is unacknowledged) onwards.
     tx: SendBuffer,
     /// In-order data not yet read by the user.
-    rx: VecDeque<u8>,
+    rx: RecvBuffer,
     /// Out-of-order segments, sorted by sequence number, trimmed to the
     /// window; boxed, and absent while nothing is held (almost always).
     #[allow(clippy::box_collection)] // one pointer, not three words, in every idle TCB
@@ -255,7 +251,7 @@ impl Tcb {
             rcv_nxt: SeqNumber(0),
             last_adv_wnd: 0,
             tx: SendBuffer::default(),
-            rx: VecDeque::new(),
+            rx: RecvBuffer::default(),
             ooo: None,
             peer_fin: None,
             fin_queued: false,
@@ -469,6 +465,25 @@ impl Tcb {
     /// # Errors
     /// [`UserError`] when the connection cannot send in its state.
     pub fn send(&mut self, data: &[u8]) -> Result<usize, UserError> {
+        let n = self.send_room(data.len())?;
+        self.tx.push(&data[..n]);
+        Ok(n)
+    }
+
+    /// SEND of a buffer the send queue keeps as it is, its segments slices
+    /// of it (a reference count, not a copy of the application's octets);
+    /// returns how many octets fit, as [`Tcb::send`].
+    ///
+    /// # Errors
+    /// As [`Tcb::send`].
+    pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, UserError> {
+        let n = self.send_room(data.len())?;
+        self.tx.push_bytes(data.slice(..n));
+        Ok(n)
+    }
+
+    /// How many of `len` octets SEND may queue now.
+    fn send_room(&self, len: usize) -> Result<usize, UserError> {
         if let Some(error) = self.error {
             return Err(UserError::Failed(error));
         }
@@ -481,44 +496,22 @@ impl Tcb {
             return Err(UserError::Closing);
         }
         let room = (self.profile.send_buffer as usize).saturating_sub(self.tx.len());
-        if room == 0 && !data.is_empty() {
+        if room == 0 && len > 0 {
             return Err(UserError::BufferFull);
         }
-        let n = room.min(data.len());
-        self.tx.push(&data[..n]);
-        Ok(n)
+        Ok(room.min(len))
     }
 
     /// RECEIVE: takes up to `max` in-order octets. An empty result once the
     /// peer's FIN has been processed means end of stream.
     pub fn recv(&mut self, max: usize) -> Vec<u8> {
-        let n = max.min(self.rx.len());
-        let mut data = Vec::with_capacity(n);
-        let (a, b) = self.rx.as_slices();
-        let first = n.min(a.len());
-        data.extend_from_slice(&a[..first]);
-        data.extend_from_slice(&b[..n - first]);
-        self.consume(n);
-        data
+        self.rx.read(max)
     }
 
     /// RECEIVE for an application that only counts what it reads: drops up to
     /// `max` in-order octets without copying them out; returns how many.
     pub fn recv_discard(&mut self, max: usize) -> usize {
-        let n = max.min(self.rx.len());
-        self.consume(n);
-        n
-    }
-
-    fn consume(&mut self, n: usize) {
-        if n == self.rx.len() {
-            self.rx.clear();
-            if self.rx.capacity() > KEEP_EMPTY_BUFFER {
-                self.rx = VecDeque::new();
-            }
-        } else {
-            self.rx.drain(..n);
-        }
+        self.rx.discard(max)
     }
 
     /// Octets ready to be read.
@@ -969,21 +962,23 @@ impl Tcb {
     /// early), then the FIN once everything before it has arrived.
     fn receive_text(&mut self, text: Text, cause: &Cause, now: u64, out: &mut Vec<Output>) {
         let accepts_text = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2);
-        if !text.data.is_empty() {
+        let Text { seq, data, fin } = text;
+        let text_end = seq + data.len() as u32;
+        if !data.is_empty() {
             self.ack_pending = true;
             if accepts_text {
-                if text.seq == self.rcv_nxt {
-                    self.rx.extend(&text.data[..]);
-                    self.rcv_nxt += text.data.len() as u32;
+                if seq == self.rcv_nxt {
+                    self.rx.push(data);
+                    self.rcv_nxt = text_end;
                     self.drain_out_of_order();
                     out.push(Output::Readable { socket: self.id });
-                } else if text.seq > self.rcv_nxt {
-                    self.hold_out_of_order(text.seq, text.data.clone());
+                } else if seq > self.rcv_nxt {
+                    self.hold_out_of_order(seq, data);
                 }
             }
         }
-        if text.fin {
-            let fin = text.seq + text.data.len() as u32;
+        if fin {
+            let fin = text_end;
             self.peer_fin = Some(fin);
             if fin != self.rcv_nxt {
                 // A FIN beyond a hole is an out-of-order segment: acknowledge
@@ -1020,7 +1015,7 @@ impl Tcb {
             ready += 1;
             let skip = (self.rcv_nxt - *seq) as usize;
             if skip < data.len() {
-                self.rx.extend(&data[skip..]);
+                self.rx.push(data.slice(skip..));
                 self.rcv_nxt += (data.len() - skip) as u32;
             }
         }

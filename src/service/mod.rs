@@ -682,11 +682,11 @@ impl LabService {
     /// # Errors
     /// Bad data, unknown ids, a state that cannot send.
     pub async fn send(&self, sid: u64, cid: u64, req: SendData) -> Result<SendResult, Error> {
-        let data = req.bytes()?;
         let side = req.side;
+        let data = req.into_bytes()?;
         let record = json!({ "op": "send", "connection": cid, "side": side, "bytes": data.len() });
         self.command(sid, record, move |s| {
-            let accepted = s.world.send(cid, side, &data)?;
+            let accepted = s.world.send_bytes(cid, side, data)?;
             Ok(SendResult { side, accepted: accepted as u64 })
         })
         .await

@@ -336,15 +336,17 @@ pub struct SendData {
 }
 
 impl SendData {
-    /// The octets to send, from `data` or `data_base64` (exactly one).
+    /// The octets to send, from `data` or `data_base64` (exactly one): the
+    /// request's own buffer for `data` (no copy of a large send).
     ///
     /// # Errors
-    /// Both or neither given, or bad base64.
-    pub fn bytes(&self) -> Result<Vec<u8>, super::Error> {
-        match (&self.data, &self.data_base64) {
-            (Some(text), None) => Ok(text.as_bytes().to_vec()),
+    /// Neither or both given, or `data_base64` is not base64.
+    pub fn into_bytes(self) -> Result<bytes::Bytes, super::Error> {
+        match (self.data, self.data_base64) {
+            (Some(text), None) => Ok(bytes::Bytes::from(text.into_bytes())),
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
+                .map(bytes::Bytes::from)
                 .map_err(|e| super::Error::invalid("data_base64", e.to_string())),
             _ => Err(super::Error::invalid("data", "give exactly one of data and data_base64")),
         }

@@ -799,6 +799,18 @@ impl World {
         Ok(n)
     }
 
+    /// [`World::send`] of a buffer the send queue keeps as it is (segments
+    /// are slices of it): no copy of the application's octets.
+    ///
+    /// # Errors
+    /// As [`World::send`].
+    pub fn send_bytes(&mut self, conn: ConnId, side: Side, data: Bytes) -> Result<usize, WorldError> {
+        let (host, socket) = self.live_socket(conn, side)?;
+        let n = self.tcp_stack(host)?.send_bytes(socket, data)?;
+        self.settle(host);
+        Ok(n)
+    }
+
     /// CLOSE one end.
     ///
     /// # Errors
@@ -1125,15 +1137,24 @@ impl World {
         self.queue.push(Reverse(Scheduled { at, order, item }));
     }
 
-    fn wire(&self, p: &InFlight) -> WireSegment {
-        let to = match self.host_by_ip.get(&p.dst_ip) {
+    /// The name of the host a packet goes to (its address when no host has it).
+    fn to_name(&self, p: &InFlight) -> Arc<str> {
+        // `to` is that host whenever one has the address (no lookup needed).
+        let to = &self.hosts[p.to as usize];
+        if to.ip == p.dst_ip {
+            return to.name.clone();
+        }
+        match self.host_by_ip.get(&p.dst_ip) {
             Some(&h) => self.hosts[h as usize].name.clone(),
             None => Arc::from(p.dst_ip.to_string()),
-        };
+        }
+    }
+
+    fn wire(&self, p: &InFlight) -> WireSegment {
         WireSegment {
             id: p.id,
             from: self.hosts[p.from as usize].name.clone(),
-            to,
+            to: self.to_name(p),
             segment: p.segment.clone(),
             retransmission: p.retransmission,
             injected: p.injected,
@@ -1142,14 +1163,10 @@ impl World {
 
     /// [`World::wire`], taking the segment instead of copying it.
     fn wire_owned(&self, p: InFlight) -> WireSegment {
-        let to = match self.host_by_ip.get(&p.dst_ip) {
-            Some(&h) => self.hosts[h as usize].name.clone(),
-            None => Arc::from(p.dst_ip.to_string()),
-        };
         WireSegment {
             id: p.id,
             from: self.hosts[p.from as usize].name.clone(),
-            to,
+            to: self.to_name(&p),
             segment: p.segment,
             retransmission: p.retransmission,
             injected: p.injected,
@@ -1248,13 +1265,14 @@ impl World {
             copies = 2;
         }
         let start = self.now + delay;
-        let departure = match self.links.get_mut(&(from, to)) {
-            Some(dir) if params.bandwidth_bps > 0 => {
+        // (The link is looked up again only when it has a bandwidth to keep busy.)
+        let departure = match (params.bandwidth_bps > 0).then(|| self.links.get_mut(&(from, to))).flatten() {
+            Some(dir) => {
                 let begin = start.max(dir.busy_until);
                 dir.busy_until = begin + params.serialisation_ns(packet.wire_len());
                 dir.busy_until
             }
-            _ => start,
+            None => start,
         };
         if copies == 2 {
             let segment = self.wire(&packet);

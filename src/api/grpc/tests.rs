@@ -153,7 +153,7 @@ fn send_carries_the_exact_bytes() {
     })
     .unwrap();
     assert_eq!(req.side, Side::Server);
-    assert_eq!(req.bytes().unwrap(), data);
+    assert_eq!(req.into_bytes().unwrap(), data);
     let err = SendData::try_from(pb::SendRequest { side: "both".into(), ..Default::default() }).unwrap_err();
     assert_eq!(invalid_field(&err), "side");
 }
