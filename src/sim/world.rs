@@ -149,10 +149,19 @@ enum Item {
     },
 }
 
+/// An item due at a virtual time; items due at the same time come in the
+/// order they were scheduled (determinism).
 struct Scheduled {
-    at: u64,
-    order: u64,
+    /// The time in the high 64 bits, the scheduling order in the low ones:
+    /// one branch-free comparison orders the heap.
+    key: u128,
     item: Item,
+}
+
+impl Scheduled {
+    fn at(&self) -> u64 {
+        (self.key >> 64) as u64
+    }
 }
 
 impl InFlight {
@@ -170,7 +179,7 @@ impl InFlight {
 
 impl PartialEq for Scheduled {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
+        self.key == other.key
     }
 }
 impl Eq for Scheduled {}
@@ -181,7 +190,7 @@ impl PartialOrd for Scheduled {
 }
 impl Ord for Scheduled {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.order).cmp(&(other.at, other.order))
+        self.key.cmp(&other.key)
     }
 }
 
@@ -1008,7 +1017,7 @@ impl World {
     /// When the next scheduled item is due, if any.
     pub fn next_event_at(&mut self) -> Option<u64> {
         self.drop_stale_timers();
-        self.queue.peek().map(|Reverse(s)| s.at)
+        self.queue.peek().map(|Reverse(s)| s.at())
     }
 
     /// Drops timer entries that no longer match their host's earliest
@@ -1019,7 +1028,7 @@ impl World {
             let Item::HostTimer { host, generation } = s.item else {
                 break;
             };
-            let at = s.at;
+            let at = s.at();
             let h = &mut self.hosts[host as usize];
             if h.timer_gen != generation {
                 self.queue.pop();
@@ -1045,7 +1054,7 @@ impl World {
         let Some(Reverse(scheduled)) = self.queue.pop() else {
             return false;
         };
-        self.now = self.now.max(scheduled.at);
+        self.now = self.now.max(scheduled.at());
         match scheduled.item {
             Item::Arrival(slot) => {
                 if let Some(packet) = self.unpark_packet(slot) {
@@ -1134,7 +1143,7 @@ impl World {
     fn schedule(&mut self, at: u64, item: Item) {
         let order = self.next_order;
         self.next_order += 1;
-        self.queue.push(Reverse(Scheduled { at, order, item }));
+        self.queue.push(Reverse(Scheduled { key: u128::from(at) << 64 | u128::from(order), item }));
     }
 
     /// The name of the host a packet goes to (its address when no host has it).
