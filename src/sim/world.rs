@@ -132,7 +132,9 @@ pub(crate) struct InFlight {
     /// is exactly what the bytes would decode to, so they are made only if
     /// needed (a bit to flip, a raw host to hand them to) and the receiver
     /// takes `segment` as it is, sparing an encoding and a decoding.
-    bytes: Option<Bytes>,
+    /// (Boxed: rarely there, and a packet on its way is moved in and out of
+    /// its slot, so it is kept small.)
+    bytes: Option<Box<Bytes>>,
     /// The segment as sent (for the log; the receiver decodes `bytes` when there are any).
     segment: Segment,
     retransmission: bool,
@@ -168,12 +170,12 @@ impl InFlight {
     /// The encoded bytes, made now if they were not yet.
     fn bytes(&mut self) -> &Bytes {
         let (segment, src_ip, dst_ip) = (&self.segment, self.src_ip, self.dst_ip);
-        self.bytes.get_or_insert_with(|| segment.encode(src_ip, dst_ip).unwrap_or_default())
+        self.bytes.get_or_insert_with(|| Box::new(segment.encode(src_ip, dst_ip).unwrap_or_default()))
     }
 
     /// Octets on the wire.
     fn wire_len(&self) -> usize {
-        self.bytes.as_ref().map_or_else(|| self.segment.wire_len(), Bytes::len)
+        self.bytes.as_ref().map_or_else(|| self.segment.wire_len(), |b| b.len())
     }
 }
 
@@ -1202,6 +1204,7 @@ impl World {
         }
         let src_ip = self.hosts[from as usize].ip;
         let to = self.host_by_ip.get(&dst_ip).copied();
+        let bytes = bytes.map(Box::new);
         let mut packet =
             InFlight { id, from, to: to.unwrap_or(from), src_ip, dst_ip, bytes, segment, retransmission, injected };
         let wire = self.wire(&packet);
@@ -1248,7 +1251,7 @@ impl World {
             }
             Some((_, FaultAction::Corrupt, _)) => {
                 let flipped = self.flip_bit(packet.bytes());
-                packet.bytes = Some(flipped);
+                packet.bytes = Some(Box::new(flipped));
                 corrupted = true;
             }
             None => {}
@@ -1268,7 +1271,7 @@ impl World {
         // a checksum that is meant to catch them here.
         if params.corrupt > 0.0 && self.chance(params.corrupt) && !corrupted {
             let flipped = self.flip_bit(packet.bytes());
-            packet.bytes = Some(flipped);
+            packet.bytes = Some(Box::new(flipped));
         }
         if params.duplicate > 0.0 && self.chance(params.duplicate) {
             copies = 2;
