@@ -8,7 +8,7 @@
 //! sees exactly what a wire would carry.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -163,6 +163,48 @@ struct Scheduled {
 impl Scheduled {
     fn at(&self) -> u64 {
         (self.key >> 64) as u64
+    }
+}
+
+/// What is scheduled, soonest first: a queue for arrivals scheduled in time
+/// order (most of them: a link's latency is mostly the same for every
+/// packet, so they are scheduled in the order they fall due) and a heap for
+/// the rest (timers, jittered or reordered packets). Popping takes the
+/// sooner of the two fronts, so the order is exactly a single heap's (keys
+/// are unique), and the common case costs O(1) instead of O(log n).
+#[derive(Default)]
+struct Agenda {
+    in_order: VecDeque<Scheduled>,
+    others: BinaryHeap<Reverse<Scheduled>>,
+}
+
+impl Agenda {
+    fn push(&mut self, item: Scheduled) {
+        // Timers go to the heap: one far ahead at the queue's back would send
+        // every arrival after it there.
+        let arrival = matches!(item.item, Item::Arrival(_));
+        if arrival && self.in_order.back().is_none_or(|last| last.key < item.key) {
+            self.in_order.push_back(item);
+        } else {
+            self.others.push(Reverse(item));
+        }
+    }
+
+    /// `true` when the soonest item is the in-order queue's front.
+    fn front_is_in_order(&self) -> bool {
+        match (self.in_order.front(), self.others.peek()) {
+            (Some(a), Some(Reverse(b))) => a.key < b.key,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    fn peek(&self) -> Option<&Scheduled> {
+        if self.front_is_in_order() { self.in_order.front() } else { self.others.peek().map(|Reverse(s)| s) }
+    }
+
+    fn pop(&mut self) -> Option<Scheduled> {
+        if self.front_is_in_order() { self.in_order.pop_front() } else { self.others.pop().map(|Reverse(s)| s) }
     }
 }
 
@@ -366,7 +408,7 @@ pub struct World {
     host_by_name: FxHashMap<Arc<str>, HostId>,
     host_by_ip: FxHashMap<Ipv4Addr, HostId>,
     links: FxHashMap<(HostId, HostId), LinkDir>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: Agenda,
     /// Packets on their way, by the slot their arrival names; `free_slots`
     /// are the empty ones.
     in_flight: Vec<Option<InFlight>>,
@@ -420,7 +462,7 @@ impl World {
             host_by_name: FxHashMap::default(),
             host_by_ip: FxHashMap::default(),
             links: FxHashMap::default(),
-            queue: BinaryHeap::new(),
+            queue: Agenda::default(),
             in_flight: Vec::new(),
             free_slots: Vec::new(),
             next_order: 0,
@@ -1019,14 +1061,14 @@ impl World {
     /// When the next scheduled item is due, if any.
     pub fn next_event_at(&mut self) -> Option<u64> {
         self.drop_stale_timers();
-        self.queue.peek().map(|Reverse(s)| s.at())
+        self.queue.peek().map(Scheduled::at)
     }
 
     /// Drops timer entries that no longer match their host's earliest
     /// deadline (moving them where they belong), so that the clock never
     /// jumps to a timer that was cancelled.
     fn drop_stale_timers(&mut self) {
-        while let Some(Reverse(s)) = self.queue.peek() {
+        while let Some(s) = self.queue.peek() {
             let Item::HostTimer { host, generation } = s.item else {
                 break;
             };
@@ -1053,7 +1095,7 @@ impl World {
     /// moving the clock to it. Returns `false` when nothing is scheduled.
     pub fn step(&mut self) -> bool {
         self.drop_stale_timers();
-        let Some(Reverse(scheduled)) = self.queue.pop() else {
+        let Some(scheduled) = self.queue.pop() else {
             return false;
         };
         self.now = self.now.max(scheduled.at());
@@ -1145,7 +1187,7 @@ impl World {
     fn schedule(&mut self, at: u64, item: Item) {
         let order = self.next_order;
         self.next_order += 1;
-        self.queue.push(Reverse(Scheduled { key: u128::from(at) << 64 | u128::from(order), item }));
+        self.queue.push(Scheduled { key: u128::from(at) << 64 | u128::from(order), item });
     }
 
     /// The name of the host a packet goes to (its address when no host has it).
@@ -1652,5 +1694,53 @@ impl World {
                 self.schedule(deadline, Item::HostTimer { host, generation });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Agenda, Item, Scheduled};
+
+    /// Arrivals in time order, arrivals out of it and timers, mixed: the
+    /// agenda pops them all exactly in key order, as one heap would.
+    #[test]
+    fn the_agenda_pops_in_key_order_whatever_queue_an_item_went_to() {
+        let mut agenda = Agenda::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut now = 0u64;
+        let mut keys = Vec::new();
+        for order in 0..5_000u64 {
+            let r = next();
+            // Mostly arrivals a fixed latency ahead (in order), some jittered
+            // (out of order), some timers far ahead; the clock moves on.
+            now += r % 3;
+            let (at, item) = match r % 10 {
+                0 => (now + 1_000 + next() % 500, Item::HostTimer { host: 0, generation: order }),
+                1 => (now + next() % 20, Item::Arrival(order as u32)),
+                _ => (now + 10, Item::Arrival(order as u32)),
+            };
+            let key = u128::from(at) << 64 | u128::from(order);
+            keys.push(key);
+            agenda.push(Scheduled { key, item });
+            if r % 4 == 0 {
+                // Pops interleave with pushes, as in a running world.
+                keys.sort_unstable();
+                let popped = agenda.pop().map(|s| s.key);
+                assert_eq!(popped, Some(keys.remove(0)));
+            }
+        }
+        assert!(!agenda.in_order.is_empty() && !agenda.others.is_empty(), "both queues were used");
+        keys.sort_unstable();
+        for key in keys {
+            assert_eq!(agenda.peek().map(|s| s.key), Some(key));
+            assert_eq!(agenda.pop().map(|s| s.key), Some(key));
+        }
+        assert!(agenda.pop().is_none());
     }
 }
