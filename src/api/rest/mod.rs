@@ -206,7 +206,49 @@ pub fn router(service: LabService) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(crate::api::web::fallback)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(body_limit, refuse_oversized_after_reading))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(service.metrics().clone(), crate::api::metrics::track_http))
         .with_state(service)
+}
+
+/// How much of a refused body is read (and dropped) before the 413, at most.
+const OVERSIZED_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+/// How long reading a refused body may take, at most.
+const OVERSIZED_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A body whose declared length is over `max_body_bytes` gets its 413 once
+/// the client has sent it (read and dropped, within a bound), not while it
+/// is still sending: a server that closes a connection with unread octets
+/// resets it, and a client still uploading then sees the reset instead of
+/// the answer. (A body without a declared length is cut at the limit by
+/// `DefaultBodyLimit` as before.)
+async fn refuse_oversized_after_reading(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures::StreamExt as _;
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= limit as u64) {
+        return next.run(request).await;
+    }
+    let mut body = request.into_body().into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(OVERSIZED_DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len();
+            if read > OVERSIZED_DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+    error::ApiError::Http {
+        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large",
+        message: "request body: larger than max_body_bytes".to_string(),
+    }
+    .into_response()
 }

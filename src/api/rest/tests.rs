@@ -292,6 +292,31 @@ async fn an_oversized_body_is_413_with_the_error_body() {
     lab.ok(Method::POST, "/api/v1/sessions", Some(json!({"name": "small"})), StatusCode::CREATED).await;
 }
 
+/// A body that declares a length over the limit is read to its end (and
+/// dropped) before the 413, so that a client still uploading it is not reset
+/// before it can read the answer.
+#[tokio::test]
+async fn a_body_declared_too_long_is_read_to_its_end_then_refused() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let lab = lab_with(Limits { max_body_bytes: 1024, ..Limits::default() }).await;
+    let read = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = read.clone();
+    let chunks = (0..64).map(move |_| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024]))
+    });
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/sessions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, 64 * 1024)
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .expect("request");
+    let (status, _, body) = lab.send(req).await;
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "max_body_bytes");
+    assert_eq!(read.load(Ordering::Relaxed), 64, "every chunk was read before the answer");
+}
+
 #[tokio::test]
 async fn bad_json_bodies_are_400_naming_the_field() {
     let lab = lab().await;
