@@ -65,6 +65,9 @@ fn main() -> anyhow::Result<()> {
         }
         // The same seeded transfer in fresh sessions: alone (how fast the
         // session makes events), then watched live by 1 and by 100 streams.
+        // Each timed stream phase starts with the writer caught up with what
+        // came before (the REST phases leave thousands of sessions' events).
+        wait_persisted(&service, service.counters().2).await;
         let (alone_events, alone) = transfer(&api, grpc, 0).await?;
         println!(
             "Session alone: a 2 MiB transfer with mss 100 over a 1% lossy link makes {alone_events} events in {:.3} s ({:.0} events/s, no subscriber)",
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         for subscribers in subscriber_counts {
             let mut rates = Vec::new();
             for _ in 0..runs {
+                wait_persisted(&service, service.counters().2).await;
                 let (events, run) = transfer(&api, grpc, subscribers).await?;
                 let per_subscriber = events as f64 / run.elapsed.as_secs_f64();
                 println!(
