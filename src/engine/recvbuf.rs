@@ -1,11 +1,14 @@
 //! The receive buffer: in-order octets the application has not read yet,
 //! kept as the payloads they arrived in (shared slices of the segments: a
-//! reference count, not a copy per segment). Reading copies them out once.
+//! reference count, not a copy per segment) while the application reads as
+//! they come. Reading copies them out once.
 //!
-//! A payload that is a slice of a larger buffer (the sender's queued write,
-//! on the simulated wire without re-encoding) keeps that buffer alive until
-//! it is read: never more than the sender allocated for the octets in the
-//! receive window, which it holds itself while they are unacknowledged.
+//! A payload slice keeps the buffer it is a slice of alive (a whole queued
+//! write of the sender's, on the simulated wire without re-encoding). So as
+//! soon as octets pile up unread (a second chunk arrives before the first
+//! is read), what is held is copied into buffers of its own, and so is what
+//! arrives until the buffer has been read empty: an application that does
+//! not read never keeps more alive than the octets it has not read.
 
 use std::collections::VecDeque;
 
@@ -20,7 +23,13 @@ pub struct RecvBuffer {
     chunks: VecDeque<Bytes>,
     /// Octets in `chunks`.
     len: usize,
+    /// The chunks are copies of their own (octets piled up unread), and
+    /// what arrives is copied too until the buffer is read empty.
+    owned: bool,
 }
+
+/// Chunks held unread at which they are copied out of the segments.
+const OWN_AT_CHUNKS: usize = 2;
 
 impl RecvBuffer {
     /// Octets waiting to be read.
@@ -30,10 +39,17 @@ impl RecvBuffer {
 
     /// Appends the next in-order octets.
     pub fn push(&mut self, data: Bytes) {
-        if !data.is_empty() {
-            self.len += data.len();
-            self.chunks.push_back(data);
+        if data.is_empty() {
+            return;
         }
+        if !self.owned && self.chunks.len() + 1 >= OWN_AT_CHUNKS {
+            for chunk in &mut self.chunks {
+                *chunk = Bytes::copy_from_slice(chunk);
+            }
+            self.owned = true;
+        }
+        self.len += data.len();
+        self.chunks.push_back(if self.owned { Bytes::copy_from_slice(&data) } else { data });
     }
 
     /// Takes up to `max` octets, copied into one buffer.
@@ -67,8 +83,11 @@ impl RecvBuffer {
             }
         }
         self.len -= n - left;
-        if self.chunks.is_empty() && self.chunks.capacity() > KEEP_EMPTY_CHUNKS {
-            self.chunks = VecDeque::new();
+        if self.chunks.is_empty() {
+            self.owned = false;
+            if self.chunks.capacity() > KEEP_EMPTY_CHUNKS {
+                self.chunks = VecDeque::new();
+            }
         }
         n - left
     }
@@ -97,5 +116,26 @@ mod tests {
         b.push(first);
         assert_eq!(b.discard(100), 6);
         assert_eq!(b.len(), 0);
+    }
+
+    /// Read as it comes, a payload is held as it is; once octets pile up
+    /// unread, nothing held points into the segments' buffers any more.
+    #[test]
+    fn unread_octets_are_copied_out_of_the_buffers_they_arrived_in() {
+        let mut b = RecvBuffer::default();
+        let big = Bytes::from(vec![7u8; 4096]);
+        b.push(big.slice(0..100));
+        assert!(b.chunks.iter().any(|c| c.as_ptr() == big.as_ptr()), "held as it is while read promptly");
+        b.push(big.slice(100..200));
+        b.push(big.slice(200..300));
+        let inside = |c: &Bytes| {
+            let (start, end) = (big.as_ptr() as usize, big.as_ptr() as usize + big.len());
+            (start..end).contains(&(c.as_ptr() as usize))
+        };
+        assert!(!b.chunks.iter().any(inside), "copies once octets pile up");
+        assert_eq!(b.read(1000), vec![7u8; 300]);
+        // Read empty: prompt readers get slices again.
+        b.push(big.slice(300..400));
+        assert!(b.chunks.iter().all(inside));
     }
 }

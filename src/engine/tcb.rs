@@ -478,7 +478,13 @@ impl Tcb {
     /// As [`Tcb::send`].
     pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, UserError> {
         let n = self.send_room(data.len())?;
-        self.tx.push_bytes(data.slice(..n));
+        if n == data.len() {
+            self.tx.push_bytes(data);
+        } else {
+            // A part: copied, so that a few queued octets never keep a
+            // large buffer alive.
+            self.tx.push(&data[..n]);
+        }
         Ok(n)
     }
 

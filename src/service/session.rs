@@ -100,10 +100,21 @@ impl Ring {
     }
 
     /// A subscriber was told it lagged: keep what is within the lag
-    /// threshold for [`RESUME_GRACE`], or until the next subscription.
-    pub(crate) fn lagged(ring: &RwLock<Ring>) {
+    /// threshold for [`RESUME_GRACE`], or until the next subscription. A
+    /// timer trims the ring when the grace is over, in case the session has
+    /// gone idle meanwhile (nothing else would).
+    pub(crate) fn lagged(ring: &Arc<RwLock<Ring>>) {
         ring.write().unwrap_or_else(std::sync::PoisonError::into_inner).resume_grace_until =
             Some(std::time::Instant::now() + RESUME_GRACE);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let ring = Arc::downgrade(ring);
+            runtime.spawn(async move {
+                tokio::time::sleep(RESUME_GRACE + Duration::from_millis(10)).await;
+                if let Some(ring) = ring.upgrade() {
+                    Ring::trim(&ring);
+                }
+            });
+        }
     }
 
     /// The oldest seq some live subscriber (or one expected to resume) still

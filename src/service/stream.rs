@@ -171,8 +171,13 @@ impl Subscription {
             kinds: Vec::new(), // filter in one place (`wanted`), so `last` tracks every seq
             connection: None,
         };
+        // A running session's log has no gaps: a page that does not begin
+        // with the next event lacks it (the writer refused it), as an empty
+        // page does.
+        let next = self.last.saturating_add(1);
+        let complete = |rows: &[EventRow]| rows.first().is_some_and(|r| self.live.is_none() || r.seq as u64 == next);
         let rows = match self.store.events(self.sid as i64, &filter).await {
-            Ok(rows) if !rows.is_empty() => rows,
+            Ok(rows) if complete(&rows) => rows,
             Ok(_) if self.live.is_some() && !self.store_missed => {
                 self.store_missed = true;
                 return None;
@@ -429,8 +434,9 @@ mod tests {
     async fn subscribers_read_a_long_run_while_it_runs() {
         let limits = Limits { broadcast_capacity: 1 << 20, ..Limits::default() };
         let (svc, sid, cid, _dir) = session(limits).await;
-        let start = events(&svc, sid).await;
         svc.send(sid, cid, req(json!({"side": "client", "data": "x".repeat(4 << 20)}))).await.expect("send");
+        // From after what the send itself published: only the run's events.
+        let start = events(&svc, sid).await;
         let mut sub = svc.subscribe(sid, start, None, None).await.expect("subscribe");
         let published = svc.handle(sid).expect("live").published.clone();
         let reader = {

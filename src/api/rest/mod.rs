@@ -217,12 +217,13 @@ const OVERSIZED_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 /// How long reading a refused body may take, at most.
 const OVERSIZED_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A body whose declared length is over `max_body_bytes` gets its 413 once
-/// the client has sent it (read and dropped, within a bound), not while it
-/// is still sending: a server that closes a connection with unread octets
-/// resets it, and a client still uploading then sees the reset instead of
-/// the answer. (A body without a declared length is cut at the limit by
-/// `DefaultBodyLimit` as before.)
+/// A POST, PUT or PATCH body whose declared length is over `max_body_bytes`
+/// gets its 413 once the client has sent it (read and dropped, within a
+/// bound), not while it is still sending: a server that closes a connection
+/// with unread octets resets it, and a client still uploading then sees the
+/// reset instead of the answer. A client that waits for `100 Continue` gets
+/// the 413 at once. (A body without a declared length is cut at the limit
+/// by `DefaultBodyLimit` as before.)
 async fn refuse_oversized_after_reading(
     axum::extract::State(limit): axum::extract::State<usize>,
     request: axum::extract::Request,
@@ -231,8 +232,19 @@ async fn refuse_oversized_after_reading(
     use futures::StreamExt as _;
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_none_or(|n| n <= limit as u64) {
+    let has_body = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH);
+    if !has_body || declared.is_none_or(|n| n <= limit as u64) {
         return next.run(request).await;
+    }
+    // A client that waits for `100 Continue` before sending the body has sent
+    // nothing: answer at once (reading would invite the upload).
+    let waits_to_send = request
+        .headers()
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if waits_to_send {
+        return payload_too_large();
     }
     let mut body = request.into_body().into_data_stream();
     let mut read = 0usize;
@@ -245,6 +257,10 @@ async fn refuse_oversized_after_reading(
         }
     })
     .await;
+    payload_too_large()
+}
+
+fn payload_too_large() -> Response {
     error::ApiError::Http {
         status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
         code: "payload_too_large",

@@ -299,22 +299,33 @@ async fn an_oversized_body_is_413_with_the_error_body() {
 async fn a_body_declared_too_long_is_read_to_its_end_then_refused() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let lab = lab_with(Limits { max_body_bytes: 1024, ..Limits::default() }).await;
-    let read = std::sync::Arc::new(AtomicUsize::new(0));
-    let counted = read.clone();
-    let chunks = (0..64).map(move |_| {
-        counted.fetch_add(1, Ordering::Relaxed);
-        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024]))
-    });
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/api/v1/sessions")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, 64 * 1024)
-        .body(Body::from_stream(futures::stream::iter(chunks)))
-        .expect("request");
+    // 64 KiB in 64 chunks, counting the chunks the server reads.
+    let oversized = |expect_continue: bool| {
+        let read = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = read.clone();
+        let chunks = (0..64).map(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024]))
+        });
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/sessions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, 64 * 1024);
+        if expect_continue {
+            req = req.header(header::EXPECT, "100-continue");
+        }
+        (req.body(Body::from_stream(futures::stream::iter(chunks))).expect("request"), read)
+    };
+    let (req, read) = oversized(false);
     let (status, _, body) = lab.send(req).await;
     assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "max_body_bytes");
     assert_eq!(read.load(Ordering::Relaxed), 64, "every chunk was read before the answer");
+    // A client waiting for `100 Continue` has sent nothing: refused at once, nothing read.
+    let (req, read) = oversized(true);
+    let (status, _, body) = lab.send(req).await;
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "max_body_bytes");
+    assert_eq!(read.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
