@@ -45,11 +45,11 @@ pub(crate) struct Ring {
     /// subscriber holds them: one was just told it lagged, and its resume
     /// (a round trip away) should read them from memory, not from SQLite
     /// while the writer is busiest. The next subscription ends the grace.
-    resume_grace_until: Option<std::time::Instant>,
+    resume_grace_until: Option<Instant>,
 }
 
 /// How long the ring waits for a lagged subscriber to resume.
-const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const RESUME_GRACE: Duration = Duration::from_secs(5);
 
 impl Ring {
     /// An empty ring whose next event is `next_seq`.
@@ -105,7 +105,7 @@ impl Ring {
     /// gone idle meanwhile (nothing else would).
     pub(crate) fn lagged(ring: &Arc<RwLock<Ring>>) {
         ring.write().unwrap_or_else(std::sync::PoisonError::into_inner).resume_grace_until =
-            Some(std::time::Instant::now() + RESUME_GRACE);
+            Some(Instant::now() + RESUME_GRACE);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let ring = Arc::downgrade(ring);
             runtime.spawn(async move {
@@ -124,7 +124,7 @@ impl Ring {
     fn needed_from(&mut self) -> u64 {
         let mut min = u64::MAX;
         if let Some(until) = self.resume_grace_until {
-            if std::time::Instant::now() < until {
+            if Instant::now() < until {
                 min = 0;
             } else {
                 self.resume_grace_until = None;
