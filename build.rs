@@ -7,6 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(["tcplab/v1/lab.proto"], ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("tcplab_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
+    // Malformed request bytes are INVALID_ARGUMENT, not tonic's INTERNAL (src/api/grpc/codec.rs).
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .codec_path("crate::api::grpc::codec::StrictProstCodec")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -357,7 +357,7 @@ async fn watch(
     };
     'resume: loop {
         let mut stream = client
-            .watch_events(WatchEventsRequest { session_id: sid, after_seq: last_seq, kinds: vec![], connection: None })
+            .watch_events(WatchEventsRequest { session_id: sid, after_seq: last_seq, ..Default::default() })
             .await?
             .into_inner();
         loop {

@@ -9,6 +9,10 @@
 //!
 //! - [`decode_segment`]: the segment decoder on arbitrary bytes.
 //! - [`parse_lab`]: the lab file parser on arbitrary text.
+//! - [`run_packetdrill`]: the packetdrill parser on arbitrary text, and what
+//!   parses run against tcplab's TCP in a world of its own, within the
+//!   server's budget: it must end with a verdict, never hang, panic or
+//!   allocate what the script asks for beyond the limits.
 //! - [`RequestFuzzer`]: every JSON request body of [`crate::service::model`]
 //!   deserialized as REST deserializes it and handed to the real
 //!   [`LabService`] (which is where requests are validated) against a live
@@ -70,6 +74,63 @@ pub fn parse_lab(data: &[u8]) {
         Err(other) => {
             let _ = other.to_string();
         }
+    }
+}
+
+/// The budget [`run_packetdrill`] runs scripts within: the server's parse
+/// limits, and a run small enough for thousands of inputs per second.
+pub const PACKETDRILL_FUZZ_BUDGET: crate::packetdrill::ScriptBudget =
+    crate::packetdrill::ScriptBudget { max_items: 20_000, items_per_turn: 1_000, max_write_bytes: 1 << 20 };
+
+/// A packetdrill script on arbitrary bytes (as UTF-8 text when they are):
+/// parsed with the server's limits, then run to its verdict within
+/// [`PACKETDRILL_FUZZ_BUDGET`] (in turns, as a session runs it). A parse
+/// error points inside the text; a run ends (the number of turns is bounded
+/// by the budget) with a verdict whose line is one of the script's.
+///
+/// # Panics
+/// On a broken invariant, or a panic in the parser or the runner.
+pub fn run_packetdrill(data: &[u8]) {
+    use crate::packetdrill::parser::{ParseLimits, parse_script_with};
+    use crate::packetdrill::{RunOptions, ScriptProfilePolicy, Verdict, default_defines};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let limits = Limits::default();
+    let parse_limits = ParseLimits { max_lines: limits.max_script_lines, max_nesting_depth: limits.max_nesting_depth };
+    let script = match parse_script_with("fuzz.pkt", text, &default_defines(), &parse_limits) {
+        Ok(script) => script,
+        Err(e) => {
+            let lines = text.split('\n').count().max(1);
+            assert!(e.line >= 1 && e.line <= lines + 1, "line {} of {lines}: {e}", e.line);
+            assert!(e.column >= 1, "{e}");
+            return;
+        }
+    };
+    let opts = RunOptions {
+        budget: PACKETDRILL_FUZZ_BUDGET,
+        script_profile: ScriptProfilePolicy::HeaderOrSysctl,
+        ..RunOptions::default()
+    };
+    let mut run = match crate::packetdrill::runner::ScriptRun::new(&script, &opts) {
+        Ok(run) => run,
+        Err(_) => return,
+    };
+    // Each turn processes at least one item or finishes a line, so the run
+    // ends within (items + lines + a little) turns.
+    let max_turns = PACKETDRILL_FUZZ_BUDGET.max_items + script.events.len() as u64 + 16;
+    let mut turns = 0;
+    while run.step() {
+        turns += 1;
+        assert!(turns <= max_turns, "no verdict after {turns} turns");
+    }
+    let outcome = run.finish();
+    let line = match &outcome.verdict {
+        Verdict::Pass => return,
+        Verdict::Fail(f) => f.line,
+        Verdict::Skip { line, .. } => *line,
+    };
+    assert!(line == 0 || script.events.iter().any(|e| e.line == line), "verdict at line {line}, not a script line");
+    if let Some(limit) = outcome.limit {
+        assert!(matches!(limit.name, "run_max_events" | "max_write_bytes"), "{limit:?}");
     }
 }
 
@@ -183,8 +244,8 @@ impl RequestFuzzer {
         &self.stats
     }
 
-    /// One input: deserialized as every request type (as axum's `Json`
-    /// does, with serde_json), and each that deserializes is handed to the
+    /// One input: deserialized as every request type (as REST does, see
+    /// [`crate::api::rest::json`]), and each that deserializes is handed to the
     /// service for the fixture session (path ids: session, connection 1,
     /// fault 1).
     ///
@@ -259,9 +320,9 @@ impl RequestFuzzer {
     }
 }
 
-/// `data` as a `T` the way a JSON body is read.
+/// `data` as a `T` the way REST reads a JSON body.
 fn parse<T: DeserializeOwned>(data: &[u8]) -> Option<T> {
-    serde_json::from_slice(data).ok()
+    crate::api::rest::json::from_slice(data).ok()
 }
 
 /// Runs one call if the body deserialized; an internal error is a bug.

@@ -181,15 +181,39 @@ struct LimitArgs {
     /// Event streams per session.
     #[arg(long, env = "TCPLAB_MAX_SUBSCRIBERS")]
     max_subscribers: Option<usize>,
-    /// Events one run_until_idle may process.
+    /// Events a live subscriber may fall behind before it is told it lagged.
+    #[arg(long, env = "TCPLAB_BROADCAST_CAPACITY")]
+    broadcast_capacity: Option<usize>,
+    /// Scheduled items one call may process (a clock call, a lab run, a packetdrill script).
     #[arg(long, env = "TCPLAB_RUN_MAX_EVENTS")]
     run_max_events: Option<u64>,
-    /// Virtual time one run_until_idle may cover, in ms.
+    /// Virtual time one call may cover, in ms (a clock call, a lab step, a script's timeline).
     #[arg(long, env = "TCPLAB_RUN_MAX_MS")]
     run_max_ms: Option<u64>,
+    /// Events published and not yet in SQLite (all sessions) at which a running session waits.
+    #[arg(long, env = "TCPLAB_MAX_PENDING_EVENTS")]
+    max_pending_events: Option<usize>,
     /// Largest request body, in octets.
     #[arg(long, env = "TCPLAB_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Largest packetdrill script or lab file, in octets.
+    #[arg(long, env = "TCPLAB_MAX_SCRIPT_BYTES")]
+    max_script_bytes: Option<usize>,
+    /// Lines of a packetdrill script.
+    #[arg(long, env = "TCPLAB_MAX_SCRIPT_LINES")]
+    max_script_lines: Option<usize>,
+    /// Nesting of [ ] and { } in a packetdrill expression.
+    #[arg(long, env = "TCPLAB_MAX_NESTING_DEPTH")]
+    max_nesting_depth: Option<usize>,
+    /// Octets one write may ask for (send, a lab's send, a packetdrill write).
+    #[arg(long, env = "TCPLAB_MAX_WRITE_BYTES")]
+    max_write_bytes: Option<usize>,
+    /// Steps of a lab file, all variants together.
+    #[arg(long, env = "TCPLAB_MAX_LAB_STEPS")]
+    max_lab_steps: Option<usize>,
+    /// Events a lab run or packetdrill script keeps in memory to check and draw.
+    #[arg(long, env = "TCPLAB_MAX_REPORT_EVENTS")]
+    max_report_events: Option<usize>,
     /// End a realtime session after this many seconds with no API call on it and no event subscriber (0: never).
     #[arg(long = "session-idle-timeout", env = "TCPLAB_SESSION_IDLE_TIMEOUT", value_name = "SECONDS")]
     idle_timeout_s: Option<u64>,
@@ -207,9 +231,17 @@ impl LimitArgs {
             ("max_buffered_bytes", self.max_buffered_bytes.map(u64::from)),
             ("max_events_in_memory", self.max_events_in_memory.map(|v| v as u64)),
             ("max_subscribers", self.max_subscribers.map(|v| v as u64)),
+            ("broadcast_capacity", self.broadcast_capacity.map(|v| v as u64)),
             ("run_max_events", self.run_max_events),
             ("run_max_ms", self.run_max_ms),
+            ("max_pending_events", self.max_pending_events.map(|v| v as u64)),
             ("max_body_bytes", self.max_body_bytes.map(|v| v as u64)),
+            ("max_script_bytes", self.max_script_bytes.map(|v| v as u64)),
+            ("max_script_lines", self.max_script_lines.map(|v| v as u64)),
+            ("max_nesting_depth", self.max_nesting_depth.map(|v| v as u64)),
+            ("max_write_bytes", self.max_write_bytes.map(|v| v as u64)),
+            ("max_lab_steps", self.max_lab_steps.map(|v| v as u64)),
+            ("max_report_events", self.max_report_events.map(|v| v as u64)),
             ("idle_timeout_s", self.idle_timeout_s),
         ];
         all.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()

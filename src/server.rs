@@ -115,7 +115,8 @@ impl Server {
         };
         let router =
             crate::api::rest::auth::protect(crate::api::rest::router(self.service.clone()), self.access.clone());
-        let http = axum::serve(self.http, router.into_make_service_with_connect_info::<SocketAddr>())
+        // hyper's own answers to requests it cannot parse get the JSON error body too.
+        let http = axum::serve(crate::api::rest::wire::JsonErrorListener(self.http), router.into_make_service())
             .with_graceful_shutdown(waiter(stop_rx.clone()));
         let grpc =
             crate::api::grpc::serve_with_access(self.service.clone(), self.access, self.grpc, waiter(stop_rx.clone()));

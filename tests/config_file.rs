@@ -172,3 +172,29 @@ async fn serve_uses_the_file() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Every refusal says "raise it with --flag, TCPLAB_VAR or [limits] key"
+/// (`tcplab::service::limits::raise_hint`): each limit has that flag and
+/// that variable, and they set it.
+#[test]
+fn every_limit_can_be_raised_by_the_flag_and_the_variable_its_refusals_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let defaults = print(tcplab(dir.path()));
+    let limits = defaults["limits"].as_table().expect("[limits]");
+    assert!(limits.len() >= 18, "{limits:?}");
+    for (key, value) in limits {
+        let default = value.as_integer().expect("an integer limit");
+        let wanted = default + 7;
+        let hint = tcplab::service::limits::raise_hint(key);
+        let flag = hint.split_whitespace().find(|w| w.starts_with("--")).expect("a flag").trim_end_matches(',');
+        let variable =
+            hint.split_whitespace().find(|w| w.starts_with("TCPLAB_")).expect("a variable").trim_end_matches(',');
+        let out = tcplab(dir.path()).args(["config", "print", flag, &wanted.to_string()]).output().expect("run");
+        assert!(out.status.success(), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        let by_flag: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("TOML");
+        assert_eq!(limit(&by_flag, key), wanted, "{flag}");
+        let mut by_variable = tcplab(dir.path());
+        by_variable.env(variable, wanted.to_string());
+        assert_eq!(limit(&print(by_variable), key), wanted, "{variable}");
+    }
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
-use tcplab::fuzz_targets::{RequestFuzzer, decode_segment, parse_lab};
+use tcplab::fuzz_targets::{RequestFuzzer, decode_segment, parse_lab, run_packetdrill};
 
 /// Cases per target, scaled by `scale` (the targets differ in cost).
 fn cases(scale: u32) -> u32 {
@@ -138,6 +138,79 @@ fn parse_lab_target() {
             Ok(())
         })
         .expect("parse_lab");
+}
+
+/// Script text: a corpus script with lines dropped, duplicated, moved in
+/// time or given other numbers, and now and then a nested argument, so that
+/// most inputs parse and run.
+fn packetdrill_text(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let scripts: Vec<String> = seeds.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+    let edit = prop_oneof![
+        Just("drop".to_string()),
+        Just("repeat".to_string()),
+        Just("+0.5".to_string()),
+        Just("+86400".to_string()),
+        Just("*".to_string()),
+        Just("4294967295".to_string()),
+        Just("65536".to_string()),
+        Just("-1".to_string()),
+        Just("[[[[[[[[1]]]]]]]]".to_string()),
+        "[0-9]{1,12}",
+    ];
+    (0..scripts.len(), proptest::collection::vec((any::<prop::sample::Index>(), edit), 1..6)).prop_map(
+        move |(i, edits)| {
+            let mut lines: Vec<String> = scripts[i].lines().map(str::to_string).collect();
+            for (at, edit) in edits {
+                if lines.is_empty() {
+                    break;
+                }
+                let at = at.index(lines.len());
+                match edit.as_str() {
+                    "drop" => {
+                        lines.remove(at);
+                    }
+                    "repeat" => {
+                        let line = lines[at].clone();
+                        lines.insert(at, line);
+                    }
+                    time if time.starts_with('+') || time == "*" => {
+                        let rest = lines[at].split_once(' ').map_or("", |(_, r)| r).to_string();
+                        lines[at] = format!("{time} {rest}");
+                    }
+                    value => {
+                        // The first number after the time takes the value.
+                        let line = lines[at].clone();
+                        let start = line.find(' ').unwrap_or(0);
+                        if let Some(pos) = line[start..].find(|c: char| c.is_ascii_digit()) {
+                            let pos = start + pos;
+                            let end = line[pos..].find(|c: char| !c.is_ascii_digit()).map_or(line.len(), |e| pos + e);
+                            lines[at] = format!("{}{value}{}", &line[..pos], &line[end..]);
+                        }
+                    }
+                }
+            }
+            lines.join("\n").into_bytes()
+        },
+    )
+}
+
+#[test]
+fn run_packetdrill_target() {
+    let seeds = corpus("run_packetdrill");
+    for seed in &seeds {
+        run_packetdrill(seed);
+    }
+    let strategy = prop_oneof![
+        3 => packetdrill_text(seeds.clone()),
+        1 => mutated(seeds),
+        1 => proptest::collection::vec(any::<u8>(), 0..200),
+    ];
+    runner(cases(2_000))
+        .run(&strategy, |bytes| {
+            run_packetdrill(&bytes);
+            Ok(())
+        })
+        .expect("run_packetdrill");
 }
 
 /// Every field name of the request bodies in `service::model` (and of the

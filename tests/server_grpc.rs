@@ -323,6 +323,7 @@ async fn watch(
         after_seq,
         kinds: kinds.iter().map(|k| k.to_string()).collect(),
         connection,
+        durable: false,
     };
     lab.watch_events(req).await.expect("watch").into_inner()
 }

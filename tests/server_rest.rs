@@ -718,7 +718,10 @@ async fn limits_are_enforced_with_a_clear_error() {
     assert_eq!((first, second), (1, 2));
     let got = rest.post("/api/v1/sessions", json!({"name": "three"})).await;
     assert_error(&got, StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", Some("max_sessions"));
-    assert_eq!(got.1["error"]["message"], "limit max_sessions reached (at most 2)");
+    assert_eq!(
+        got.1["error"]["message"],
+        "limit max_sessions reached (at most 2); raise it with --max-sessions, TCPLAB_MAX_SESSIONS or [limits] max_sessions"
+    );
     // Ending one makes room again.
     let (status, _) = rest.delete(&format!("/api/v1/sessions/{first}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -727,7 +730,13 @@ async fn limits_are_enforced_with_a_clear_error() {
     rest.two_hosts_and_listener(second).await;
     let got = rest.post(&format!("/api/v1/sessions/{second}/hosts"), json!({"name": "C", "ip": "10.0.0.3"})).await;
     assert_error(&got, StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", Some("max_hosts"));
-    assert_eq!(got.1["error"]["message"], "limit max_hosts reached (at most 2)");
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("limit max_hosts reached (at most 2); raise it with --max-hosts")),
+        "{}",
+        got.1
+    );
     let open = json!({"client": "A", "server": "B", "port": 80});
     rest.post_expect(&format!("/api/v1/sessions/{second}/connections"), open.clone(), StatusCode::CREATED).await;
     let got = rest.post(&format!("/api/v1/sessions/{second}/connections"), open).await;

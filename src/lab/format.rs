@@ -57,6 +57,20 @@ pub enum LabError {
         /// What is wrong.
         message: String,
     },
+    /// The lab asks for more than the caller allows (a server's `max_lab_steps`).
+    #[error("{file}:{line}: {message}: over the limit {limit} = {max}")]
+    OverLimit {
+        /// The file being read.
+        file: String,
+        /// 1-based line where the limit was passed.
+        line: usize,
+        /// The limit's name (`max_lab_steps`).
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+        /// What passed it.
+        message: String,
+    },
     /// No built-in lab has that name and no file has that path.
     #[error("no built-in lab named `{0}` and no such file (try `tcplab lab list`)")]
     UnknownLab(String),
@@ -76,11 +90,47 @@ fn field_prefix(field: &Option<String>) -> String {
 
 /// A 1-based line and column of a byte offset, for error messages and checks.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.chars().count(), |nl| before[nl + 1..].chars().count()) + 1;
-    (line, column)
+    LineIndex::new(text).line_col(offset)
+}
+
+/// Where each line of a text starts: built once per file, so that locating
+/// every step costs a binary search, not a rescan of the text before it
+/// (which made parsing quadratic in the number of steps).
+struct LineIndex<'t> {
+    text: &'t str,
+    /// Byte offset of each line's first character.
+    starts: Vec<usize>,
+}
+
+impl<'t> LineIndex<'t> {
+    fn new(text: &'t str) -> LineIndex<'t> {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineIndex { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&start| start <= offset).max(1);
+        let start = self.starts[line - 1];
+        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
+        (line, column)
+    }
+
+    /// The line a table's content starts on: past its `[[step]]` header,
+    /// blank lines and comments, so a step's line is the line of its key.
+    fn body_line(&self, start: usize) -> usize {
+        let mut line = self.line_col(start).0;
+        for l in self.text[start.min(self.text.len())..].lines() {
+            let t = l.trim();
+            if t.is_empty() || t.starts_with('#') || (t.starts_with('[') && t.ends_with(']')) {
+                line += 1;
+                continue;
+            }
+            break;
+        }
+        line
+    }
 }
 
 /// The key a span belongs to: the key itself when the span starts at one
@@ -755,9 +805,27 @@ impl Lab {
     /// # Errors
     /// [`LabError::Parse`] naming the file, line, column and field.
     pub fn parse(file: &str, text: &str) -> Result<Lab, LabError> {
+        Lab::parse_bounded(file, text, usize::MAX)
+    }
+
+    /// [`Lab::parse`] refusing a lab of more than `max_steps` steps, all
+    /// variants together (each variant counts the shared steps again, as it
+    /// runs them): what a server accepts from anyone. Linear in the text.
+    ///
+    /// # Errors
+    /// As [`Lab::parse`]; [`LabError::OverLimit`] at the step that passes `max_steps`.
+    pub fn parse_bounded(file: &str, text: &str, max_steps: usize) -> Result<Lab, LabError> {
+        let lines = LineIndex::new(text);
         let at = |offset: usize, field: Option<String>, message: String| {
-            let (line, column) = line_col(text, offset);
+            let (line, column) = lines.line_col(offset);
             LabError::Parse { file: file.to_string(), line, column, field, message }
+        };
+        let over = |offset: usize, total: usize| LabError::OverLimit {
+            file: file.to_string(),
+            line: lines.line_col(offset).0,
+            limit: "max_lab_steps",
+            max: max_steps as u64,
+            message: format!("{total} steps (all variants, shared steps counted once per variant)"),
         };
         let raw: LabFile = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
@@ -794,11 +862,16 @@ impl Lab {
             None => Profile::default(),
             Some(patch) => merge_profile(&Profile::default(), patch.get_ref()).map_err(|e| locate(patch, e))?,
         };
+        if raw.steps.len() > max_steps {
+            let offset = raw.steps.get(max_steps).map_or(0, |s| s.span().start);
+            return Err(over(offset, raw.steps.len()));
+        }
         let shared: Vec<LabStep> = raw
             .steps
             .into_iter()
-            .map(|s| LabStep { line: body_line(text, s.span().start), step: s.into_inner() })
+            .map(|s| LabStep { line: lines.body_line(s.span().start), step: s.into_inner() })
             .collect();
+        let mut total = if raw.variants.is_empty() { shared.len() } else { 0 };
         let mut variants = Vec::new();
         if raw.variants.is_empty() {
             variants.push(LabVariant {
@@ -812,6 +885,10 @@ impl Lab {
         for variant in raw.variants {
             let v_start = variant.span().start;
             let variant = variant.into_inner();
+            total = total.saturating_add(shared.len()).saturating_add(variant.steps.len());
+            if total > max_steps {
+                return Err(over(v_start, total));
+            }
             if !names.insert(variant.name.clone()) {
                 return Err(at(v_start, Some("name".into()), format!("variant `{}` is defined twice", variant.name)));
             }
@@ -824,7 +901,7 @@ impl Lab {
                 variant
                     .steps
                     .into_iter()
-                    .map(|s| LabStep { line: body_line(text, s.span().start), step: s.into_inner() }),
+                    .map(|s| LabStep { line: lines.body_line(s.span().start), step: s.into_inner() }),
             );
             variants.push(LabVariant { name: variant.name, description: variant.description, profile, steps });
         }
@@ -990,21 +1067,6 @@ impl Lab {
     pub fn variant(&self, name: &str) -> Option<&LabVariant> {
         self.variants.iter().find(|v| v.name == name)
     }
-}
-
-/// The line a table's content starts on: past its `[[step]]` header, blank
-/// lines and comments, so a step's line is the line of its key.
-fn body_line(text: &str, start: usize) -> usize {
-    let mut line = line_col(text, start).0;
-    for l in text[start.min(text.len())..].lines() {
-        let t = l.trim();
-        if t.is_empty() || t.starts_with('#') || (t.starts_with('[') && t.ends_with(']')) {
-            line += 1;
-            continue;
-        }
-        break;
-    }
-    line
 }
 
 /// `#N` as a world connection id.

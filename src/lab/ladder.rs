@@ -20,6 +20,11 @@ pub struct Note {
     pub text: String,
 }
 
+/// Rows a ladder draws at most: a diagram is for reading, and a run of a
+/// million events would otherwise be a diagram of a hundred megabytes. The
+/// events past it are counted in a last line (the session has them all).
+pub const MAX_LADDER_ROWS: usize = 5_000;
+
 const TIME_W: usize = 10;
 const SIDE_W: usize = 20;
 const MID_W: usize = 66;
@@ -73,7 +78,9 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
     let mut out = String::new();
     let _ = writeln!(out, "{:>TIME_W$}  {:<SIDE_W$}{a:<w$}{b}", "t (ms)", "", w = MID_W + 1);
     let mut last_t = None;
+    let rows = std::cell::Cell::new(0usize);
     let mut row = |out: &mut String, t: u64, left: &str, mid: &str, right: &str| {
+        rows.set(rows.get() + 1);
         let time = if last_t == Some(t) { String::new() } else { format!("{:.3}", t as f64 / 1e6) };
         last_t = Some(t);
         let line = format!("{time:>TIME_W$}  {left:<SIDE_W$}|{mid:<MID_W$}|  {right}");
@@ -81,6 +88,10 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
     };
     let mut notes = notes.iter().peekable();
     for (index, e) in events.iter().enumerate() {
+        if rows.get() >= MAX_LADDER_ROWS {
+            let _ = writeln!(out, "{:>TIME_W$}  ... {} more events not drawn", "", events.len() - index);
+            break;
+        }
         while let Some(note) = notes.next_if(|n| n.before_event <= index) {
             let _ = writeln!(out, "{:>TIME_W$}  # {}", "", note.text);
         }

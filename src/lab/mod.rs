@@ -17,7 +17,7 @@ pub mod runner;
 
 pub use format::{Fate, FlagSet, Lab, LabError, LabStep, LabVariant, StateName, Step};
 pub use ladder::{Note, ladder};
-pub use runner::{Check, LabReport, LabRun, VariantReport, fate_of, run, run_variant};
+pub use runner::{BudgetLimit, Check, LabReport, LabRun, RunBudget, VariantReport, fate_of, run, run_variant};
 
 /// The built-in labs, embedded in the binary so `tcplab lab list` works from
 /// any directory: `(name, TOML text)`, in teaching order.

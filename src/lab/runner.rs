@@ -19,11 +19,14 @@ use super::format::{
 use super::ladder::{Note, ladder};
 use crate::engine::State;
 use crate::sim::{
-    ConnId, ConnectSpec, DropReason, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, SegmentMatch, Side, World,
-    WorldConfig, WorldError,
+    ConnId, ConnectSpec, DropReason, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch, Side,
+    World, WorldConfig, WorldError,
 };
 
 const MS: u64 = 1_000_000;
+
+/// A `run_until_idle` step's `max_steps` when it gives none.
+pub const DEFAULT_MAX_STEPS: u64 = 100_000;
 
 /// One expectation's verdict.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -74,10 +77,63 @@ pub struct VariantReport {
     /// A step the world refused (the run stopped there), as a message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The budget limit that stopped the run, when one did (then `error`
+    /// says at which step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<BudgetLimit>,
     /// The ladder diagram of the run.
     pub ladder: String,
     /// Every event of the run.
     pub events: Vec<Event>,
+}
+
+/// What a lab run may do: its steps that run the world (`advance`,
+/// `run_until_idle`, `step`) process at most `max_items` scheduled items in
+/// all (which also bounds the events the run collects), and
+/// [`LabRun::step`] returns to its caller after at most `items_per_turn` of
+/// them (calling it again continues the same step), so a caller sharing a
+/// thread can run other work in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunBudget {
+    /// Items the whole run may process (the server's `run_max_events`).
+    pub max_items: u64,
+    /// Items per call of [`LabRun::step`].
+    pub items_per_turn: u64,
+    /// Events the run may collect (the server's `max_report_events`).
+    pub max_events: usize,
+}
+
+impl Default for RunBudget {
+    /// The server's default `run_max_events`, in one turn (the CLI, tests).
+    fn default() -> Self {
+        RunBudget { max_items: crate::sim::DEFAULT_RUN_MAX_ITEMS, items_per_turn: u64::MAX, max_events: usize::MAX }
+    }
+}
+
+/// A budget limit that stopped a run: its configuration name and value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BudgetLimit {
+    /// `run_max_events`.
+    pub name: &'static str,
+    /// Its value.
+    pub max: u64,
+}
+
+/// A step that runs the world, part-way through.
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    /// Virtual time it runs to (`advance`) or may not pass (`run_until_idle`).
+    until: u64,
+    /// Items it may still process by its own count (`max_steps`, `step = N`).
+    left: u64,
+    /// Items processed so far by this step.
+    items: u64,
+}
+
+/// Whether a step is over.
+enum Progress {
+    Done,
+    More,
 }
 
 /// The result of a whole lab: one report per variant.
@@ -146,6 +202,7 @@ pub fn run(lab: &Lab) -> LabReport {
                 passed: false,
                 checks: Vec::new(),
                 error: Some(format!("building the world: {e}")),
+                limit: None,
                 ladder: String::new(),
                 events: Vec::new(),
             },
@@ -184,6 +241,12 @@ pub struct LabRun {
     checks: Vec<Check>,
     notes: Vec<Note>,
     error: Option<String>,
+    budget: RunBudget,
+    /// The step being run, when it runs the world over several turns.
+    running: Option<Running>,
+    /// Items processed by the whole run, against [`RunBudget::max_items`].
+    items: u64,
+    limit: Option<BudgetLimit>,
 }
 
 impl LabRun {
@@ -202,7 +265,17 @@ impl LabRun {
             checks: Vec::new(),
             notes: Vec::new(),
             error: None,
+            budget: RunBudget::default(),
+            running: None,
+            items: 0,
+            limit: None,
         }
+    }
+
+    /// The run with `budget` instead of [`RunBudget::default`].
+    pub fn with_budget(mut self, budget: RunBudget) -> LabRun {
+        self.budget = budget;
+        self
     }
 
     /// Every event collected so far (the run takes them from the world after each step).
@@ -220,21 +293,100 @@ impl LabRun {
         self.next >= self.steps.len() || self.error.is_some()
     }
 
-    /// Runs the next step; `false` once there is none left (or a step failed).
+    /// Runs the next step, or one turn of it (see [`RunBudget`]); `false`
+    /// once there is none left (or a step failed).
     pub fn step(&mut self, world: &mut World) -> bool {
         if self.is_done() {
             return false;
         }
         let index = self.next;
-        self.next += 1;
         let LabStep { line, step } = self.steps[index].clone();
-        let result = self.apply(world, index + 1, line, &step);
+        let result = match &step {
+            Step::Advance(_) | Step::RunUntilIdle(_) | Step::Step(_) => self.run_world(world, &step),
+            _ => self.apply(world, index + 1, line, &step).map(|()| Progress::Done),
+        };
         self.events.extend(world.take_events());
-        if let Err(e) = result {
-            self.error = Some(format!("line {line} ({}): {e}", step.kind()));
-            return false;
+        let result = match result {
+            Ok(_) if self.events.len() > self.budget.max_events => {
+                let limit = BudgetLimit { name: "max_report_events", max: self.budget.max_events as u64 };
+                self.limit = Some(limit);
+                self.running = None;
+                Err(format!(
+                    "stopped at the limit {} = {} events kept for the report, at t={:.3}ms",
+                    limit.name,
+                    limit.max,
+                    world.now() as f64 / 1e6
+                ))
+            }
+            other => other,
+        };
+        match result {
+            Ok(Progress::More) => return true,
+            Ok(Progress::Done) => self.next += 1,
+            Err(e) => {
+                self.next += 1;
+                self.running = None;
+                self.error = Some(format!("line {line} ({}): {e}", step.kind()));
+                return false;
+            }
         }
         !self.is_done()
+    }
+
+    /// One turn of a step that runs the world: at most the turn's items,
+    /// and never more than the step's budget in all.
+    fn run_world(&mut self, world: &mut World, step: &Step) -> Result<Progress, String> {
+        let now = world.now();
+        let running = self.running.get_or_insert_with(|| match step {
+            Step::Advance(ms) => Running { until: now.saturating_add(ms.saturating_mul(MS)), left: u64::MAX, items: 0 },
+            Step::RunUntilIdle(r) => Running {
+                until: r.max_ms.map_or(u64::MAX, |ms| now.saturating_add(ms.saturating_mul(MS))),
+                left: r.max_steps.unwrap_or(DEFAULT_MAX_STEPS),
+                items: 0,
+            },
+            Step::Step(n) => Running { until: u64::MAX, left: *n, items: 0 },
+            _ => Running { until: now, left: 0, items: 0 },
+        });
+        let budget = self.budget.max_items.saturating_sub(self.items);
+        let turn = self.budget.items_per_turn.min(budget).min(running.left);
+        let (items, done) = match step {
+            Step::Advance(_) => world.run_until_bounded(running.until, turn),
+            Step::RunUntilIdle(_) => {
+                let outcome = world.run_until_idle(turn, running.until.saturating_sub(now));
+                (outcome.steps, outcome.stopped_by != Some(RunCap::Steps))
+            }
+            _ => {
+                let mut items = 0;
+                while items < turn && world.step() {
+                    items += 1;
+                }
+                (items, items < turn || items == running.left)
+            }
+        };
+        running.items += items;
+        running.left = running.left.saturating_sub(items);
+        self.items += items;
+        let running = *running;
+        if done {
+            self.running = None;
+            return Ok(Progress::Done);
+        }
+        if running.left == 0 {
+            self.running = None;
+            return Err(format!("still busy after {} scheduled items (raise max_steps)", running.items));
+        }
+        if self.items >= self.budget.max_items {
+            self.running = None;
+            let limit = BudgetLimit { name: "run_max_events", max: self.budget.max_items };
+            self.limit = Some(limit);
+            return Err(format!(
+                "stopped at the limit {} = {} scheduled items in one run, at t={:.3}ms",
+                limit.name,
+                limit.max,
+                world.now() as f64 / 1e6
+            ));
+        }
+        Ok(Progress::More)
     }
 
     /// The report: checks, the ladder and the events.
@@ -253,6 +405,7 @@ impl LabRun {
             description: self.description,
             checks: self.checks,
             error,
+            limit: self.limit,
             ladder,
             events: self.events,
         }
@@ -344,22 +497,8 @@ impl LabRun {
                     })
                     .map_err(w)?;
             }
-            Step::Advance(ms) => {
-                world.advance(ms.saturating_mul(MS));
-            }
-            Step::RunUntilIdle(r) => {
-                let max_time = r.max_ms.map_or(u64::MAX, |ms| ms.saturating_mul(MS));
-                let outcome = world.run_until_idle(r.max_steps.unwrap_or(100_000), max_time);
-                if outcome.stopped_by == Some("events") {
-                    return Err(format!("still busy after {} scheduled items (raise max_steps)", outcome.steps));
-                }
-            }
-            Step::Step(n) => {
-                for _ in 0..*n {
-                    if !world.step() {
-                        break;
-                    }
-                }
+            Step::Advance(_) | Step::RunUntilIdle(_) | Step::Step(_) => {
+                return Err("internal: a step that runs the world reached apply".to_string());
             }
             Step::Note(text) => {
                 let at = self.events.len() + world.events().len();

@@ -24,7 +24,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub use parser::{ParseError, parse_script};
-pub use runner::{Failure, Outcome, RunOptions, ScriptProfilePolicy, Verdict, default_defines, run_script};
+pub use runner::{
+    Failure, Outcome, RunOptions, ScriptBudget, ScriptLimit, ScriptProfilePolicy, Verdict, default_defines, run_script,
+};
 
 /// A file that could not be read or listed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ pub fn run_file(path: &Path, defines: &BTreeSet<String>, opts: &RunOptions) -> O
         ladder: String::new(),
         events: Vec::new(),
         profile: None,
+        limit: None,
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -312,6 +315,7 @@ pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summar
         } else {
             ScriptProfilePolicy::HeaderOrSysctl
         },
+        budget: runner::ScriptBudget::default(),
     };
     let files = collect_scripts(&cmd.paths)?;
     if files.is_empty() {

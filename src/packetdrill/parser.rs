@@ -24,15 +24,67 @@ pub struct ParseError {
     pub column: usize,
     /// What went wrong.
     pub message: String,
+    /// The [`ParseLimits`] limit the script passed, when that is what is
+    /// wrong: its configuration name and value.
+    pub limit: Option<(&'static str, u64)>,
 }
 
-/// Parses a script's text; `defines` are the names `#ifdef` sees as defined.
+/// What a script may ask of the parser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Lines of text (the server's `max_script_lines`).
+    pub max_lines: usize,
+    /// Nesting of `[ ]` and `{ }` in an expression (`max_nesting_depth`):
+    /// the expression grammar recurses once per level, so without a bound a
+    /// few KB of brackets overflow the stack.
+    pub max_nesting_depth: usize,
+}
+
+impl Default for ParseLimits {
+    /// No line limit; the server's default nesting depth, which no real
+    /// script comes near (`{ linger = { l_onoff = 1 } }` is two).
+    fn default() -> Self {
+        ParseLimits { max_lines: usize::MAX, max_nesting_depth: 32 }
+    }
+}
+
+/// The most payload an injected (`<`) segment can carry: an IPv4
+/// datagram's 65,535 octets less the IP and TCP headers (RFC 791, RFC 9293).
+pub const MAX_INBOUND_PAYLOAD: u32 = 65_535 - 20 - 20;
+
+/// Parses a script's text with [`ParseLimits::default`]; `defines` are the
+/// names `#ifdef` sees as defined.
 ///
 /// # Errors
 /// The first [`ParseError`], naming the file, line and column.
 pub fn parse_script(path: &str, text: &str, defines: &BTreeSet<String>) -> Result<Script, ParseError> {
-    let err =
-        |line: usize, column: usize, message: String| ParseError { path: path.to_string(), line, column, message };
+    parse_script_with(path, text, defines, &ParseLimits::default())
+}
+
+/// [`parse_script`] within `limits`.
+///
+/// # Errors
+/// The first [`ParseError`]; over a limit, one with [`ParseError::limit`] set.
+pub fn parse_script_with(
+    path: &str,
+    text: &str,
+    defines: &BTreeSet<String>,
+    limits: &ParseLimits,
+) -> Result<Script, ParseError> {
+    let err = |line: usize, column: usize, message: String| ParseError {
+        path: path.to_string(),
+        line,
+        column,
+        message,
+        limit: None,
+    };
+    if let Some((index, _)) = text.lines().enumerate().nth(limits.max_lines) {
+        return Err(ParseError {
+            limit: Some(("max_script_lines", limits.max_lines as u64)),
+            ..err(index + 1, 1, format!("more than {} lines", limits.max_lines))
+        });
+    }
+    let depth = Depth(limits.max_nesting_depth);
     let mut script = Script { path: path.to_string(), ..Script::default() };
     // The #ifdef stack: (this branch is taken, some branch of this block was taken, line of #ifdef).
     let mut conditions: Vec<(bool, bool, usize)> = Vec::new();
@@ -101,8 +153,18 @@ pub fn parse_script(path: &str, text: &str, defines: &BTreeSet<String>) -> Resul
             }
             continue;
         }
-        match event_line.parse(body) {
+        match (|i: &mut &str| event_line(i, depth)).parse(body) {
             Ok((time, kind)) => script.events.push(Event { line: number, text: body.to_string(), time, kind }),
+            Err(e) if is_too_deep(e.inner()) => {
+                return Err(ParseError {
+                    limit: Some(("max_nesting_depth", limits.max_nesting_depth as u64)),
+                    ..err(
+                        number,
+                        indent + e.offset() + 1,
+                        format!("brackets and braces nested deeper than {} levels", limits.max_nesting_depth),
+                    )
+                });
+            }
             Err(e) => return Err(err(number, indent + e.offset() + 1, describe(e.inner()))),
         }
     }
@@ -160,6 +222,17 @@ fn expected(what: &'static str) -> StrContext {
     StrContext::Expected(StrContextValue::Description(what))
 }
 
+/// How many more levels of `[ ]` / `{ }` an expression may open.
+#[derive(Clone, Copy)]
+struct Depth(usize);
+
+/// The context of the error an expression nested too deep stops with.
+const TOO_DEEP: &str = "less nesting";
+
+fn is_too_deep(e: &ContextError) -> bool {
+    e.context().any(|c| matches!(c, StrContext::Expected(StrContextValue::Description(d)) if *d == TOO_DEEP))
+}
+
 fn header_option(i: &mut &str) -> ModalResult<(String, String)> {
     let name = preceded("--", take_while(1.., |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         .context(expected("an option name after --"))
@@ -203,14 +276,14 @@ fn time(i: &mut &str) -> ModalResult<Time> {
     })
 }
 
-fn event_line(i: &mut &str) -> ModalResult<(Time, EventKind)> {
+fn event_line(i: &mut &str, depth: Depth) -> ModalResult<(Time, EventKind)> {
     let t = time.parse_next(i)?;
     space0.parse_next(i)?;
     let kind = cut_err(alt((
         packet.map(EventKind::Packet),
         shell.map(EventKind::Shell),
         python.map(EventKind::Python),
-        syscall.map(EventKind::Syscall),
+        (|i: &mut &str| syscall(i, depth)).map(EventKind::Syscall),
     )))
     .context(expected("a packet (< or >), a system call, a `shell command` or a %{ }% block"))
     .parse_next(i)?;
@@ -245,6 +318,12 @@ fn packet(i: &mut &str) -> ModalResult<Packet> {
         .map(|(s, _, e, _, l, _)| (s, e, l))
         .context(expected("start:end(length)"))
         .parse_next(i)?;
+    if direction == Direction::Inbound && len > MAX_INBOUND_PAYLOAD {
+        // The runner would build (allocate) that payload: refuse what no IPv4 packet can carry.
+        return cut_err(winnow::combinator::fail)
+            .context(expected("a payload of at most 65495 octets (an IPv4 datagram less its headers)"))
+            .parse_next(i);
+    }
     let ack = opt(preceded((space1, "ack", space1), cut_err(uint32))).parse_next(i)?;
     let win = opt(preceded((space1, "win", space1), cut_err(uint32))).parse_next(i)?;
     let options = opt(preceded(space0, tcp_options)).parse_next(i)?;
@@ -289,13 +368,14 @@ fn ident<'s>(i: &mut &'s str) -> ModalResult<&'s str> {
         .parse_next(i)
 }
 
-fn syscall(i: &mut &str) -> ModalResult<Syscall> {
+fn syscall(i: &mut &str, depth: Depth) -> ModalResult<Syscall> {
     let name = ident.parse_next(i)?;
     '('.parse_next(i)?;
-    let args: Vec<Expr> = separated(0.., delimited(space0, expr, space0), ',').parse_next(i)?;
+    let args: Vec<Expr> =
+        separated(0.., delimited(space0, |i: &mut &str| expr(i, depth), space0), ',').parse_next(i)?;
     cut_err(')').context(expected(") closing the arguments")).parse_next(i)?;
     cut_err((space0, '=', space0)).context(expected("= and the expected result")).parse_next(i)?;
-    let result = cut_err(expr).context(expected("the expected result")).parse_next(i)?;
+    let result = cut_err(|i: &mut &str| expr(i, depth)).context(expected("the expected result")).parse_next(i)?;
     let errno = opt(preceded(space1, ident.verify(|s: &str| s.starts_with('E')))).parse_next(i)?;
     let note = opt(preceded(space0, delimited('(', take_till(0.., ')'), cut_err(')')))).parse_next(i)?;
     Ok(Syscall {
@@ -307,8 +387,8 @@ fn syscall(i: &mut &str) -> ModalResult<Syscall> {
     })
 }
 
-fn expr(i: &mut &str) -> ModalResult<Expr> {
-    let mut terms: Vec<Expr> = separated(1.., term, (space0, '|', space0)).parse_next(i)?;
+fn expr(i: &mut &str, depth: Depth) -> ModalResult<Expr> {
+    let mut terms: Vec<Expr> = separated(1.., |i: &mut &str| term(i, depth), (space0, '|', space0)).parse_next(i)?;
     Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::Or(terms) })
 }
 
@@ -322,15 +402,20 @@ fn integer(i: &mut &str) -> ModalResult<i64> {
     Ok(if negative { -value } else { value })
 }
 
-fn term(i: &mut &str) -> ModalResult<Expr> {
+fn term(i: &mut &str, depth: Depth) -> ModalResult<Expr> {
+    if i.starts_with(['[', '{']) && depth.0 == 0 {
+        return cut_err(winnow::combinator::fail).context(expected(TOO_DEEP)).parse_next(i);
+    }
+    let inner = Depth(depth.0.saturating_sub(1));
+    let nested = |i: &mut &str| expr(i, inner);
     alt((
         "...".value(Expr::Ellipsis),
         integer.map(Expr::Int),
-        delimited(('[', space0), separated(0.., delimited(space0, expr, space0), ','), cut_err((space0, ']')))
+        delimited(('[', space0), separated(0.., delimited(space0, nested, space0), ','), cut_err((space0, ']')))
             .map(Expr::List),
         delimited(
             ('{', space0),
-            separated(0.., delimited(space0, (terminated(ident, (space0, '=', space0)), expr), space0), ','),
+            separated(0.., delimited(space0, (terminated(ident, (space0, '=', space0)), nested), space0), ','),
             cut_err((space0, '}')),
         )
         .map(|fields: Vec<(&str, Expr)>| Expr::Struct(fields.into_iter().map(|(n, e)| (n.to_string(), e)).collect())),

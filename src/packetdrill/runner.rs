@@ -52,6 +52,43 @@ pub struct RunOptions {
     pub strict_options: bool,
     /// Whether a script that names its own profile runs under it instead of `profile`.
     pub script_profile: ScriptProfilePolicy,
+    /// What one script may make the world and the runner do.
+    pub budget: ScriptBudget,
+}
+
+/// What one script may do: the scheduled items the world processes for it
+/// in all (a script that keeps a busy world running stops there, with a
+/// FAIL naming the limit), the items per call of [`ScriptRun::step`] (a
+/// turn: the run comes back to its caller and continues on the next call),
+/// and the octets one `write` may ask for (the runner allocates them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScriptBudget {
+    /// Items in all (the server's `run_max_events`).
+    pub max_items: u64,
+    /// Items per turn.
+    pub items_per_turn: u64,
+    /// Octets of one `write`/`send` (the server's `max_write_bytes`).
+    pub max_write_bytes: usize,
+}
+
+impl Default for ScriptBudget {
+    /// The server's defaults, in one turn (the CLI, tests).
+    fn default() -> Self {
+        ScriptBudget {
+            max_items: crate::sim::DEFAULT_RUN_MAX_ITEMS,
+            items_per_turn: u64::MAX,
+            max_write_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The budget limit that stopped a script: its configuration name and value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScriptLimit {
+    /// `run_max_events` or `max_write_bytes`.
+    pub name: &'static str,
+    /// Its value.
+    pub max: u64,
 }
 
 /// Whether a script may choose the profile it runs under (see
@@ -115,12 +152,22 @@ pub struct Outcome {
     pub events: Vec<crate::sim::Event>,
     /// The profile the script chose for itself (header or sysctl tree), when it did.
     pub profile: Option<String>,
+    /// The budget limit that stopped the script (its verdict is then a FAIL saying so).
+    pub limit: Option<ScriptLimit>,
 }
 
-/// Why a line stopped the run.
+/// Why a line stopped the run, or paused it.
 enum Stop {
-    Fail { actual: Option<String>, reason: String },
+    Fail {
+        actual: Option<String>,
+        reason: String,
+    },
     Skip(String),
+    /// The budget is spent: the script stops here.
+    Limit(ScriptLimit),
+    /// The turn's items are spent before the line did anything: run the
+    /// same line again on the next turn.
+    Yield,
 }
 
 type Step<T = ()> = Result<T, Stop>;
@@ -197,6 +244,10 @@ struct Runner {
     parked: Option<Parked>,
     /// How a parked call ended when that differed from its line: the line and why.
     parked_failure: Option<(usize, Stop)>,
+    budget: ScriptBudget,
+    /// Items the script may still process in all, and in this turn.
+    items_left: u64,
+    turn_left: u64,
 }
 
 /// Runs one parsed script in a world of its own.
@@ -220,6 +271,10 @@ pub struct ScriptRun {
     last_us: i64,
     verdict: Option<Verdict>,
     chosen: Option<String>,
+    /// After the last line: until when a call still blocked may return
+    /// (fixed on the first turn of that wait).
+    final_wait_until: Option<u64>,
+    limit: Option<ScriptLimit>,
 }
 
 impl ScriptRun {
@@ -250,6 +305,7 @@ impl ScriptRun {
                 ladder: String::new(),
                 events: Vec::new(),
                 profile: None,
+                limit: None,
             }));
         }
         let (profile, chosen) = start_profile(script, opts)?;
@@ -280,8 +336,20 @@ impl ScriptRun {
             current_line: 0,
             parked: None,
             parked_failure: None,
+            budget: opts.budget,
+            items_left: opts.budget.max_items,
+            turn_left: opts.budget.items_per_turn,
         };
-        Ok(ScriptRun { script: script.clone(), runner, next: 0, last_us: 0, verdict: None, chosen })
+        Ok(ScriptRun {
+            script: script.clone(),
+            runner,
+            next: 0,
+            last_us: 0,
+            verdict: None,
+            chosen,
+            final_wait_until: None,
+            limit: None,
+        })
     }
 
     /// The world the run acts on (a caller may swap its own in and out).
@@ -296,17 +364,28 @@ impl ScriptRun {
         self.runner.bind_port = fresh_bind_port(&self.runner.world);
     }
 
-    /// Runs the next event; `false` once the script is done (passed or stopped).
+    /// Runs the next event, or a turn of it (see [`ScriptBudget`]); `false`
+    /// once the script is done (passed or stopped).
     pub fn step(&mut self) -> bool {
         if self.verdict.is_some() {
             return false;
         }
+        self.runner.turn_left = self.runner.budget.items_per_turn;
         let Some(event) = self.script.events.get(self.next) else {
             // A call still blocked may yet return within its line's time.
             if let Some(until) = self.runner.parked.as_ref().map(|p| p.window_ns.1) {
                 // Bounded: a `*` line allows any time, which is not a time to run to.
-                let limit = self.runner.world.now().saturating_add(BLOCK_LIMIT_NS);
-                self.runner.run_until(until.min(limit));
+                let now = self.runner.world.now();
+                let until = *self.final_wait_until.get_or_insert(until.min(now.saturating_add(BLOCK_LIMIT_NS)));
+                match self.runner.catch_up(until) {
+                    Err(Stop::Yield) if self.runner.parked_failure.is_none() => return true,
+                    Err(Stop::Limit(limit)) => {
+                        let line = self.runner.parked.as_ref().map_or(0, |p| p.line);
+                        self.verdict = Some(self.stopped(line, Stop::Limit(limit)));
+                        return false;
+                    }
+                    _ => {}
+                }
             }
             let stopped = self.runner.parked_failure.take().or_else(|| {
                 let p = self.runner.parked.take()?;
@@ -323,11 +402,11 @@ impl ScriptRun {
         let last_us = self.last_us;
         let (lo_us, hi_us, base_us) = match event.time {
             Time::Absolute(t) => (t, t, t),
-            Time::Relative(d) => (last_us + d, last_us + d, last_us + d),
+            Time::Relative(d) => (last_us.saturating_add(d), last_us.saturating_add(d), last_us.saturating_add(d)),
             Time::Range(a, b) => {
                 let point = |p| match p {
                     TimePoint::Absolute(t) => t,
-                    TimePoint::Relative(d) => last_us + d,
+                    TimePoint::Relative(d) => last_us.saturating_add(d),
                 };
                 (point(a), point(b), point(b))
             }
@@ -335,6 +414,12 @@ impl ScriptRun {
         };
         self.last_us = base_us;
         let result = self.runner.event(event, lo_us, hi_us);
+        if matches!(result, Err(Stop::Yield)) && self.runner.parked_failure.is_none() {
+            // The line has not acted yet: it runs again on the next turn.
+            self.next -= 1;
+            self.last_us = last_us;
+            return true;
+        }
         // A parked blocking call that returned wrongly (or not in time) while
         // this line ran is the first difference: it happened before this line's own.
         let stopped = match (self.runner.parked_failure.take(), result) {
@@ -348,23 +433,28 @@ impl ScriptRun {
 
     /// The verdict for a run stopped at `line` (the script's line as written,
     /// the virtual time and the ladder so far with a failure).
-    fn stopped(&self, line: usize, stop: Stop) -> Verdict {
-        match stop {
-            Stop::Skip(feature) => Verdict::Skip { line, feature },
-            Stop::Fail { actual, reason } => Verdict::Fail(Box::new(Failure {
-                line,
-                expected: self
-                    .script
-                    .events
-                    .iter()
-                    .find(|e| e.line == line)
-                    .map_or_else(String::new, |e| e.text.clone()),
-                actual,
-                reason,
-                t_ns: self.runner.world.now(),
-                ladder: self.runner.ladder(),
-            })),
-        }
+    fn stopped(&mut self, line: usize, stop: Stop) -> Verdict {
+        let (actual, reason) = match stop {
+            Stop::Skip(feature) => return Verdict::Skip { line, feature },
+            Stop::Fail { actual, reason } => (actual, reason),
+            Stop::Limit(limit) => {
+                self.limit = Some(limit);
+                let what = match limit.name {
+                    "max_write_bytes" => format!("{} octets in one write", limit.max),
+                    _ => format!("{} scheduled items in one script", limit.max),
+                };
+                (None, format!("stopped at the limit {} = {what}", limit.name))
+            }
+            Stop::Yield => (None, "the run paused where it cannot resume (a bug of the runner)".to_string()),
+        };
+        Verdict::Fail(Box::new(Failure {
+            line,
+            expected: self.script.events.iter().find(|e| e.line == line).map_or_else(String::new, |e| e.text.clone()),
+            actual,
+            reason,
+            t_ns: self.runner.world.now(),
+            ladder: self.runner.ladder(),
+        }))
     }
 
     /// The outcome, with the ladder of the world's events still in it.
@@ -377,6 +467,7 @@ impl ScriptRun {
             ladder,
             events: self.runner.world.events().to_vec(),
             profile: self.chosen,
+            limit: self.limit,
         }
     }
 }
@@ -410,6 +501,7 @@ fn failed_at_start(script: &Script, reason: String, profile: Option<String>) -> 
         ladder: String::new(),
         events: Vec::new(),
         profile,
+        limit: None,
     }
 }
 
@@ -547,14 +639,48 @@ impl Runner {
         ladder(self.world.events(), TESTED, PEER, &BTreeMap::new(), &[])
     }
 
-    /// Runs the world up to `t_ns`, collecting what reaches the script.
-    fn run_until(&mut self, t_ns: u64) {
+    /// Counts one world item against the budget before it runs: the
+    /// script's whole budget, and (when `may_yield`, at a point where the
+    /// line has not acted yet) the turn's.
+    fn spend(&mut self, may_yield: bool) -> Step {
+        if self.items_left == 0 {
+            return Err(Stop::Limit(ScriptLimit { name: "run_max_events", max: self.budget.max_items }));
+        }
+        if may_yield && self.turn_left == 0 {
+            return Err(Stop::Yield);
+        }
+        self.items_left -= 1;
+        self.turn_left = self.turn_left.saturating_sub(1);
+        Ok(())
+    }
+
+    /// One world item, counted; collects what reaches the script.
+    fn world_step(&mut self, may_yield: bool) -> Step {
+        self.spend(may_yield)?;
+        self.world.step();
+        self.collect();
+        Ok(())
+    }
+
+    /// Runs the world up to `t_ns` (within the budget), collecting what
+    /// reaches the script: for what follows an action of the line.
+    fn run_until(&mut self, t_ns: u64) -> Step {
+        self.run_to(t_ns, false)
+    }
+
+    /// [`Runner::run_until`] before the line acts: it may end the turn
+    /// part-way ([`Stop::Yield`]), to be called again.
+    fn catch_up(&mut self, t_ns: u64) -> Step {
+        self.run_to(t_ns, true)
+    }
+
+    fn run_to(&mut self, t_ns: u64, may_yield: bool) -> Step {
         while self.world.next_event_at().is_some_and(|at| at <= t_ns) {
-            self.world.step();
-            self.collect();
+            self.world_step(may_yield)?;
         }
         self.world.run_until(t_ns);
         self.collect();
+        Ok(())
     }
 
     fn collect(&mut self) {
@@ -627,11 +753,11 @@ impl Runner {
         match &event.kind {
             EventKind::Packet(p) if p.direction == Direction::Outbound => self.expect(p, lo_us, hi_us),
             EventKind::Packet(p) => {
-                self.run_until(self.at(lo_us));
+                self.catch_up(self.at(lo_us))?;
                 self.inject(p)
             }
             EventKind::Syscall(call) => {
-                self.run_until(self.at(lo_us));
+                self.catch_up(self.at(lo_us))?;
                 let tol = self.tolerance_ns;
                 // A blocking call returns at the end of its line's time (packetdrill's `start...end`).
                 self.call_window_ns = (self.at(hi_us).saturating_sub(tol), self.at(hi_us).saturating_add(tol));
@@ -641,15 +767,14 @@ impl Runner {
                 }
                 self.syscall(call)?;
                 let now = self.world.now();
-                self.run_until(now);
-                Ok(())
+                self.run_until(now)
             }
             EventKind::Shell(cmd) => {
-                self.run_until(self.at(lo_us));
+                self.catch_up(self.at(lo_us))?;
                 self.shell(cmd)
             }
             EventKind::Python(code) => {
-                self.run_until(self.at(lo_us));
+                self.catch_up(self.at(lo_us))?;
                 self.python(code)
             }
         }
@@ -681,8 +806,7 @@ impl Runner {
             return fail(format!("cannot inject: {e}"));
         }
         let now = self.world.now();
-        self.run_until(now);
-        Ok(())
+        self.run_until(now)
     }
 
     fn describe(&self, s: &Segment) -> String {
@@ -710,12 +834,10 @@ impl Runner {
         let hi = self.at(hi_us).saturating_add(tol);
         while self.sniffed.is_empty() {
             match self.world.next_event_at() {
-                Some(at) if at <= hi => {
-                    self.world.step();
-                    self.collect();
-                }
+                // Nothing has been checked yet: the wait may end the turn.
+                Some(at) if at <= hi => self.world_step(true)?,
                 _ => {
-                    self.world.run_until(hi);
+                    self.run_until(hi)?;
                     return fail(format!("no segment from tcplab by {:.6} s", hi as f64 / 1e9));
                 }
             }
@@ -971,8 +1093,7 @@ impl Runner {
             while ready.is_none() {
                 match self.world.next_event_at() {
                     Some(at) if at <= limit => {
-                        self.world.step();
-                        self.collect();
+                        self.world_step(false)?;
                         ready = self.ready_connection(port);
                     }
                     _ => break,
@@ -1012,10 +1133,16 @@ impl Runner {
         let Some(len) = call.args.get(2).and_then(Expr::int) else {
             return skip(format!("{}() without a length", call.name));
         };
+        // The length is checked before anything is allocated for it.
+        let len = usize::try_from(len).unwrap_or(0);
+        if len > self.budget.max_write_bytes {
+            let max = self.budget.max_write_bytes as u64;
+            return Err(Stop::Limit(ScriptLimit { name: "max_write_bytes", max }));
+        }
         let Some((conn, side)) = self.conn_of(fd)? else {
             return self.check_result(call, Err("ENOTCONN"));
         };
-        let data = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let data = vec![0u8; len];
         let r = match self.world.send(conn, side, &data) {
             Ok(n) => Ok(n as i64),
             // A connection that failed reports its error; one closed normally, EPIPE.

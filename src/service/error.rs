@@ -28,13 +28,27 @@ pub enum Error {
     /// an ended session, an address in use).
     #[error("{0}")]
     FailedPrecondition(String),
-    /// A configured limit would be exceeded.
-    #[error("limit {limit} reached (at most {max})")]
+    /// A capacity limit is reached: the server or the session is full
+    /// (sessions, hosts, connections, fault rules, subscribers).
+    #[error("limit {limit} reached (at most {max}); {}", super::limits::raise_hint(limit))]
     LimitExceeded {
         /// The limit's name, as the configuration spells it.
         limit: &'static str,
         /// Its value.
         max: u64,
+    },
+    /// One request asks for more than its budget: a size, a nesting depth,
+    /// a number of steps, items or virtual time over a configured limit.
+    /// Nothing was done, or (for a run stopped part-way) what was done is
+    /// kept and `what` says so.
+    #[error("{what}: over the limit {limit} = {max}; {}", super::limits::raise_hint(limit))]
+    BudgetExceeded {
+        /// The limit's name, as the configuration spells it.
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+        /// What asked for too much (`script: line 3`, `ms`, `toml: line 12 (advance)`).
+        what: String,
     },
     /// A credential is missing or wrong.
     #[error("{0}")]
@@ -58,7 +72,7 @@ impl Error {
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::NotFound { .. } => "not_found",
             Error::FailedPrecondition(_) => "failed_precondition",
-            Error::LimitExceeded { .. } => "resource_exhausted",
+            Error::LimitExceeded { .. } | Error::BudgetExceeded { .. } => "resource_exhausted",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::PermissionDenied(_) => "permission_denied",
             Error::Unavailable => "unavailable",
@@ -69,6 +83,11 @@ impl Error {
     /// A bad value for `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
         Error::InvalidArgument { field: field.into(), message: message.into() }
+    }
+
+    /// A request over its budget (see [`Error::BudgetExceeded`]).
+    pub fn over_budget(limit: &'static str, max: u64, what: impl Into<String>) -> Error {
+        Error::BudgetExceeded { limit, max, what: what.into() }
     }
 
     /// A missing thing.

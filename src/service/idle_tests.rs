@@ -60,7 +60,7 @@ async fn api_calls_and_subscribers_keep_a_realtime_session_alive() {
     let (svc, _dir) = service(1).await;
     let busy = session(&svc, ClockMode::Realtime).await;
     let watched = session(&svc, ClockMode::Realtime).await;
-    let subscription = svc.subscribe(watched, 0, None, None).await.expect("subscribe");
+    let subscription = svc.subscribe(watched, 0, None, None, false).await.expect("subscribe");
     // 2.5 s, several times the limit: calls every 300 ms keep `busy` alive.
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(2_500) {

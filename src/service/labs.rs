@@ -26,8 +26,8 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::session::SessionState;
-use super::{Error, LabService, Limits};
-use crate::lab::{self, Check, Lab, LabError, LabRun, LabVariant, Step};
+use super::{Error, LabService, LimitHit, Limits};
+use crate::lab::{self, Check, Lab, LabError, LabRun, LabVariant, RunBudget, Step};
 
 /// Built-in labs and lab files can only ever be this long a name.
 const MAX_NAME: usize = 200;
@@ -160,6 +160,13 @@ pub struct LabVariantRun {
     /// A step the world refused (the run stopped there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `limit` when a budget limit stopped the run part-way (`error` says at
+    /// which step; what ran is in the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+    /// The limit that stopped it, and how to raise it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitHit>,
     /// The ASCII ladder diagram of the run.
     pub ladder: String,
     /// Events the run produced.
@@ -186,6 +193,12 @@ pub struct LabRunResult {
     /// The first run variant's step error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `limit` when a budget limit stopped the first run variant part-way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+    /// The limit that stopped it, and how to raise it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitHit>,
     /// The first run variant's ladder diagram.
     pub ladder: String,
     /// Every run variant, each in its own session.
@@ -228,55 +241,70 @@ fn toml_error(e: LabError) -> Error {
             let field = field.map_or(String::new(), |f| format!("field `{f}`: "));
             Error::invalid("toml", format!("line {line}, column {column}: {field}{message}"))
         }
+        LabError::OverLimit { line, limit, max, message, .. } => {
+            Error::over_budget(limit, max, format!("toml: line {line}: {message}"))
+        }
         other => Error::invalid("toml", other.to_string()),
     }
 }
 
 /// Refuses a lab whose steps would exceed the server's limits (a lab given
 /// as text is user input: `run_until_idle` with a billion steps, `send` of a
-/// terabyte); every built-in lab is well within them.
+/// terabyte): 422 naming the step's line and the limit. Every built-in lab
+/// is well within them.
 fn check_limits(lab: &Lab, limits: &Limits) -> Result<(), Error> {
-    let over = |line: usize, kind: &str, what: String| {
-        Error::invalid("toml", format!("line {line}: `{kind}` {what} is over the server's limit"))
+    let over = |line: usize, kind: &str, limit: &'static str, max: u64, what: String| {
+        Error::over_budget(limit, max, format!("toml: line {line}: `{kind}` {what}"))
     };
     if lab.hosts.len() > limits.max_hosts {
-        return Err(Error::invalid(
-            "toml",
-            format!("{} hosts is over max_hosts {}", lab.hosts.len(), limits.max_hosts),
+        return Err(Error::over_budget(
+            "max_hosts",
+            limits.max_hosts as u64,
+            format!("toml: {} hosts", lab.hosts.len()),
         ));
     }
     for variant in &lab.variants {
         if variant.profile.send_buffer > limits.max_buffered_bytes {
-            return Err(Error::LimitExceeded {
-                limit: "max_buffered_bytes",
-                max: u64::from(limits.max_buffered_bytes),
-            });
+            return Err(Error::over_budget(
+                "max_buffered_bytes",
+                u64::from(limits.max_buffered_bytes),
+                format!("toml: profile.send_buffer = {}", variant.profile.send_buffer),
+            ));
         }
         let (mut opens, mut faults) = (0, 0);
         for s in &variant.steps {
             let kind = s.step.kind();
+            let events = limits.run_max_events;
             match &s.step {
-                Step::RunUntilIdle(r) if r.max_steps.unwrap_or(0) > limits.run_max_events => {
-                    return Err(over(s.line, kind, format!("max_steps (run_max_events {})", limits.run_max_events)));
+                Step::RunUntilIdle(r) if r.max_steps.unwrap_or(0) > events => {
+                    let n = r.max_steps.unwrap_or(0);
+                    return Err(over(s.line, kind, "run_max_events", events, format!("max_steps = {n}")));
                 }
-                Step::Step(n) if *n > limits.run_max_events => {
-                    return Err(over(s.line, kind, format!("count (run_max_events {})", limits.run_max_events)));
+                Step::RunUntilIdle(r) if r.max_ms.unwrap_or(0) > limits.run_max_ms => {
+                    let ms = r.max_ms.unwrap_or(0);
+                    return Err(over(s.line, kind, "run_max_ms", limits.run_max_ms, format!("max_ms = {ms}")));
+                }
+                Step::Step(n) if *n > events => {
+                    return Err(over(s.line, kind, "run_max_events", events, format!("count = {n}")));
                 }
                 Step::Advance(ms) if *ms > limits.run_max_ms => {
-                    return Err(over(s.line, kind, format!("ms (run_max_ms {})", limits.run_max_ms)));
+                    return Err(over(s.line, kind, "run_max_ms", limits.run_max_ms, format!("ms = {ms}")));
                 }
-                Step::Send(send) if send.len.unwrap_or(0) > limits.max_buffered_bytes as usize => {
-                    return Err(over(s.line, kind, format!("len (max_buffered_bytes {})", limits.max_buffered_bytes)));
+                Step::Send(send) if send.len.unwrap_or(0) > limits.max_write_bytes => {
+                    let (n, max) = (send.len.unwrap_or(0), limits.max_write_bytes as u64);
+                    return Err(over(s.line, kind, "max_write_bytes", max, format!("len = {n}")));
                 }
                 Step::Open(_) => opens += 1,
                 Step::Fault(_) => faults += 1,
                 _ => {}
             }
             if opens > limits.max_connections {
-                return Err(over(s.line, kind, format!("(max_connections {})", limits.max_connections)));
+                let max = limits.max_connections as u64;
+                return Err(over(s.line, kind, "max_connections", max, format!("the connection number {opens}")));
             }
             if faults > limits.max_faults {
-                return Err(over(s.line, kind, format!("(max_faults {})", limits.max_faults)));
+                let max = limits.max_faults as u64;
+                return Err(over(s.line, kind, "max_faults", max, format!("the fault rule number {faults}")));
             }
         }
     }
@@ -322,7 +350,15 @@ impl LabService {
     /// INVALID_ARGUMENT on `toml` naming the line and field of a parse error,
     /// or a step over the server's limits; as [`Self::run_lab`] otherwise.
     pub async fn run_lab_toml(&self, req: RunLabToml) -> Result<LabRunResult, Error> {
-        let lab = Lab::parse("custom.toml", &req.toml).map_err(toml_error)?;
+        let limits = &self.inner.limits;
+        if req.toml.len() > limits.max_script_bytes {
+            return Err(Error::over_budget(
+                "max_script_bytes",
+                limits.max_script_bytes as u64,
+                format!("toml: {} octets", req.toml.len()),
+            ));
+        }
+        let lab = Lab::parse_bounded("custom.toml", &req.toml, limits.max_lab_steps).map_err(toml_error)?;
         self.run_parsed(lab, req.variant, req.name, req.end.unwrap_or(false)).await
     }
 
@@ -375,6 +411,8 @@ impl LabService {
             variant: first.variant,
             checks: first.checks,
             error: first.error,
+            stopped_by: first.stopped_by,
+            limit: first.limit,
             ladder: first.ladder,
             variants: runs,
         })
@@ -405,17 +443,24 @@ impl LabService {
         let handle = self.handle(sid)?;
         let record = json!({ "op": "run_lab", "args": extra });
         handle
-            .call(move |s: &mut SessionState| {
+            .command(move |s: &mut SessionState| {
                 s.record_command(record);
                 // The hosts and links the lab set up, before the first step.
                 s.publish();
                 Ok(())
             })
             .await?;
-        let mut run = LabRun::new(lab, variant);
+        // One turn per job: a step that runs the world long comes back after
+        // a turn's items, so other commands and sessions get their turn too.
+        let budget = RunBudget {
+            max_items: self.inner.limits.run_max_events,
+            items_per_turn: super::session::STEPS_PER_TURN,
+            max_events: self.inner.limits.max_report_events,
+        };
+        let mut run = LabRun::new(lab, variant).with_budget(budget);
         loop {
             let (back, more) = handle
-                .call(move |s: &mut SessionState| {
+                .command(move |s: &mut SessionState| {
                     let before = run.events().len();
                     let more = run.step(&mut s.world);
                     s.publish_taken(&run.events()[before..]);
@@ -433,13 +478,20 @@ impl LabService {
         if end {
             self.end_session(sid).await?;
         }
+        let limit = report.limit.map(|l| LimitHit::new(l.name, l.max));
+        let error = match (&limit, report.error) {
+            (Some(limit), Some(e)) => Some(format!("{e} ({}; session {sid} keeps what ran)", limit.hint)),
+            (_, e) => e,
+        };
         Ok(LabVariantRun {
             variant: report.name,
             description: report.description,
             session_id: sid,
             passed: report.passed,
             checks: report.checks.into_iter().map(LabCheck::from).collect(),
-            error: report.error,
+            error,
+            stopped_by: limit.as_ref().map(|_| "limit".to_string()),
+            limit,
             ladder: report.ladder,
             events,
             now_ns,

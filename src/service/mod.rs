@@ -10,6 +10,7 @@ pub mod error;
 #[cfg(test)]
 mod idle_tests;
 pub mod labs;
+pub mod limits;
 pub mod model;
 pub mod packetdrill;
 pub mod session;
@@ -29,6 +30,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 pub use error::Error;
+pub use limits::{LimitHit, Limits};
 use model::*;
 pub use session::{LiveEvent, StateChangeSummary};
 use session::{SessionHandle, SessionState};
@@ -40,64 +42,6 @@ use crate::sim::{
     World, WorldConfig,
 };
 use crate::store::{EventFilter, Store, StoreWriter};
-
-/// Configurable limits, each enforced with an error naming it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Limits {
-    /// Live sessions at once.
-    pub max_sessions: usize,
-    /// Hosts per session.
-    pub max_hosts: usize,
-    /// Connections per session (ever opened, including ghosts).
-    pub max_connections: usize,
-    /// Fault rules per session.
-    pub max_faults: usize,
-    /// Send buffer per connection end, in octets (caps `profile.send_buffer`).
-    pub max_buffered_bytes: u32,
-    /// Recent events kept in memory per session for late subscribers (more
-    /// are kept while a live subscriber or the SQLite writer still needs them).
-    pub max_events_in_memory: usize,
-    /// Open event streams per session.
-    pub max_subscribers: usize,
-    /// Events a live subscriber may fall behind the newest before it is told
-    /// it lagged. Up to this many events stay in memory for a subscriber that
-    /// is behind (about 0.5 KiB each), so that it reads them there rather
-    /// than from SQLite; nothing is held for subscribers that keep up.
-    pub broadcast_capacity: usize,
-    /// Items one `run_until_idle` may process.
-    pub run_max_events: u64,
-    /// Virtual time one `run_until_idle` may cover, in ms.
-    pub run_max_ms: u64,
-    /// Largest request body, in octets.
-    pub max_body_bytes: usize,
-    /// A realtime session idle (no API call on it, no subscriber) this long,
-    /// in seconds, is ended and stored as ended; 0 never ends one.
-    pub idle_timeout_s: u64,
-}
-
-/// How many world steps a `run_until_idle` takes between two publications
-/// of its events to subscribers and to the store.
-const RUN_CHUNK_STEPS: u64 = 4096;
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_sessions: 1_000,
-            max_hosts: 256,
-            max_connections: 100_000,
-            max_faults: 256,
-            max_buffered_bytes: 16 * 1024 * 1024,
-            max_events_in_memory: 1_024,
-            max_subscribers: 256,
-            broadcast_capacity: 65_536,
-            run_max_events: 5_000_000,
-            run_max_ms: 24 * 3_600_000,
-            max_body_bytes: 8 * 1024 * 1024,
-            idle_timeout_s: 3_600,
-        }
-    }
-}
 
 struct Inner {
     store: Store,
@@ -172,6 +116,110 @@ fn millis_ns(field: &'static str, ms: f64) -> Result<u64, Error> {
     Ok((ms * 1e6) as u64)
 }
 
+/// The clock as a clock call leaves it.
+fn clock_state(s: &mut SessionState, steps: u64, stopped_by: Option<&str>, limit: Option<LimitHit>) -> ClockState {
+    ClockState {
+        now_ns: s.world.now(),
+        clock: s.clock,
+        paused: s.paused,
+        speed: s.speed,
+        steps,
+        idle: s.world.next_event_at().is_none(),
+        stopped_by: stopped_by.map(str::to_string),
+        limit,
+    }
+}
+
+/// An `advance` or a `run_until_idle` in progress: its budget and how far it got.
+struct ClockRun {
+    /// `advance`: run to `now + span_ns` (all of it is run, then the clock
+    /// is set there); `run_until_idle`: stop when idle or at `now + span_ns`.
+    until_idle: bool,
+    span_ns: u64,
+    /// Where the run ends in virtual time (set by [`ClockRun::start`]).
+    until: u64,
+    max_steps: u64,
+    steps: u64,
+    /// Whether the caps are the server's limits (else the request's own, smaller ones).
+    steps_cap_is_limit: bool,
+    time_cap_is_limit: bool,
+    limits: Limits,
+}
+
+impl ClockRun {
+    fn advance(span_ns: u64, limits: &Limits) -> ClockRun {
+        ClockRun {
+            until_idle: false,
+            span_ns,
+            until: 0,
+            max_steps: limits.run_max_events,
+            steps: 0,
+            steps_cap_is_limit: true,
+            time_cap_is_limit: false,
+            limits: limits.clone(),
+        }
+    }
+
+    fn until_idle(max_events: Option<u64>, max_ns: Option<u64>, limits: &Limits) -> ClockRun {
+        let cap_ns = limits.run_max_ms.saturating_mul(1_000_000);
+        ClockRun {
+            until_idle: true,
+            span_ns: max_ns.map_or(cap_ns, |ns| ns.min(cap_ns)),
+            until: 0,
+            max_steps: max_events.map_or(limits.run_max_events, |n| n.min(limits.run_max_events)),
+            steps: 0,
+            steps_cap_is_limit: max_events.is_none_or(|n| n >= limits.run_max_events),
+            time_cap_is_limit: max_ns.is_none_or(|ns| ns >= cap_ns),
+            limits: limits.clone(),
+        }
+    }
+
+    /// Fixes the end of the run from the clock when the command starts.
+    fn start(&mut self, now: u64) {
+        self.until = now.saturating_add(self.span_ns);
+    }
+
+    /// One turn: at most [`session::STEPS_PER_TURN`] items.
+    fn turn(&mut self, s: &mut SessionState) -> std::task::Poll<Result<ClockState, Error>> {
+        use std::task::Poll;
+        let chunk = (self.max_steps - self.steps).min(session::STEPS_PER_TURN);
+        let stopped = if self.until_idle {
+            let outcome = s.world.run_until_idle(chunk, self.until.saturating_sub(s.world.now()));
+            self.steps += outcome.steps;
+            match outcome.stopped_by {
+                None => Some(None),
+                Some(crate::sim::RunCap::Time) => Some(Some(if self.time_cap_is_limit {
+                    ("limit", Some(LimitHit::new("run_max_ms", self.limits.run_max_ms)))
+                } else {
+                    ("time", None)
+                })),
+                Some(crate::sim::RunCap::Steps) => None,
+            }
+        } else {
+            let (n, reached) = s.world.run_until_bounded(self.until, chunk);
+            self.steps += n;
+            reached.then_some(None)
+        };
+        if let Some(stop) = stopped {
+            let (by, limit) = stop.unzip();
+            return Poll::Ready(Ok(clock_state(s, self.steps, by, limit.flatten())));
+        }
+        if self.steps >= self.max_steps {
+            let (by, limit) = if self.steps_cap_is_limit {
+                ("limit", Some(LimitHit::new("run_max_events", self.limits.run_max_events)))
+            } else {
+                ("events", None)
+            };
+            return Poll::Ready(Ok(clock_state(s, self.steps, Some(by), limit)));
+        }
+        if std::mem::take(&mut s.backlogged) {
+            let limit = LimitHit::new("max_pending_events", self.limits.max_pending_events as u64);
+            return Poll::Ready(Ok(clock_state(s, self.steps, Some("limit"), Some(limit))));
+        }
+        Poll::Pending
+    }
+}
+
 impl LabService {
     /// A service over an opened store; starts the store's writer. Sessions a
     /// previous run left live are marked ended.
@@ -225,6 +273,14 @@ impl LabService {
         }
     }
 
+    /// A live session's actor, to send a command to (refused while shutting down).
+    async fn live_for_command(&self, sid: u64) -> Result<Arc<SessionHandle>, Error> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable);
+        }
+        self.live(sid).await
+    }
+
     /// Runs a command on a live session: records it, runs it on the actor.
     async fn command<R: Send + 'static>(
         &self,
@@ -232,12 +288,9 @@ impl LabService {
         record: serde_json::Value,
         f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
-        if self.inner.shutting_down.load(Ordering::Relaxed) {
-            return Err(Error::Unavailable);
-        }
-        let handle = self.live(sid).await?;
-        handle
-            .call(move |s| {
+        self.live_for_command(sid)
+            .await?
+            .command(move |s| {
                 s.record_command(record);
                 f(s)
             })
@@ -319,10 +372,12 @@ impl LabService {
         state.segment_fates = self.inner.metrics.segment_fates();
         let subscribers = state.subscribers.clone();
         let published = state.published.clone();
-        let (jobs, rx) = mpsc::channel(256);
-        let task = tokio::spawn(session::run(state, rx));
+        let (commands, commands_rx) = mpsc::channel(256);
+        let (reads, reads_rx) = mpsc::channel(256);
+        let task = tokio::spawn(session::run(state, commands_rx, reads_rx));
         let handle = Arc::new(SessionHandle {
-            jobs,
+            commands,
+            reads,
             task,
             last_used: Arc::new(Mutex::new(Instant::now())),
             subscribers,
@@ -429,7 +484,8 @@ impl LabService {
             self.inner.writer.end_session(sid as i64, now_rfc3339());
             return;
         };
-        drop(handle.jobs);
+        drop(handle.commands);
+        drop(handle.reads);
         let _ = handle.task.await;
         self.inner.writer.end_session(sid as i64, now_rfc3339());
         let _ = self.inner.writer.flush().await;
@@ -684,6 +740,14 @@ impl LabService {
     pub async fn send(&self, sid: u64, cid: u64, req: SendData) -> Result<SendResult, Error> {
         let side = req.side;
         let data = req.into_bytes()?;
+        let max_write = self.inner.limits.max_write_bytes;
+        if data.len() > max_write {
+            return Err(Error::over_budget(
+                "max_write_bytes",
+                max_write as u64,
+                format!("data: {} octets", data.len()),
+            ));
+        }
         let record = json!({ "op": "send", "connection": cid, "side": side, "bytes": data.len() });
         self.command(sid, record, move |s| {
             let accepted = s.world.send_bytes(cid, side, data)?;
@@ -876,9 +940,17 @@ impl LabService {
 
     /// Steps, advances, runs until idle, pauses or resumes a session's clock.
     ///
+    /// `advance` and `run_until_idle` run in turns of [`session::STEPS_PER_TURN`]
+    /// items on the session's actor (publishing after each, so subscribers
+    /// watch the run as it goes), within the budget `run_max_events` items
+    /// and `run_max_ms` of virtual time: a run that reaches it stops there
+    /// with `"stopped_by": "limit"` and the limit named; an `advance` asking
+    /// for more than `run_max_ms` is refused before it starts.
+    ///
     /// # Errors
-    /// Bad action or values.
+    /// Bad action or values; an `advance` over `run_max_ms`.
     pub async fn clock(&self, sid: u64, req: ClockRequest) -> Result<ClockState, Error> {
+        let limits = &self.inner.limits;
         let ms = req.ms.map(|ms| millis_ns("ms", ms)).transpose()?;
         if let Some(speed) = req.speed {
             if !speed.is_finite() || speed <= 0.0 || speed > 1e6 {
@@ -892,80 +964,68 @@ impl LabService {
                 format!("expected step, advance, run_until_idle, pause, resume or set_speed, got {:?}", req.action),
             ));
         }
-        if req.action == "advance" && ms.is_none() {
-            return Err(Error::invalid("ms", "advance needs ms"));
-        }
         if req.action == "set_speed" && req.speed.is_none() {
             return Err(Error::invalid("speed", "set_speed needs speed"));
         }
+        let cap_ns = limits.run_max_ms.saturating_mul(1_000_000);
+        let run = match req.action.as_str() {
+            "advance" => {
+                let ms = ms.ok_or_else(|| Error::invalid("ms", "advance needs ms"))?;
+                if ms > cap_ns {
+                    return Err(Error::over_budget(
+                        "run_max_ms",
+                        limits.run_max_ms,
+                        format!("ms: {} ms of virtual time in one call", ms / 1_000_000),
+                    ));
+                }
+                Some(ClockRun::advance(ms, limits))
+            }
+            "run_until_idle" => Some(ClockRun::until_idle(req.max_events, max_ms, limits)),
+            _ => None,
+        };
         let record = json!({ "op": "clock", "args": req });
-        self.command(sid, record, move |s| {
-            let mut steps = 0;
-            let mut idle = false;
-            let mut stopped_by = None;
-            match req.action.as_str() {
-                "step" => {
-                    if s.world.step() {
-                        steps = 1;
-                    }
-                    idle = s.world.next_event_at().is_none();
-                }
-                "advance" => {
-                    s.world.advance(ms.unwrap_or(0));
-                    idle = s.world.next_event_at().is_none();
-                }
-                "run_until_idle" => {
-                    let max_events = req.max_events.unwrap_or(s.limits.run_max_events).min(s.limits.run_max_events);
-                    let cap_ns = s.limits.run_max_ms.saturating_mul(1_000_000);
-                    let max_time = max_ms.unwrap_or(cap_ns).min(cap_ns);
-                    // In chunks, publishing after each, so that subscribers
-                    // watch a long run as it goes and the unpublished events
-                    // held in memory stay bounded.
-                    let deadline = s.world.now().saturating_add(max_time);
-                    let mut run_chunk = |s: &mut SessionState| {
-                        let chunk = (max_events - steps).min(RUN_CHUNK_STEPS);
-                        let outcome = s.world.run_until_idle(chunk, deadline.saturating_sub(s.world.now()));
-                        steps += outcome.steps;
-                        s.publish();
-                        idle = outcome.idle;
-                        match outcome.stopped_by {
-                            Some("events") if steps < max_events => true,
-                            other => {
-                                stopped_by = other.map(str::to_string);
-                                false
+        let handle = self.live_for_command(sid).await?;
+        let Some(mut run) = run else {
+            return handle
+                .command(move |s| {
+                    s.record_command(record);
+                    let mut steps = 0;
+                    match req.action.as_str() {
+                        "step" => {
+                            if s.world.step() {
+                                steps = 1;
                             }
                         }
-                    };
-                    if run_chunk(s) {
-                        // A long run: this worker thread is taken for a while.
-                        session::blocking(|| while run_chunk(s) {});
+                        "pause" => s.paused = true,
+                        _ => {
+                            // resume, set_speed
+                            if req.action == "resume" {
+                                s.paused = false;
+                            }
+                            if let Some(speed) = req.speed {
+                                s.speed = speed;
+                            }
+                        }
                     }
+                    s.reanchor();
+                    Ok(clock_state(s, steps, None, None))
+                })
+                .await;
+        };
+        let mut record = Some(record);
+        handle
+            .command_in_turns(move |s| {
+                if let Some(record) = record.take() {
+                    s.record_command(record);
+                    run.start(s.world.now());
                 }
-                "pause" => s.paused = true,
-                "resume" => {
-                    s.paused = false;
-                    if let Some(speed) = req.speed {
-                        s.speed = speed;
-                    }
+                let poll = run.turn(s);
+                if poll.is_ready() {
+                    s.reanchor();
                 }
-                _ => {
-                    if let Some(speed) = req.speed {
-                        s.speed = speed;
-                    }
-                }
-            }
-            s.reanchor();
-            Ok(ClockState {
-                now_ns: s.world.now(),
-                clock: s.clock,
-                paused: s.paused,
-                speed: s.speed,
-                steps,
-                idle,
-                stopped_by,
+                poll
             })
-        })
-        .await
+            .await
     }
 
     // ----- history -----
@@ -1175,7 +1235,9 @@ impl LabService {
     }
 
     /// Opens an event stream: stored events after `after_seq`, then live
-    /// ones, with no gap and no duplicate.
+    /// ones, with no gap and no duplicate. With `durable_only`, an event is
+    /// delivered once SQLite holds it (so every delivered event survives a
+    /// crash); otherwise at once, each marked with whether it is durable yet.
     ///
     /// # Errors
     /// Unknown session, bad kinds, the subscriber limit.
@@ -1185,6 +1247,7 @@ impl LabService {
         after_seq: u64,
         kinds: Option<&str>,
         connection: Option<u64>,
+        durable_only: bool,
     ) -> Result<Subscription, Error> {
         let kinds = parse_kinds(kinds)?;
         self.require_session(sid).await?;
@@ -1196,7 +1259,8 @@ impl LabService {
             }
             Err(_) => None,
         };
-        Ok(stream::open(self.inner.store.clone(), self.inner.writer.clone(), sid, after_seq, kinds, connection, live))
+        let filter = stream::StreamFilter { kinds, connection, durable_only };
+        Ok(stream::open(self.inner.store.clone(), self.inner.writer.clone(), sid, after_seq, filter, live))
     }
 }
 

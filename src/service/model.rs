@@ -460,7 +460,7 @@ pub struct FaultInfo {
 
 /// An endpoint of an injected segment: a host name (with the port given
 /// separately) or `{"host","port"}`.
-#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum InjectEndpoint {
     /// Host name.
@@ -472,6 +472,34 @@ pub enum InjectEndpoint {
         /// Port.
         port: u32,
     },
+}
+
+impl<'de> Deserialize<'de> for InjectEndpoint {
+    /// A string or an object `{"host","port"}`, nothing else (an untagged
+    /// derive would also take `["A", 80]`).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct HostPort {
+            host: String,
+            port: u32,
+        }
+        struct Endpoint;
+        impl<'de> serde::de::Visitor<'de> for Endpoint {
+            type Value = InjectEndpoint;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a host name or an object {\"host\", \"port\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InjectEndpoint, E> {
+                Ok(InjectEndpoint::Host(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<InjectEndpoint, A::Error> {
+                let HostPort { host, port } = HostPort::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(InjectEndpoint::HostPort { host, port })
+            }
+        }
+        d.deserialize_any(Endpoint)
+    }
 }
 
 /// `POST .../inject`: a crafted segment.
@@ -560,8 +588,12 @@ pub struct ClockState {
     pub steps: u64,
     /// Nothing is scheduled any more.
     pub idle: bool,
-    /// The cap that stopped `run_until_idle`, if one did (`events` or `time`).
+    /// What stopped the call before it was done, if anything: `events` or
+    /// `time` (the request's own `max_events` / `max_ms`), or `limit` (a
+    /// server limit, named in `limit`).
     pub stopped_by: Option<String>,
+    /// With `"stopped_by": "limit"`: the limit and how to raise it.
+    pub limit: Option<crate::service::LimitHit>,
 }
 
 /// `GET .../events` query.

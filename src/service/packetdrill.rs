@@ -15,8 +15,9 @@ use super::session::SessionState;
 use super::{Error, LabService};
 use crate::engine::Profile;
 use crate::lab::ladder::ladder;
+use crate::packetdrill::parser::{ParseLimits, parse_script_with};
 use crate::packetdrill::runner::{PEER, PEER_IP, ScriptRun, TESTED, TESTED_IP};
-use crate::packetdrill::{RunOptions, ScriptProfilePolicy, Verdict, default_defines, parse_script};
+use crate::packetdrill::{RunOptions, ScriptBudget, ScriptProfilePolicy, Verdict, default_defines};
 use crate::sim::{Event, HostKind, LinkParams, World, WorldConfig};
 
 /// `POST /api/v1/sessions/{sid}/packetdrill`.
@@ -77,11 +78,31 @@ impl LabService {
     /// parse (naming its line), a bad profile, hosts named like the script's
     /// of the wrong kind.
     pub async fn run_packetdrill(&self, sid: u64, req: RunPacketdrill) -> Result<PacketdrillResult, Error> {
+        let limits = self.inner.limits.clone();
+        if req.script.len() > limits.max_script_bytes {
+            return Err(Error::over_budget(
+                "max_script_bytes",
+                limits.max_script_bytes as u64,
+                format!("script: {} octets", req.script.len()),
+            ));
+        }
+        if req.defines.len() > MAX_DEFINES || req.defines.iter().any(|d| d.len() > MAX_DEFINE_LEN) {
+            return Err(Error::invalid(
+                "defines",
+                format!("at most {MAX_DEFINES} names of at most {MAX_DEFINE_LEN} characters"),
+            ));
+        }
         let mut defines = default_defines();
         defines.extend(req.defines.iter().cloned());
         let defines: BTreeSet<String> = defines;
+        let parse_limits =
+            ParseLimits { max_lines: limits.max_script_lines, max_nesting_depth: limits.max_nesting_depth };
         let script =
-            parse_script("script.pkt", &req.script, &defines).map_err(|e| Error::invalid("script", e.to_string()))?;
+            parse_script_with("script.pkt", &req.script, &defines, &parse_limits).map_err(|e| match e.limit {
+                Some((limit, max)) => Error::over_budget(limit, max, format!("script: line {}: {}", e.line, e.message)),
+                None => Error::invalid("script", e.to_string()),
+            })?;
+        check_script_span(&script, limits.run_max_ms)?;
         let profile: Option<Profile> =
             req.profile.clone().map(resolve_profile).transpose().map_err(|e| Error::invalid("profile", e))?;
         if let (None, Some(name)) = (&profile, script.option("profile")) {
@@ -93,9 +114,9 @@ impl LabService {
             p.validate().map_err(|e| Error::invalid(format!("profile.{}", e.field), e.message))?;
         }
         let record = json!({ "op": "packetdrill", "profile": req.profile, "defines": req.defines, "lines": req.script.lines().count() });
-        let handle = self.live(sid).await?;
+        let handle = self.live_for_command(sid).await?;
         let started = handle
-            .call(move |s: &mut SessionState| {
+            .command(move |s: &mut SessionState| {
                 s.record_command(record);
                 if s.clock != ClockMode::Manual {
                     return Err(Error::FailedPrecondition(
@@ -111,6 +132,11 @@ impl LabService {
                 let opts = RunOptions {
                     profile: profile.unwrap_or_else(|| s.profile.clone()),
                     script_profile,
+                    budget: ScriptBudget {
+                        max_items: s.limits.run_max_events,
+                        items_per_turn: super::session::STEPS_PER_TURN,
+                        max_write_bytes: s.limits.max_write_bytes,
+                    },
                     ..RunOptions::default()
                 };
                 let placeholder = World::new(WorldConfig::default()).map_err(|e| Error::Internal(e.to_string()))?;
@@ -130,8 +156,9 @@ impl LabService {
             Ok(mut run) => {
                 let mut taken: Vec<Event> = Vec::new();
                 loop {
+                    // One turn per job (see `ScriptBudget`): other commands and sessions run in between.
                     let (back, more, events) = handle
-                        .call(move |s: &mut SessionState| {
+                        .command(move |s: &mut SessionState| {
                             std::mem::swap(run.world_mut(), &mut s.world);
                             let more = run.step();
                             std::mem::swap(run.world_mut(), &mut s.world);
@@ -142,11 +169,38 @@ impl LabService {
                         .await?;
                     run = back;
                     taken.extend(events);
+                    if taken.len() > limits.max_report_events {
+                        let t_ns = handle.call(|s| Ok(s.world.now())).await?;
+                        return Err(Error::over_budget(
+                            "max_report_events",
+                            limits.max_report_events as u64,
+                            format!(
+                                "script: stopped at t={:.6} s with {} events kept (session {sid} keeps what ran)",
+                                t_ns as f64 / 1e9,
+                                taken.len()
+                            ),
+                        ));
+                    }
                     if !more {
                         break;
                     }
                 }
-                (run.finish().verdict, taken)
+                let outcome = run.finish();
+                if let Some(limit) = outcome.limit {
+                    let line = match &outcome.verdict {
+                        Verdict::Fail(f) => f.line,
+                        _ => 0,
+                    };
+                    return Err(Error::over_budget(
+                        limit.name,
+                        limit.max,
+                        format!(
+                            "script: line {line}: stopped there at t={:.6} s (session {sid} keeps what ran)",
+                            outcome.virtual_ns as f64 / 1e9
+                        ),
+                    ));
+                }
+                (outcome.verdict, taken)
             }
         };
         let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now()))).await?;
@@ -177,6 +231,39 @@ impl LabService {
             events,
         })
     }
+}
+
+/// `defines` a request may name, and how long each may be.
+const MAX_DEFINES: usize = 64;
+const MAX_DEFINE_LEN: usize = 64;
+
+/// Refuses a script whose timeline spans more than `run_max_ms` of virtual
+/// time (`+100000 ...`): what the world would have to run through.
+fn check_script_span(script: &crate::packetdrill::ast::Script, run_max_ms: u64) -> Result<(), Error> {
+    use crate::packetdrill::ast::{Time, TimePoint};
+    let cap_us = i64::try_from(run_max_ms.saturating_mul(1_000)).unwrap_or(i64::MAX);
+    let mut last: i64 = 0;
+    for event in &script.events {
+        let point = |p: TimePoint| match p {
+            TimePoint::Absolute(t) => t,
+            TimePoint::Relative(d) => last.saturating_add(d),
+        };
+        let (end, base) = match event.time {
+            Time::Absolute(t) => (t, t),
+            Time::Relative(d) => (last.saturating_add(d), last.saturating_add(d)),
+            Time::Range(a, b) => (point(b).max(point(a)), point(b)),
+            Time::Any => (last, last),
+        };
+        if end > cap_us {
+            return Err(Error::over_budget(
+                "run_max_ms",
+                run_max_ms,
+                format!("script: line {}: at {:.3} s of virtual time", event.line, end as f64 / 1e6),
+            ));
+        }
+        last = base;
+    }
+    Ok(())
 }
 
 /// Adds the tested host (TCP) and the script's host (raw) with a link of no

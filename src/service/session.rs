@@ -46,6 +46,8 @@ pub(crate) struct Ring {
     /// (a round trip away) should read them from memory, not from SQLite
     /// while the writer is busiest. The next subscription ends the grace.
     resume_grace_until: Option<Instant>,
+    /// `persisted`, for subscribers that deliver committed events only.
+    durable: watch::Sender<u64>,
 }
 
 /// How long the ring waits for a lagged subscriber to resume.
@@ -62,7 +64,13 @@ impl Ring {
             lag_limit,
             persisted: 0,
             resume_grace_until: None,
+            durable: watch::channel(0).0,
         }
+    }
+
+    /// The newest seq SQLite holds (see [`Ring::persisted`]).
+    pub(crate) fn persisted(&self) -> u64 {
+        self.persisted
     }
 
     /// `true` when [`Ring::evict`] may have something to drop.
@@ -157,6 +165,8 @@ impl crate::store::Persisted for RingPersisted {
             {
                 let mut r = ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 r.persisted = r.persisted.max(seq);
+                let persisted = r.persisted;
+                r.durable.send_if_modified(|d| std::mem::replace(d, persisted) != persisted);
             }
             Ring::trim(&ring);
         }
@@ -173,6 +183,8 @@ pub(crate) struct LiveFeed {
     /// The subscriber's last delivered seq, which it keeps current and the
     /// ring reads (see [`Ring::needed_from`]).
     pub cursor: Arc<AtomicU64>,
+    /// Changes when SQLite holds more of the session's events.
+    pub durable: watch::Receiver<u64>,
 }
 
 /// An event as it leaves the actor: numbered, timed, serialised once.
@@ -251,8 +263,27 @@ impl LiveEvent {
     }
 }
 
-/// A job for the actor.
-pub(crate) type Job = Box<dyn FnOnce(&mut SessionState) + Send>;
+/// What a job tells the actor after one turn.
+pub(crate) enum Turn {
+    /// Finished (it has answered its caller).
+    Done,
+    /// More to do: the actor publishes what the turn produced, waits for room
+    /// in the store's queue, lets other tasks and this session's reads run,
+    /// then calls the job again. No other command runs in between.
+    Again,
+}
+
+/// A job for the actor: called until it returns [`Turn::Done`].
+pub(crate) type Job = Box<dyn FnMut(&mut SessionState) -> Turn + Send>;
+
+/// World steps a job should take per turn: about a millisecond of work, so
+/// that a long run never keeps a runtime worker from its other tasks (other
+/// sessions, `/healthz`) for longer than that.
+pub(crate) const STEPS_PER_TURN: u64 = 4096;
+
+/// How long a long run waits for room in the store's queue before it stops
+/// at the limit `max_pending_events` (the store is failing or far behind).
+const ROOM_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything the actor owns.
 pub struct SessionState {
@@ -291,6 +322,10 @@ pub struct SessionState {
     pub(crate) published: Arc<AtomicU64>,
     /// The server's segment fate counters (see [`crate::metrics`]).
     pub(crate) segment_fates: Arc<crate::metrics::SegmentFates>,
+    /// Set when a long run waited [`ROOM_WAIT`] for room in the store's
+    /// queue in vain: the run stops at `max_pending_events` on its next turn
+    /// (and clears it).
+    pub(crate) backlogged: bool,
 }
 
 impl SessionState {
@@ -335,6 +370,7 @@ impl SessionState {
             subscribers: Arc::new(AtomicUsize::new(0)),
             published: Arc::new(AtomicU64::new(0)),
             segment_fates: Arc::default(),
+            backlogged: false,
         }
     }
 
@@ -401,10 +437,7 @@ impl SessionState {
     /// and the seq from which events count as live.
     pub(crate) fn subscribe(&mut self, after_seq: u64) -> Result<LiveFeed, Error> {
         if self.subscribers.load(Ordering::Relaxed) >= self.limits.max_subscribers {
-            return Err(Error::LimitExceeded {
-                limit: "max_subscribers_per_session",
-                max: self.limits.max_subscribers as u64,
-            });
+            return Err(Error::LimitExceeded { limit: "max_subscribers", max: self.limits.max_subscribers as u64 });
         }
         self.publish();
         let cursor = Arc::new(AtomicU64::new(after_seq));
@@ -414,9 +447,10 @@ impl SessionState {
             ring.cursors.push(Arc::downgrade(&cursor));
             // A lagged subscriber resuming now holds what it needs itself.
             ring.resume_grace_until = None;
-            ring.next_seq
+            (ring.next_seq, ring.durable.subscribe())
         };
-        Ok(LiveFeed { ring: self.ring.clone(), changed: self.live.subscribe(), live_from, cursor })
+        let (live_from, durable) = live_from;
+        Ok(LiveFeed { ring: self.ring.clone(), changed: self.live.subscribe(), live_from, cursor, durable })
     }
 
     /// `true` when realtime is running (not paused).
@@ -424,13 +458,19 @@ impl SessionState {
         self.clock == ClockMode::Realtime && !self.paused
     }
 
-    /// Moves virtual time to where wall time says it should be.
+    /// Moves virtual time towards where wall time says it should be, by at
+    /// most [`STEPS_PER_TURN`] items per tick: a world busier than that falls
+    /// behind wall time rather than keep the thread, and catches up on
+    /// later ticks. Nothing moves while the store's queue is full.
     pub(crate) fn advance_realtime(&mut self) {
+        if self.writer.pending() > self.limits.max_pending_events as u64 {
+            return;
+        }
         if let Some((wall, virt)) = self.anchor {
             let elapsed = wall.elapsed().as_nanos() as f64 * self.speed;
             let target = virt.saturating_add(elapsed.min(u64::MAX as f64 / 2.0) as u64);
             if target > self.world.now() {
-                self.world.run_until(target);
+                self.world.run_until_bounded(target, STEPS_PER_TURN);
             }
         }
     }
@@ -442,27 +482,25 @@ impl SessionState {
     }
 }
 
-/// Runs a job that keeps the actor's thread for long (a big
-/// `run_until_idle`) with the rest of that worker's queue handed to another
-/// thread meanwhile (`block_in_place`): the subscribers its publications
-/// wake are queued on this very worker (tokio's LIFO slot, which no other
-/// worker steals from), so they would otherwise start reading only once
-/// the whole run is over, by which time a fast run has left them lagging.
-/// On a current-thread runtime (tests) it just runs `f`.
-pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread { tokio::task::block_in_place(f) } else { f() }
-}
-
-/// The actor's loop: jobs in order, realtime ticks in between, publish after each.
-pub(crate) async fn run(mut state: SessionState, mut jobs: mpsc::Receiver<Job>) -> SessionState {
+/// The actor's loop: reads first (between turns of a long command too),
+/// commands in order, realtime ticks in between, publish after each.
+pub(crate) async fn run(
+    mut state: SessionState,
+    mut commands: mpsc::Receiver<Job>,
+    mut reads: mpsc::Receiver<Job>,
+) -> SessionState {
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut reads_open = true;
     loop {
         tokio::select! {
-            job = jobs.recv() => match job {
-                Some(job) => job(&mut state),
+            biased;
+            read = reads.recv(), if reads_open => match read {
+                Some(job) => finish(&mut state, job),
+                None => reads_open = false,
+            },
+            job = commands.recv() => match job {
+                Some(job) => drive(&mut state, job, &mut reads).await,
                 None => break,
             },
             _ = tick.tick(), if state.realtime_running() => state.advance_realtime(),
@@ -473,9 +511,66 @@ pub(crate) async fn run(mut state: SessionState, mut jobs: mpsc::Receiver<Job>) 
     state
 }
 
+/// Runs a job to its end without yielding (reads: one turn).
+fn finish(state: &mut SessionState, mut job: Job) {
+    while let Turn::Again = job(state) {
+        state.publish();
+    }
+}
+
+/// Runs a command turn by turn: between two turns its events are published,
+/// the store's queue is given time to make room (`max_pending_events`), the
+/// runtime runs other tasks, and this session's reads are answered.
+async fn drive(state: &mut SessionState, mut job: Job, reads: &mut mpsc::Receiver<Job>) {
+    while let Turn::Again = job(state) {
+        state.publish();
+        wait_for_room(state, reads).await;
+        tokio::task::yield_now().await;
+        // Reads queued meanwhile, but only those: a flood of reads cannot stall the command.
+        for _ in 0..reads.len() {
+            match reads.try_recv() {
+                Ok(read) => finish(state, read),
+                Err(_) => break,
+            }
+        }
+        state.publish();
+    }
+}
+
+/// Waits while the store's queue holds more than `max_pending_events` rows,
+/// answering reads meanwhile; after [`ROOM_WAIT`] in vain, marks the session
+/// [`SessionState::backlogged`].
+async fn wait_for_room(state: &mut SessionState, reads: &mut mpsc::Receiver<Job>) {
+    let max = state.limits.max_pending_events as u64;
+    let writer = state.writer.clone();
+    if writer.pending() <= max {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::select! {
+            biased;
+            room = writer.wait_for_room(max, left) => {
+                if !room {
+                    state.backlogged = true;
+                }
+                return;
+            }
+            Some(read) = reads.recv() => {
+                finish(state, read);
+                state.publish();
+            }
+        }
+    }
+}
+
 /// A handle to a running session actor.
 pub(crate) struct SessionHandle {
-    pub jobs: mpsc::Sender<Job>,
+    /// Commands, run one after another (each to its end).
+    pub commands: mpsc::Sender<Job>,
+    /// Reads, answered before queued commands and between the turns of a long one.
+    pub reads: mpsc::Sender<Job>,
     pub task: tokio::task::JoinHandle<SessionState>,
     /// Wall time of the last command, for idle expiry.
     pub last_used: Arc<std::sync::Mutex<Instant>>,
@@ -484,14 +579,20 @@ pub(crate) struct SessionHandle {
 }
 
 impl SessionHandle {
-    /// Runs `f` on the actor and waits for its answer.
+    fn touch(&self) {
+        if let Ok(mut last) = self.last_used.lock() {
+            *last = Instant::now();
+        }
+    }
+
+    /// Runs `f` on the actor as a read and waits for its answer: it runs
+    /// before queued commands and between the turns of a long one, so it
+    /// may see a run part-way (at the virtual time it has reached).
     pub(crate) async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
-        if let Ok(mut last) = self.last_used.lock() {
-            *last = Instant::now();
-        }
+        self.touch();
         self.call_quietly(f).await
     }
 
@@ -501,11 +602,66 @@ impl SessionHandle {
         &self,
         f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |state| {
-            let _ = tx.send(f(state));
-        });
-        self.jobs.send(job).await.map_err(|_| Error::FailedPrecondition("the session has ended".into()))?;
+        Self::send(&self.reads, once(f)).await
+    }
+
+    /// Runs `f` on the actor as a command, after the commands sent before it.
+    pub(crate) async fn command<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        self.touch();
+        Self::send(&self.commands, once(f)).await
+    }
+
+    /// Runs a command in turns: `f` is called again after each
+    /// `Poll::Pending` (see [`Turn::Again`]) until it is `Poll::Ready`. It
+    /// must bound the work of one turn ([`STEPS_PER_TURN`]) and of all of
+    /// them (the request's budget).
+    pub(crate) async fn command_in_turns<R: Send + 'static>(
+        &self,
+        f: impl FnMut(&mut SessionState) -> std::task::Poll<Result<R, Error>> + Send + 'static,
+    ) -> Result<R, Error> {
+        self.touch();
+        Self::send(&self.commands, in_turns(f)).await
+    }
+
+    async fn send<R>(
+        queue: &mpsc::Sender<Job>,
+        (job, rx): (Job, oneshot::Receiver<Result<R, Error>>),
+    ) -> Result<R, Error> {
+        queue.send(job).await.map_err(|_| Error::FailedPrecondition("the session has ended".into()))?;
         rx.await.map_err(|_| Error::Internal("the session actor stopped while answering".into()))?
     }
+}
+
+/// A one-turn job answering on the returned channel.
+fn once<R: Send + 'static>(
+    f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
+) -> (Job, oneshot::Receiver<Result<R, Error>>) {
+    let mut f = Some(f);
+    in_turns(move |state| match f.take() {
+        Some(f) => std::task::Poll::Ready(f(state)),
+        None => std::task::Poll::Ready(Err(Error::Internal("a job ran twice".into()))),
+    })
+}
+
+/// A job of several turns answering on the returned channel once done.
+fn in_turns<R: Send + 'static>(
+    mut f: impl FnMut(&mut SessionState) -> std::task::Poll<Result<R, Error>> + Send + 'static,
+) -> (Job, oneshot::Receiver<Result<R, Error>>) {
+    let (tx, rx) = oneshot::channel();
+    let mut tx = Some(tx);
+    let job: Job = Box::new(move |state| match f(state) {
+        std::task::Poll::Pending => Turn::Again,
+        std::task::Poll::Ready(result) => {
+            // What the job did is published before its caller hears it is done.
+            state.publish();
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(result); // the caller may have gone
+            }
+            Turn::Done
+        }
+    });
+    (job, rx)
 }

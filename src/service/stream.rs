@@ -25,7 +25,15 @@ use crate::store::{EventFilter, EventRow, Store, StoreWriter};
 #[derive(Debug, Clone)]
 pub enum StreamItem {
     /// The next event.
-    Event(Arc<LiveEvent>),
+    Event {
+        /// The event.
+        event: Arc<LiveEvent>,
+        /// Whether SQLite held it when it was handed over: a durable event
+        /// survives a crash of the server; one that is not may be missing
+        /// from the stored history after a SIGKILL (which stays a gap-free
+        /// prefix of what was streamed).
+        durable: bool,
+    },
     /// The subscriber fell behind the live broadcast; the stream ends here.
     /// Resume with `after_seq = last_seq`.
     Lagged {
@@ -42,14 +50,24 @@ pub struct Subscription {
     sid: u64,
     /// The last seq delivered or skipped by the filter.
     last: u64,
-    kinds: Vec<String>,
-    connection: Option<u64>,
+    filter: StreamFilter,
     live: Option<Live>,
     /// SQLite lacked the next event once already: flush the writer before
     /// reading it again, and end the stream if it still lacks it.
     store_missed: bool,
     done: bool,
     _guard: Option<SubscriberGuard>,
+}
+
+/// Which events a stream delivers, and when.
+#[derive(Clone, Debug, Default)]
+pub(super) struct StreamFilter {
+    /// Only these kinds (all when empty).
+    pub kinds: Vec<String>,
+    /// Only this connection's events.
+    pub connection: Option<u64>,
+    /// Deliver an event only once SQLite holds it (`?durable=true`).
+    pub durable_only: bool,
 }
 
 /// The live part of a subscription to a running session.
@@ -64,11 +82,16 @@ struct Live {
     /// `last`, shared with the ring so that it keeps what this subscriber
     /// has yet to read.
     cursor: Arc<AtomicU64>,
+    /// Changes as SQLite commits the session's events.
+    durable: watch::Receiver<u64>,
+    /// The session has ended: what the ring holds is all there will be.
+    ended: bool,
 }
 
 /// What the cursor does next.
 enum Next {
-    Events(Vec<Arc<LiveEvent>>),
+    /// Events, and the newest seq SQLite held when they were taken.
+    Events(Vec<Arc<LiveEvent>>, u64),
     Lagged,
     FromStore,
     Wait,
@@ -85,18 +108,22 @@ impl Subscription {
             let next = match &self.live {
                 Some(live) => {
                     live.cursor.store(self.last, Ordering::Relaxed);
-                    live.next(self.last)
+                    live.next(self.last, self.filter.durable_only)
                 }
                 None => Next::FromStore,
             };
             match next {
-                Next::Events(events) => {
+                Next::Events(events, persisted) => {
                     self.store_missed = false;
                     self.last = events.last().map_or(self.last, |e| e.seq);
                     if let Some(live) = &self.live {
                         live.read_through(self.last);
                     }
-                    let items: Vec<_> = events.into_iter().filter(|e| self.wanted(e)).map(StreamItem::Event).collect();
+                    let items: Vec<_> = events
+                        .into_iter()
+                        .filter(|e| self.wanted(e))
+                        .map(|event| StreamItem::Event { durable: event.seq <= persisted, event })
+                        .collect();
                     if !items.is_empty() {
                         return Some(items);
                     }
@@ -121,19 +148,28 @@ impl Subscription {
                     }
                 }
                 Next::Wait => {
+                    let durable_only = self.filter.durable_only;
                     let live = self.live.as_mut()?;
-                    if live.changed.changed().await.is_err() {
-                        // The session ended: deliver what the ring still has, then end.
-                        if let Next::Events(events) = live.next(self.last) {
-                            self.last = events.last().map_or(self.last, |e| e.seq);
-                            let items: Vec<_> =
-                                events.into_iter().filter(|e| self.wanted(e)).map(StreamItem::Event).collect();
-                            if !items.is_empty() {
-                                return Some(items);
-                            }
-                            continue;
-                        }
+                    if live.ended {
+                        // The session ended and the ring has nothing more for us.
                         self.done = true;
+                        continue;
+                    }
+                    let ended = if durable_only {
+                        tokio::select! {
+                            _ = live.durable.changed() => false,
+                            changed = live.changed.changed() => changed.is_err(),
+                        }
+                    } else {
+                        live.changed.changed().await.is_err()
+                    };
+                    if ended {
+                        // Deliver what the ring still has (once SQLite holds
+                        // it, for a durable stream), then end.
+                        live.ended = true;
+                        if durable_only && self.writer.flush().await.is_err() {
+                            self.done = true;
+                        }
                     }
                 }
             }
@@ -149,8 +185,9 @@ impl Subscription {
     }
 
     fn wanted(&self, e: &LiveEvent) -> bool {
-        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == e.kind))
-            && self.connection.is_none_or(|c| e.connection == Some(c))
+        let f = &self.filter;
+        (f.kinds.is_empty() || f.kinds.iter().any(|k| k == e.kind))
+            && f.connection.is_none_or(|c| e.connection == Some(c))
     }
 
     /// One page of what only SQLite still has; `None` when the page had
@@ -196,7 +233,7 @@ impl Subscription {
             }
             self.last = event.seq;
             if self.wanted(&event) {
-                items.push(StreamItem::Event(Arc::new(event)));
+                items.push(StreamItem::Event { event: Arc::new(event), durable: true });
             }
         }
         (!items.is_empty()).then_some(items)
@@ -211,10 +248,13 @@ impl Live {
         Ring::trim(&self.ring);
     }
 
-    /// What a cursor at `last` does next.
-    fn next(&self, last: u64) -> Next {
+    /// What a cursor at `last` does next; a durable-only cursor sees no
+    /// further than what SQLite holds, and lags only behind that.
+    fn next(&self, last: u64, durable_only: bool) -> Next {
         let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-        let behind = ring.newest_seq().saturating_sub(last.max(self.live_from.saturating_sub(1)));
+        let persisted = ring.persisted();
+        let newest = if durable_only { persisted.min(ring.newest_seq()) } else { ring.newest_seq() };
+        let behind = newest.saturating_sub(last.max(self.live_from.saturating_sub(1)));
         if behind > self.lag_limit {
             return Next::Lagged;
         }
@@ -227,7 +267,10 @@ impl Live {
         }
         let mut events = Vec::new();
         ring.copy_after(last, BATCH, &mut events);
-        if events.is_empty() { Next::Wait } else { Next::Events(events) }
+        if durable_only {
+            events.retain(|e| e.seq <= persisted);
+        }
+        if events.is_empty() { Next::Wait } else { Next::Events(events, persisted) }
     }
 }
 
@@ -257,29 +300,17 @@ pub(super) fn open(
     writer: StoreWriter,
     sid: u64,
     after_seq: u64,
-    kinds: Vec<String>,
-    connection: Option<u64>,
+    filter: StreamFilter,
     live: Option<(LiveFeed, Arc<AtomicUsize>, usize)>,
 ) -> Subscription {
     let mut guard = None;
     let live = live.map(|(feed, subscribers, lag_limit)| {
         subscribers.fetch_add(1, Ordering::Relaxed);
         guard = Some(SubscriberGuard(subscribers));
-        let LiveFeed { ring, changed, live_from, cursor } = feed;
-        Live { ring, changed, live_from, lag_limit: lag_limit as u64, cursor }
+        let LiveFeed { ring, changed, live_from, cursor, durable } = feed;
+        Live { ring, changed, live_from, lag_limit: lag_limit as u64, cursor, durable, ended: false }
     });
-    Subscription {
-        store,
-        writer,
-        sid,
-        last: after_seq,
-        kinds,
-        connection,
-        live,
-        store_missed: false,
-        done: false,
-        _guard: guard,
-    }
+    Subscription { store, writer, sid, last: after_seq, filter, live, store_missed: false, done: false, _guard: guard }
 }
 
 #[cfg(test)]
@@ -336,7 +367,7 @@ mod tests {
             assert!(!batch.is_empty());
             for item in batch {
                 match item {
-                    StreamItem::Event(e) => {
+                    StreamItem::Event { event: e, .. } => {
                         assert_eq!(e.seq, last + 1, "gap or duplicate");
                         last = e.seq;
                     }
@@ -359,7 +390,7 @@ mod tests {
         transfer(&svc, sid, cid, 100_000).await;
         let stored = events(&svc, sid).await;
         assert!(stored > 100, "{stored}");
-        let mut sub = svc.subscribe(sid, 3, None, None).await.expect("subscribe");
+        let mut sub = svc.subscribe(sid, 3, None, None, false).await.expect("subscribe");
         let last = read(&mut sub, 3, stored - 10).await.expect("no lag");
         // Live while the cursor is still in the ring's (moving) past.
         for _ in 0..5 {
@@ -381,7 +412,7 @@ mod tests {
     async fn a_filtered_stream_keeps_its_order() {
         let (svc, sid, cid, _dir) = session(Limits { max_events_in_memory: 30, ..Limits::default() }).await;
         transfer(&svc, sid, cid, 10_000).await;
-        let mut sub = svc.subscribe(sid, 0, Some("state_changed"), None).await.expect("subscribe");
+        let mut sub = svc.subscribe(sid, 0, Some("state_changed"), None, false).await.expect("subscribe");
         svc.close(sid, cid, req(json!({"side": "client"}))).await.expect("close");
         svc.close(sid, cid, req(json!({"side": "server"}))).await.expect("close");
         run(&svc, sid).await;
@@ -389,7 +420,7 @@ mod tests {
         let mut seqs = Vec::new();
         while let Some(batch) = sub.next_batch().await {
             for item in batch {
-                let StreamItem::Event(e) = item else { panic!("lagged") };
+                let StreamItem::Event { event: e, .. } = item else { panic!("lagged") };
                 assert_eq!(e.kind, "state_changed");
                 seqs.push(e.seq);
             }
@@ -411,7 +442,7 @@ mod tests {
             async move { handle.call(|s| Ok(s.ring_len())).await.expect("call") }
         };
         let start = events(&svc, sid).await;
-        let mut sub = svc.subscribe(sid, start, None, None).await.expect("subscribe");
+        let mut sub = svc.subscribe(sid, start, None, None, false).await.expect("subscribe");
         transfer(&svc, sid, cid, 20_000).await;
         let end = events(&svc, sid).await;
         svc.inner.writer.flush().await.expect("flush");
@@ -437,13 +468,13 @@ mod tests {
         svc.send(sid, cid, req(json!({"side": "client", "data": "x".repeat(4 << 20)}))).await.expect("send");
         // From after what the send itself published: only the run's events.
         let start = events(&svc, sid).await;
-        let mut sub = svc.subscribe(sid, start, None, None).await.expect("subscribe");
+        let mut sub = svc.subscribe(sid, start, None, None, false).await.expect("subscribe");
         let published = svc.handle(sid).expect("live").published.clone();
         let reader = {
             let published = published.clone();
             tokio::spawn(async move {
                 let first = sub.next_batch().await.expect("events");
-                assert!(matches!(first[0], StreamItem::Event(_)));
+                assert!(matches!(first[0], StreamItem::Event { .. }));
                 published.load(std::sync::atomic::Ordering::Relaxed)
             })
         };
@@ -466,7 +497,7 @@ mod tests {
             let limits = Limits { broadcast_capacity: 64, max_events_in_memory, ..Limits::default() };
             let (svc, sid, cid, _dir) = session(limits).await;
             let start = events(&svc, sid).await;
-            let mut sub = svc.subscribe(sid, start, None, None).await.expect("subscribe");
+            let mut sub = svc.subscribe(sid, start, None, None, false).await.expect("subscribe");
             transfer(&svc, sid, cid, 4_000).await;
             let mid = events(&svc, sid).await;
             assert!(mid > start + 3, "{start} {mid}");
@@ -483,7 +514,7 @@ mod tests {
             let handle = svc.handle(sid).expect("live");
             let held = handle.call(|s| Ok(s.ring_len())).await.expect("call");
             assert!(held >= 64, "{held}");
-            let mut resumed = svc.subscribe(sid, lagged, None, None).await.expect("resume");
+            let mut resumed = svc.subscribe(sid, lagged, None, None, false).await.expect("resume");
             read(&mut resumed, lagged, end).await.expect("caught up");
             // Caught up and stored: back to the small ring.
             svc.inner.writer.flush().await.expect("flush");

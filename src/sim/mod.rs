@@ -17,6 +17,6 @@ pub use event::{ConnId, DropReason, Event, EventKind, Side, WireSegment};
 pub use fault::{FaultAction, FaultRule, FaultSpec, SegmentMatch};
 pub use link::LinkParams;
 pub use world::{
-    ConnectSpec, Connection, End, HostId, HostKind, InjectSpec, ListenSpec, RawPacket, RunOutcome, World, WorldConfig,
-    WorldError,
+    ConnectSpec, Connection, DEFAULT_RUN_MAX_ITEMS, End, HostId, HostKind, InjectSpec, ListenSpec, RawPacket, RunCap,
+    RunOutcome, World, WorldConfig, WorldError,
 };

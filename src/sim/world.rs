@@ -387,6 +387,12 @@ pub struct InjectSpec {
     pub delay_ns: u64,
 }
 
+/// Scheduled items one call may process unless its caller says otherwise:
+/// the default of the server's `run_max_events`, and of the CLI's lab and
+/// packetdrill runs. About a third of a second of work; a busy world emits
+/// two or three events per item.
+pub const DEFAULT_RUN_MAX_ITEMS: u64 = 1_000_000;
+
 /// How a `run_until_idle` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct RunOutcome {
@@ -394,8 +400,18 @@ pub struct RunOutcome {
     pub idle: bool,
     /// Scheduled items processed.
     pub steps: u64,
-    /// The cap that stopped the run, if one did (`"events"` or `"time"`).
-    pub stopped_by: Option<&'static str>,
+    /// The cap that stopped the run, if one did.
+    pub stopped_by: Option<RunCap>,
+}
+
+/// The cap that stopped a bounded run before the world was idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunCap {
+    /// As many items as allowed were processed.
+    Steps,
+    /// The next item is due after the time allowed.
+    Time,
 }
 
 /// A simulated network of hosts running TCP.
@@ -1135,6 +1151,23 @@ impl World {
         self.now = self.now.max(t);
     }
 
+    /// [`World::run_until`] processing at most `max_steps` items: how a
+    /// caller with a budget runs towards `t` in bounded turns. Returns the
+    /// items processed and whether `t` was reached (the clock is then at
+    /// `t`; otherwise at the last item processed).
+    pub fn run_until_bounded(&mut self, t: u64, max_steps: u64) -> (u64, bool) {
+        let mut steps = 0;
+        while self.next_event_at().is_some_and(|at| at <= t) {
+            if steps >= max_steps {
+                return (steps, false);
+            }
+            self.step();
+            steps += 1;
+        }
+        self.now = self.now.max(t);
+        (steps, true)
+    }
+
     /// Runs until nothing is scheduled, or a cap is reached: `max_steps`
     /// items processed, or virtual time passing `max_time_ns` from now.
     pub fn run_until_idle(&mut self, max_steps: u64, max_time_ns: u64) -> RunOutcome {
@@ -1145,11 +1178,11 @@ impl World {
                 return RunOutcome { idle: true, steps, stopped_by: None };
             };
             if steps >= max_steps {
-                return RunOutcome { idle: false, steps, stopped_by: Some("events") };
+                return RunOutcome { idle: false, steps, stopped_by: Some(RunCap::Steps) };
             }
             if at > deadline {
                 self.now = self.now.max(deadline);
-                return RunOutcome { idle: false, steps, stopped_by: Some("time") };
+                return RunOutcome { idle: false, steps, stopped_by: Some(RunCap::Time) };
             }
             self.step();
             steps += 1;

@@ -162,6 +162,9 @@ struct Counters {
     dropped: AtomicU64,
     /// Whether a send after shutdown was logged (once is enough).
     drop_logged: std::sync::atomic::AtomicBool,
+    /// Woken after each commit, for senders waiting for `pending` to fall
+    /// ([`StoreWriter::wait_for_room`]).
+    room: tokio::sync::Notify,
 }
 
 impl Counters {
@@ -332,6 +335,31 @@ impl StoreWriter {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Shutdown(tx)).map_err(|_| StoreError::WriterClosed)?;
         rx.await.map_err(|_| StoreError::WriterClosed)?
+    }
+
+    /// Rows sent (by every clone) and not yet committed or refused.
+    pub fn pending(&self) -> u64 {
+        self.counters.pending.load(Ordering::Relaxed)
+    }
+
+    /// Waits until at most `max` rows are pending (see [`Self::pending`]),
+    /// or `timeout` has passed; `true` when there is room. How a sender
+    /// that produces faster than SQLite commits keeps the queue, and the
+    /// memory it holds, bounded.
+    pub async fn wait_for_room(&self, max: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.counters.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a commit in between is not missed.
+            notified.as_mut().enable();
+            if self.pending() <= max {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.pending() <= max;
+            }
+        }
     }
 
     /// The counters now, for metrics (cheap: a few relaxed atomic loads).
@@ -530,6 +558,7 @@ impl Task {
                     c.batches.fetch_add(1, Ordering::Relaxed);
                     self.checkpoints.wake.notify_one();
                     c.pending.fetch_sub((n_events + n_commands) as u64, Ordering::Relaxed);
+                    c.room.notify_waiters();
                     if let Some(first) = rejections.first {
                         c.rejected.fetch_add(rejections.rows, Ordering::Relaxed);
                         let (rows, _) = self.rejection.get_or_insert_with(|| (0, Arc::new(first)));

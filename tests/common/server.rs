@@ -483,6 +483,11 @@ impl ServerProcess {
     /// Starts `tcplab --http 127.0.0.1:0 --grpc 127.0.0.1:0 --db <db>` and
     /// waits for its "tcplab listening" line on stderr.
     pub fn start(db: &Path) -> ServerProcess {
+        ServerProcess::start_with(db, &[])
+    }
+
+    /// [`ServerProcess::start`] with more flags (limits, say).
+    pub fn start_with(db: &Path, extra: &[&str]) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tcplab"));
         // No TCPLAB_* setting of the caller's (a token, a config file, a limit) may leak in.
         for (name, _) in std::env::vars_os() {
@@ -493,6 +498,7 @@ impl ServerProcess {
         let mut child = command
             .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--db"])
             .arg(db)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -491,14 +491,23 @@ impl From<ClockState> for pb::ClockResponse {
             steps: c.steps,
             idle: c.idle,
             stopped_by: c.stopped_by,
+            limit: c.limit.map(Into::into),
         }
     }
 }
 
+impl From<crate::service::LimitHit> for pb::LimitHit {
+    fn from(l: crate::service::LimitHit) -> pb::LimitHit {
+        pb::LimitHit { name: l.name, max: l.max, hint: l.hint }
+    }
+}
+
 impl From<&LiveEvent> for pb::Event {
-    /// A streamed event: its header fields and its stored JSON as is.
+    /// A streamed event: its header fields and its stored JSON as is
+    /// (`durable` false: the stream sets it, see [`super::stream_item`]).
     fn from(e: &LiveEvent) -> pb::Event {
         pb::Event {
+            durable: false,
             seq: e.seq,
             t_ns: e.t_ns,
             kind: e.kind.to_owned(),
@@ -519,6 +528,8 @@ impl From<serde_json::Value> for pb::Event {
     /// An event of a page (REST's JSON object): header fields read from it.
     fn from(event: serde_json::Value) -> pb::Event {
         pb::Event {
+            // Pages are read from SQLite.
+            durable: true,
             seq: event["seq"].as_u64().unwrap_or(0),
             t_ns: event["t_ns"].as_u64().unwrap_or(0),
             kind: event["kind"].as_str().unwrap_or_default().to_owned(),

@@ -16,7 +16,7 @@ fn code(error: &service::Error) -> Code {
         service::Error::InvalidArgument { .. } => Code::InvalidArgument,
         service::Error::NotFound { .. } => Code::NotFound,
         service::Error::FailedPrecondition(_) => Code::FailedPrecondition,
-        service::Error::LimitExceeded { .. } => Code::ResourceExhausted,
+        service::Error::LimitExceeded { .. } | service::Error::BudgetExceeded { .. } => Code::ResourceExhausted,
         service::Error::Unauthenticated(_) => Code::Unauthenticated,
         service::Error::PermissionDenied(_) => Code::PermissionDenied,
         service::Error::Unavailable => Code::Unavailable,

@@ -94,6 +94,8 @@ impl From<LabVariantRun> for pb::LabVariantRun {
             ladder: v.ladder,
             events: v.events,
             now_ns: v.now_ns,
+            stopped_by: v.stopped_by,
+            limit: v.limit.map(Into::into),
         }
     }
 }
@@ -110,6 +112,8 @@ impl From<LabRunResult> for pb::RunLabResponse {
             error: r.error,
             ladder: r.ladder,
             variants: r.variants.into_iter().map(Into::into).collect(),
+            stopped_by: r.stopped_by,
+            limit: r.limit.map(Into::into),
         }
     }
 }

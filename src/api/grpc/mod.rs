@@ -17,6 +17,7 @@
 //! ([`LabService::shutdown`] ends them all).
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod labs;
@@ -311,7 +312,7 @@ impl LabRpc for GrpcLab {
         let kinds = convert::kinds_filter(&req.kinds);
         let subscription = self
             .service
-            .subscribe(req.session_id, req.after_seq, kinds.as_deref(), req.connection)
+            .subscribe(req.session_id, req.after_seq, kinds.as_deref(), req.connection, req.durable)
             .await
             .map_err(|e| renamed(e, "kind", "kinds"))?;
         let events = subscription.into_stream().map(stream_item);
@@ -324,7 +325,7 @@ impl LabRpc for GrpcLab {
 /// subscription ends right after it).
 fn stream_item(item: StreamItem) -> Result<pb::Event, Status> {
     match item {
-        StreamItem::Event(event) => Ok(pb::Event::from(&*event)),
+        StreamItem::Event { event, durable } => Ok(pb::Event { durable, ..pb::Event::from(&*event) }),
         StreamItem::Lagged { last_seq } => {
             Err(Status::aborted(format!("subscriber lagged; resume with after_seq={last_seq}")))
         }

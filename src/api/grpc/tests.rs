@@ -469,7 +469,7 @@ fn a_lagged_subscription_ends_with_aborted_and_the_resume_point() {
         body: Arc::from("{}"),
         state_change: None,
     };
-    assert_eq!(stream_item(StreamItem::Event(Arc::new(live))).unwrap().seq, 42);
+    assert_eq!(stream_item(StreamItem::Event { event: Arc::new(live), durable: true }).unwrap().seq, 42);
 }
 
 // ----- the whole port -----

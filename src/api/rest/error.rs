@@ -85,6 +85,7 @@ impl ApiError {
                 service::Error::NotFound { .. } => StatusCode::NOT_FOUND,
                 service::Error::FailedPrecondition(_) => StatusCode::CONFLICT,
                 service::Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+                service::Error::BudgetExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 service::Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
                 service::Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
                 service::Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

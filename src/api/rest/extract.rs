@@ -21,21 +21,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // Every request body is a JSON object: serde would also read a struct
-        // from an array (`[null, null]`), which the OpenAPI schema does not allow.
-        let (parts, body) = req.into_parts();
-        let bytes = match bytes::Bytes::from_request(Request::from_parts(parts.clone(), body), state).await {
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_media_type);
+        if !json_type {
+            return Err(ApiError::Http {
+                status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                message: "request body: expected the header Content-Type: application/json".to_string(),
+            });
+        }
+        let bytes = match bytes::Bytes::from_request(req, state).await {
             Ok(bytes) => bytes,
             Err(rejection) => return Err(axum::extract::rejection::JsonRejection::from(rejection).into()),
         };
-        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|b| *b == b'{');
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(_) if !object => Err(ApiError::invalid("request body", "expected a JSON object")),
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(rejection.into()),
-        }
+        super::json::from_slice(&bytes).map(ApiJson)
     }
+}
+
+/// `application/json` or another `application/...+json`, parameters aside.
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Path parameters, deserialised into a struct so a bad one is named.

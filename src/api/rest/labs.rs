@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiPath};
 use super::handlers::ApiResult;
 use crate::service::LabService;
@@ -68,14 +68,8 @@ pub async fn run_lab(
 ) -> ApiResult<impl IntoResponse> {
     // The body is optional (a bare POST runs every variant); when present it
     // must be a JSON `RunLab`, refused with the field serde names.
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
-        RunLab::default()
-    } else if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        // serde would read the struct from an array too; the schema says object.
-        return Err(ApiError::invalid("body", "expected a JSON object"));
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
-    };
+    let req =
+        if body.iter().all(u8::is_ascii_whitespace) { RunLab::default() } else { super::json::from_slice(&body)? };
     Ok((StatusCode::CREATED, Json(svc.run_lab(&p.name, req).await?)))
 }
 

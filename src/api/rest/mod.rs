@@ -18,10 +18,12 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod json;
 pub mod labs;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 use std::sync::OnceLock;
 

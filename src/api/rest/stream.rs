@@ -2,7 +2,12 @@
 //! Server-Sent Events, resumable with `Last-Event-ID`.
 //!
 //! Each event goes out as `id: <seq>`, `event: <kind>`, `data: <the event's
-//! JSON>`. A subscriber that falls behind the live broadcast gets one last
+//! JSON>`, exactly as `GET .../events` returns it. By default an event goes
+//! out as soon as the session publishes it, before SQLite holds it: after a
+//! SIGKILL the stored history is a gap-free prefix of what was streamed and
+//! may lack its last events. With `?durable=true` an event goes out only
+//! once SQLite holds it (a commit later), so every event received survives
+//! a crash. A subscriber that falls behind the live broadcast gets one last
 //! event named `lagged` with data `{"last_seq":N}` (and `id: N`, so a
 //! reconnecting `EventSource` resumes right there) and the stream ends. The
 //! stream also ends when the session ends. Keep-alive comments go out every
@@ -37,6 +42,9 @@ pub struct StreamQuery {
     /// Only this connection's events.
     #[serde(default)]
     pub connection: Option<u64>,
+    /// Only events SQLite already holds (default false: at once, each marked).
+    #[serde(default)]
+    pub durable: Option<bool>,
 }
 
 /// The `seq` to start after: `Last-Event-ID` if present, else `after_seq`, else 0.
@@ -59,6 +67,7 @@ fn start_after(headers: &HeaderMap, query: &StreamQuery) -> Result<u64, ApiError
         ("after_seq" = Option<u64>, Query, description = "Start after this seq (`Last-Event-ID` wins)"),
         ("kind" = Option<String>, Query, description = "Only these kinds, comma-separated"),
         ("connection" = Option<u64>, Query, description = "Only this connection's events"),
+        ("durable" = Option<bool>, Query, description = "Send each event only once SQLite holds it (it then survives a server crash)"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq"),
     ),
     responses(
@@ -76,11 +85,12 @@ pub async fn event_stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let after = start_after(&headers, &q)?;
-    let subscription = svc.subscribe(p.sid, after, q.kind.as_deref(), q.connection).await?;
+    let subscription = svc.subscribe(p.sid, after, q.kind.as_deref(), q.connection, q.durable.unwrap_or(false)).await?;
     // After `lagged` the subscription ends, and so does the stream.
     let events = subscription.into_stream().map(|item| {
         Ok(match item {
-            StreamItem::Event(e) => Event::default().id(e.seq.to_string()).event(e.kind).data(&*e.body),
+            // Durability is the stream's choice (`?durable=true`); the data stays the stored JSON.
+            StreamItem::Event { event: e, .. } => Event::default().id(e.seq.to_string()).event(e.kind).data(&*e.body),
             StreamItem::Lagged { last_seq } => Event::default()
                 .id(last_seq.to_string())
                 .event("lagged")
