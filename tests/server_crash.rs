@@ -5,7 +5,9 @@
 //! SIGKILL it at a random moment (seeded: `TCPLAB_CRASH_SEED`). After each
 //! kill the file must pass `PRAGMA integrity_check`, every session's stored
 //! events must be numbered 1..n without a gap, and where the observer saw
-//! them, be exactly the events the session emitted. Each start must answer
+//! them, be exactly the events the session emitted. A second observer follows
+//! the other session with `?durable=true`: every event it received must be
+//! in the file after the kill (the default stream may be ahead of it). Each start must answer
 //! `/healthz` within one second of the spawn (the worst is printed).
 
 mod common;
@@ -127,9 +129,10 @@ async fn drive(rest: Rest, sid: u64, conns: Vec<u64>) -> u64 {
     }
 }
 
-/// Follows a session's SSE stream until the server is gone (resuming after `lagged`).
-async fn observe(rest: Rest, sid: u64, observed: Arc<Mutex<Vec<Value>>>) {
-    let url = rest.url(&format!("/api/v1/sessions/{sid}/events/stream"));
+/// Follows a session's SSE stream (`query`: `""` or `"?durable=true"`)
+/// until the server is gone (resuming after `lagged`).
+async fn observe(rest: Rest, sid: u64, query: &'static str, observed: Arc<Mutex<Vec<Value>>>) {
+    let url = rest.url(&format!("/api/v1/sessions/{sid}/events/stream{query}"));
     loop {
         let last = observed.lock().expect("lock").len() as u64;
         let Some(mut reader) = SseReader::try_open(&rest.client, &url, Some(last)).await else { return };
@@ -173,18 +176,23 @@ async fn twenty_sigkills_leave_a_sound_database_with_gap_free_histories() {
         let round_start = Instant::now();
         let mut drivers = Vec::new();
         let observed = Arc::new(Mutex::new(Vec::new()));
-        let mut watched = 0;
+        let durable_observed = Arc::new(Mutex::new(Vec::new()));
+        let (mut watched, mut durably_watched) = (0, 0);
         let mut sessions = Vec::new();
         for i in 0..SESSIONS {
             sessions.push(busy_session(&rest, round, i).await);
         }
         for (i, (sid, conns)) in sessions.into_iter().enumerate() {
-            if i == 0 {
-                watched = sid;
+            match i {
+                0 => watched = sid,
+                1 => durably_watched = sid,
+                _ => {}
             }
             drivers.push(tokio::spawn(drive(rest.clone(), sid, conns)));
         }
-        let observer = tokio::spawn(observe(rest.clone(), watched, observed.clone()));
+        let observer = tokio::spawn(observe(rest.clone(), watched, "", observed.clone()));
+        let durable_observer =
+            tokio::spawn(observe(rest.clone(), durably_watched, "?durable=true", durable_observed.clone()));
         let set_up = round_start.elapsed();
         // The random moment: 50..550 ms into the busy phase.
         tokio::time::sleep(Duration::from_millis(50 + rng.below(500))).await;
@@ -198,6 +206,10 @@ async fn twenty_sigkills_leave_a_sound_database_with_gap_free_histories() {
                 tokio::time::timeout(Duration::from_secs(10), driver).await.expect("driver stops").expect("driver");
         }
         tokio::time::timeout(Duration::from_secs(10), observer).await.expect("observer stops").expect("observer");
+        tokio::time::timeout(Duration::from_secs(10), durable_observer)
+            .await
+            .expect("durable observer stops")
+            .expect("durable observer");
 
         let stored = Stored::read(&db, watched).await;
         assert_eq!(stored.integrity, ["ok"], "round {round}: PRAGMA integrity_check");
@@ -214,15 +226,29 @@ async fn twenty_sigkills_leave_a_sound_database_with_gap_free_histories() {
         for ((seq, body), seen) in events.iter().zip(&observed) {
             assert_eq!(body, seen, "round {round}: stored event {seq} is the one the session emitted");
         }
+        // What the durable stream delivered outlived the kill, every event of it.
+        let durable_seen = durable_observed.lock().expect("lock").clone();
+        let durably_stored = Stored::read(&db, durably_watched).await.watched;
+        assert!(
+            durable_seen.len() <= durably_stored.len(),
+            "round {round}: the durable stream delivered {} events, the file holds {}",
+            durable_seen.len(),
+            durably_stored.len()
+        );
+        for ((seq, body), seen) in durably_stored.iter().zip(&durable_seen) {
+            assert_eq!(body, seen, "round {round}: durable event {seq}");
+        }
         let this_round: i64 = stored.sessions.iter().rev().take(SESSIONS).map(|s| s.1).sum();
         assert!(this_round > 0, "round {round}: the sessions stored events");
         total_events += this_round;
         println!(
             "round {round}: set-up {set_up:?}, killed at {killed_at:?}, checked at {:?}; /healthz after {took:?}, {loops} send+run loops, {this_round} events stored, \
-             {} observed, {} in common",
+             {} observed, {} in common; durable stream: {} delivered, {} stored",
             round_start.elapsed(),
             observed.len(),
-            events.len().min(observed.len())
+            events.len().min(observed.len()),
+            durable_seen.len(),
+            durably_stored.len()
         );
     }
     // A last start after the last kill.

@@ -365,6 +365,31 @@ async fn watch_events_replays_then_continues_live() {
     server.stop().await;
 }
 
+/// Each streamed event says whether SQLite held it when it was sent, and a
+/// durable watch sends an event only once SQLite holds it: everything it
+/// delivered is in the stored history at that moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_events_say_what_is_durable_and_a_durable_watch_sends_only_that() {
+    let server = TestServer::start().await;
+    let mut lab = client(&server).await;
+    let sid = session(&mut lab, "durable", 7).await;
+    let cid = handshake(&mut lab, sid).await; // events 1..=11, replayed from SQLite or the ring
+    let durable = pb::WatchEventsRequest { session_id: sid, durable: true, ..Default::default() };
+    let mut committed = lab.watch_events(durable).await.expect("watch").into_inner();
+    let mut any = watch(&mut lab, sid, 0, &[], None).await;
+    data_and_close(&mut lab, sid, cid).await; // 12..=35
+    let seen = watch_until(&mut any, 35).await;
+    assert_eq!(seqs(&seen), (1..=35).collect::<Vec<u64>>());
+    let delivered = watch_until(&mut committed, 35).await;
+    assert_eq!(seqs(&delivered), (1..=35).collect::<Vec<u64>>(), "the durable watch has no gap either");
+    assert!(delivered.iter().all(|e| e.durable), "a durable watch sends committed events only");
+    // Whatever arrived marked durable is stored already; a page from SQLite is durable.
+    let stored = all_events(&mut lab, sid).await;
+    assert_eq!(norm(&delivered), norm(&stored[..35]));
+    assert!(stored.iter().all(|e| e.durable));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_started_while_the_session_is_busy_has_no_gap_and_no_duplicate() {
     // A small in-memory ring, so that a late subscriber's replay comes

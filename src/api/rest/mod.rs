@@ -125,6 +125,7 @@ use crate::service::model::*;
         InjectResult,
         ClockRequest,
         ClockState,
+        crate::service::LimitHit,
         EventPage,
         SegmentInfo,
         SegmentList,
