@@ -9,6 +9,7 @@
 //! - [`api`]: the thin REST (axum) and gRPC (tonic) shells over the service.
 //! - [`store`]: SQLite persistence through one batching writer task.
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`): counters, gauges, latency histograms.
+//! - [`memory`]: freed memory handed back to the system after a burst.
 //! - [`pcap`]: a session's segments as a pcap file (sans-IO), for Wireshark.
 //! - [`auth`]: who may use a server (full and read-only tokens), decided once for REST and gRPC.
 //! - [`config`]: the server's TOML configuration file and its precedence (flags > env > file > defaults).
@@ -22,6 +23,7 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod lab;
+pub mod memory;
 pub mod metrics;
 pub mod packetdrill;
 pub mod pcap;

@@ -89,6 +89,12 @@ impl Ring {
         let persisted = self.persisted;
         let free = self.events.partition_point(|e| e.seq <= persisted && e.seq < needed_from);
         self.events.drain(..over.min(free));
+        // Back to its usual size after a burst held many events for a while
+        // (a subscriber behind, the writer behind), and the memory back to the system.
+        if self.events.capacity() > 4 * self.keep.max(self.events.len()).max(16_384) {
+            self.events.shrink_to(2 * self.keep.max(self.events.len()));
+            crate::memory::give_back_free_memory();
+        }
     }
 
     /// Evicts when there may be something to drop: cheap under a read lock otherwise.

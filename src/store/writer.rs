@@ -73,6 +73,17 @@ const CHECKPOINT_ROWS: u64 = 20_000;
 /// See [`CHECKPOINT_ROWS`].
 const CHECKPOINT_DELAY: Duration = Duration::from_secs(1);
 
+/// After a burst of at least [`RELEASE_AFTER_ROWS`] rows, once nothing has
+/// arrived for this long, the writer gives memory back: its queues shrink to
+/// their usual size, its connection drops its page cache (`PRAGMA
+/// shrink_memory`, refilled from the file on the next writes), and the free
+/// pages go back to the system ([`crate::memory`]). So a burst does not
+/// leave the server at its peak RSS.
+const RELEASE_WHEN_IDLE: Duration = Duration::from_millis(500);
+
+/// See [`RELEASE_WHEN_IDLE`].
+const RELEASE_AFTER_ROWS: u64 = 50_000;
+
 /// Retry and batching knobs; tests shorten the delays.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WriterConfig {
@@ -260,6 +271,7 @@ impl Store {
             shutdowns: Vec::new(),
             closed: false,
             failure: None,
+            rows_since_release: 0,
             rejection: None,
         };
         tokio::spawn(task.run());
@@ -441,6 +453,8 @@ struct Task {
     closed: bool,
     /// Set while rows are held because their transaction kept failing.
     failure: Option<Arc<sqlx::Error>>,
+    /// Events committed since memory was last given back.
+    rows_since_release: u64,
     /// Rows refused since the last report to a flush or shutdown.
     rejection: Option<(u64, Arc<sqlx::Error>)>,
 }
@@ -471,14 +485,39 @@ impl Task {
                     msg = self.rx.recv() => self.accept(msg),
                     () = tokio::time::sleep(self.config.idle_retry) => {}
                 }
+            } else if self.rows_since_release >= RELEASE_AFTER_ROWS {
+                tokio::select! {
+                    msg = self.rx.recv() => self.accept(msg),
+                    () = tokio::time::sleep(RELEASE_WHEN_IDLE) => {
+                        self.release_memory().await;
+                        continue;
+                    }
+                }
             } else {
                 let msg = self.rx.recv().await;
                 self.accept(msg);
             }
             self.drain_queued();
+            let before = self.done_events;
             self.write_all().await;
+            self.rows_since_release += self.done_events - before;
         }
         self.finish().await;
+    }
+
+    /// Gives back what a burst left allocated (see [`RELEASE_WHEN_IDLE`]).
+    async fn release_memory(&mut self) {
+        self.rows_since_release = 0;
+        let keep = self.config.max_batch_rows;
+        self.events.shrink_to(keep);
+        self.commands.shrink_to(keep);
+        self.progress.shrink_to(1024);
+        if let Some(conn) = self.conn.as_mut() {
+            if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&mut *conn).await {
+                tracing::warn!(error = %e, "store writer: PRAGMA shrink_memory failed");
+            }
+        }
+        crate::memory::give_back_free_memory();
     }
 
     fn rows(&self) -> usize {
