@@ -391,3 +391,27 @@ fn two_concurrent_endless_advances_do_not_delay_healthz_and_the_server_lives_on(
         rest.get_ok(&format!("/api/v1/sessions/{other}")).await;
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_lists_and_captures_hold_at_most_max_report_events() {
+    let limits = Limits { max_report_events: 200, ..Limits::default() };
+    let server = TestServer::with_limits(limits).await;
+    let rest = &server.rest;
+    let sid = endless_session(rest).await;
+    rest.post_ok(&format!("/api/v1/sessions/{sid}/clock"), json!({"action": "advance", "ms": 500.0})).await;
+    let list = rest.get_ok(&format!("/api/v1/sessions/{sid}/segments")).await;
+    assert_eq!(list["truncated"], true);
+    assert_eq!(list["segments"].as_array().map(Vec::len), Some(200));
+    let resp = rest.client.get(rest.url(&format!("/api/v1/sessions/{sid}/pcap"))).send().await.expect("pcap");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-tcplab-truncated"], "true");
+    let bytes = resp.bytes().await.expect("body");
+    // The pcap global header, then 200 records (a 16-octet header and an Ethernet/IPv4/TCP frame each).
+    let records = 24 + 200 * (16 + 54);
+    assert!(bytes.len() >= records && bytes.len() < records + 200 * 1100, "{} octets", bytes.len());
+    // A small session is whole.
+    let small = rest.manual_session("small", json!({})).await;
+    rest.two_hosts_and_listener(small).await;
+    let list = rest.get_ok(&format!("/api/v1/sessions/{small}/segments")).await;
+    assert_eq!(list["truncated"], false, "{list}");
+}

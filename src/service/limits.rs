@@ -74,6 +74,8 @@ pub struct Limits {
     /// Events one lab run (each variant) or one packetdrill script keeps in
     /// memory to check its expectations and draw its ladder; the session
     /// stores every event all the same. A run that passes it stops there.
+    /// Also the segments of `GET .../segments` and the packets of a capture:
+    /// the first ones, marked truncated.
     pub max_report_events: usize,
     /// A realtime session idle (no API call on it, no subscriber) this long,
     /// in seconds, is ended and stored as ended; 0 never ends one.

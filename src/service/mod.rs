@@ -1099,7 +1099,9 @@ impl LabService {
         let mut after = 0;
         let mut segments: Vec<SegmentInfo> = Vec::new();
         let mut index: FxHashMap<u64, usize> = FxHashMap::default();
-        loop {
+        let max = self.inner.limits.max_report_events;
+        let mut truncated = false;
+        'pages: loop {
             let page = self
                 .events(
                     sid,
@@ -1120,6 +1122,11 @@ impl LabService {
                 let segment = event["segment"].clone();
                 let Some(id) = segment["id"].as_u64() else { continue };
                 if kind == "segment_sent" {
+                    if segments.len() >= max {
+                        // Bounded: the first `max` segments, their fates as far as read.
+                        truncated = true;
+                        break 'pages;
+                    }
                     index.insert(id, segments.len());
                     segments.push(SegmentInfo {
                         segment,
@@ -1154,22 +1161,25 @@ impl LabService {
                 }
             }
         }
-        Ok(SegmentList { segments })
+        Ok(SegmentList { segments, truncated })
     }
 
     /// The session's segments as a pcap file ([`crate::pcap`]): one packet per
     /// segment as sent (lost and dropped ones included), from the event log,
-    /// so it works for ended sessions and after a restart too.
+    /// so it works for ended sessions and after a restart too; at most
+    /// `max_report_events` packets (the first ones).
     ///
     /// # Errors
     /// Unknown session; a host whose address cannot be found any more.
-    pub async fn pcap(&self, sid: u64) -> Result<Vec<u8>, Error> {
+    pub async fn pcap(&self, sid: u64) -> Result<Capture, Error> {
+        let max = self.inner.limits.max_report_events;
+        let mut truncated = false;
         self.require_session(sid).await?;
         let hosts = self.host_addresses(sid).await?;
         let resolve = |name: &str| hosts.get(name).copied();
         let mut captured = Vec::new();
         let mut after = 0;
-        loop {
+        'pages: loop {
             let query = EventQuery {
                 after_seq: Some(after),
                 limit: Some(10_000),
@@ -1182,6 +1192,10 @@ impl LabService {
             }
             after = page.next_after_seq;
             for event in &page.events {
+                if captured.len() >= max {
+                    truncated = true;
+                    break 'pages;
+                }
                 match crate::pcap::from_json_event(event, resolve) {
                     Ok(Some(c)) => captured.push(c),
                     Ok(None) => {}
@@ -1192,7 +1206,8 @@ impl LabService {
                 }
             }
         }
-        crate::pcap::build(&captured).map_err(|e| Error::Internal(format!("pcap of session {sid}: {e}")))
+        let pcap = crate::pcap::build(&captured).map_err(|e| Error::Internal(format!("pcap of session {sid}: {e}")))?;
+        Ok(Capture { pcap, packets: captured.len() as u64, truncated })
     }
 
     /// Every host name of a session with its address: from the live world,

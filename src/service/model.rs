@@ -641,11 +641,27 @@ pub struct SegmentInfo {
     pub reason: Option<String>,
 }
 
-/// Every segment of a session.
+/// Every segment of a session (at most `max_report_events` of them).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct SegmentList {
     /// In order of sending.
     pub segments: Vec<SegmentInfo>,
+    /// The session sent more segments than `max_report_events`: these are
+    /// the first ones, with their fates as far as the events read (the rest
+    /// are in `GET .../events?kind=segment_sent,...`).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// A session's capture (at most `max_report_events` packets).
+#[derive(Clone, Debug)]
+pub struct Capture {
+    /// The pcap file.
+    pub pcap: Vec<u8>,
+    /// Packets in it.
+    pub packets: u64,
+    /// The session sent more segments than the capture holds.
+    pub truncated: bool,
 }
 
 /// Pagination of lists.

@@ -588,6 +588,6 @@ impl From<SegmentInfo> for pb::Segment {
 
 impl From<SegmentList> for pb::ListSegmentsResponse {
     fn from(l: SegmentList) -> pb::ListSegmentsResponse {
-        pb::ListSegmentsResponse { segments: l.segments.into_iter().map(Into::into).collect() }
+        pb::ListSegmentsResponse { segments: l.segments.into_iter().map(Into::into).collect(), truncated: l.truncated }
     }
 }

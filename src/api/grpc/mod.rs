@@ -246,8 +246,8 @@ impl LabRpc for GrpcLab {
     }
 
     async fn get_pcap(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::PcapResponse>, Status> {
-        let pcap = self.service.pcap(request.into_inner().session_id).await?;
-        reply(pb::PcapResponse { pcap })
+        let capture = self.service.pcap(request.into_inner().session_id).await?;
+        reply(pb::PcapResponse { pcap: capture.pcap, truncated: capture.truncated })
     }
 
     async fn run_packetdrill(

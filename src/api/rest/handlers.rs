@@ -616,8 +616,10 @@ pub async fn segments(State(svc): State<LabService>, ApiPath(p): ApiPath<Session
     get, path = "/api/v1/sessions/{sid}/pcap", tag = "history",
     params(("sid" = u64, Path, description = "Session id")),
     responses(
-        (status = 200, description = "A pcap file (nanosecond timestamps, Ethernet link type)",
-         content_type = "application/vnd.tcpdump.pcap", body = Vec<u8>),
+        (status = 200, description = "A pcap file (nanosecond timestamps, Ethernet link type); at most \
+            max_report_events packets",
+         content_type = "application/vnd.tcpdump.pcap", body = Vec<u8>,
+         headers(("x-tcplab-truncated" = String, description = "`true` when the session sent more segments than the capture holds"))),
         (status = "4XX", description = "Unknown session", body = ErrorBody),
         (status = "5XX", description = "Server error", body = ErrorBody),
     )
@@ -626,14 +628,16 @@ pub async fn pcap(
     State(svc): State<LabService>,
     ApiPath(p): ApiPath<SessionPath>,
 ) -> ApiResult<axum::response::Response> {
-    let bytes = svc.pcap(p.sid).await?;
+    let capture = svc.pcap(p.sid).await?;
     let disposition = format!("attachment; filename=\"tcplab-session-{}.pcap\"", p.sid);
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, crate::pcap::CONTENT_TYPE.to_string()),
             (axum::http::header::CONTENT_DISPOSITION, disposition),
+            // The first max_report_events segments when the session sent more.
+            (axum::http::HeaderName::from_static("x-tcplab-truncated"), capture.truncated.to_string()),
         ],
-        bytes,
+        capture.pcap,
     )
         .into_response())
 }
