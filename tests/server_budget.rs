@@ -209,6 +209,18 @@ async fn a_lab_step_advancing_a_day_of_an_endless_world_stops_at_the_limit_with_
     assert!(info["events"].as_u64().is_some_and(|n| n > 20_000), "{info}");
     assert!(run["ladder"].as_str().is_some_and(|l| l.contains("more events not drawn")), "a bounded ladder");
 
+    // The variants of one run share its budget: the second finds none left.
+    let two = format!("{}\n[[variant]]\nname = \"one\"\n[[variant]]\nname = \"two\"\n", endless(86_400_000));
+    let run = rest.post_expect("/api/v1/labs/runs", json!({"toml": two}), StatusCode::CREATED).await;
+    let variants = run["variants"].as_array().expect("variants");
+    assert_eq!(variants.len(), 2, "{run}");
+    for v in variants {
+        assert_eq!(v["stopped_by"], "limit", "{v}");
+        assert_eq!(v["limit"]["max"], 20_000, "the configured limit: {v}");
+    }
+    let events = |v: &Value| v["events"].as_u64().unwrap_or(0);
+    assert!(events(&variants[1]) < events(&variants[0]) / 10, "the second ran (almost) nothing: {run}");
+
     // The events a run keeps to check and draw are bounded too.
     let limits = Limits { max_report_events: 5_000, ..Limits::default() };
     let server = TestServer::with_limits(limits).await;

@@ -283,6 +283,11 @@ impl LabRun {
         &self.events
     }
 
+    /// Scheduled items the run has processed so far (against [`RunBudget::max_items`]).
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+
     /// The checks so far.
     pub fn checks(&self) -> &[Check] {
         &self.checks

@@ -396,9 +396,13 @@ impl LabService {
             return Err(Error::LimitExceeded { limit: "max_sessions", max: max as u64 });
         }
         let mut runs = Vec::with_capacity(variants.len());
+        // run_max_events is the whole request's: the variants share it.
+        let mut items_left = self.inner.limits.run_max_events;
         for v in variants {
             let session_name = if lab.variants.len() > 1 { format!("{base} ({})", v.name) } else { base.clone() };
-            runs.push(self.run_variant(&lab, v, session_name, end).await?);
+            let (run, items) = self.run_variant(&lab, v, session_name, end, items_left).await?;
+            items_left = items_left.saturating_sub(items);
+            runs.push(run);
         }
         let Some(first) = runs.first().cloned() else {
             return Err(Error::invalid("toml", "the lab has no variant to run"));
@@ -419,14 +423,16 @@ impl LabService {
     }
 
     /// One variant in a new session: the lab's world handed to a new actor,
-    /// then one job per step (see the module docs).
+    /// then one job per step (see the module docs), within `max_items`
+    /// scheduled items; returns its result and the items it used.
     async fn run_variant(
         &self,
         lab: &Lab,
         variant: &LabVariant,
         session_name: String,
         end: bool,
-    ) -> Result<LabVariantRun, Error> {
+        max_items: u64,
+    ) -> Result<(LabVariantRun, u64), Error> {
         let world = lab.new_world(variant)?;
         let extra = json!({ "lab": lab.name, "variant": variant.name });
         let sid = self
@@ -453,7 +459,7 @@ impl LabService {
         // One turn per job: a step that runs the world long comes back after
         // a turn's items, so other commands and sessions get their turn too.
         let budget = RunBudget {
-            max_items: self.inner.limits.run_max_events,
+            max_items,
             items_per_turn: super::session::STEPS_PER_TURN,
             max_events: self.inner.limits.max_report_events,
         };
@@ -474,16 +480,21 @@ impl LabService {
         }
         let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now()))).await?;
         drop(handle);
+        let items = run.items();
         let report = run.finish();
         if end {
             self.end_session(sid).await?;
         }
-        let limit = report.limit.map(|l| LimitHit::new(l.name, l.max));
+        // The limit as configured (the run's own budget is what the earlier variants left of it).
+        let limit = report.limit.map(|l| match l.name {
+            "run_max_events" => LimitHit::new(l.name, self.inner.limits.run_max_events),
+            _ => LimitHit::new(l.name, l.max),
+        });
         let error = match (&limit, report.error) {
             (Some(limit), Some(e)) => Some(format!("{e} ({}; session {sid} keeps what ran)", limit.hint)),
             (_, e) => e,
         };
-        Ok(LabVariantRun {
+        let run = LabVariantRun {
             variant: report.name,
             description: report.description,
             session_id: sid,
@@ -495,7 +506,8 @@ impl LabService {
             ladder: report.ladder,
             events,
             now_ns,
-        })
+        };
+        Ok((run, items))
     }
 }
 
