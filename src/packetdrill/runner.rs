@@ -248,6 +248,11 @@ struct Runner {
     /// Items the script may still process in all, and in this turn.
     items_left: u64,
     turn_left: u64,
+    /// Until when a blocking accept() being run waits (fixed on its first turn).
+    accept_until: Option<u64>,
+    /// The largest send buffer a socket of this run can have (a write
+    /// allocates no more than that).
+    max_send_buffer: usize,
 }
 
 /// Runs one parsed script in a world of its own.
@@ -339,6 +344,8 @@ impl ScriptRun {
             budget: opts.budget,
             items_left: opts.budget.max_items,
             turn_left: opts.budget.items_per_turn,
+            accept_until: None,
+            max_send_buffer: 0,
         };
         Ok(ScriptRun {
             script: script.clone(),
@@ -1089,17 +1096,27 @@ impl Runner {
         };
         let mut ready = self.ready_connection(port);
         if ready.is_none() && !f.nonblocking {
-            let limit = self.world.now().saturating_add(BLOCK_LIMIT_NS);
+            // Nothing has happened for this line yet: the wait may end the turn
+            // and continue on the next (its deadline fixed on the first).
+            let limit = *self.accept_until.get_or_insert(self.world.now().saturating_add(BLOCK_LIMIT_NS));
             while ready.is_none() {
                 match self.world.next_event_at() {
                     Some(at) if at <= limit => {
-                        self.world_step(false)?;
-                        ready = self.ready_connection(port);
+                        let seen = self.world.events().len();
+                        self.world_step(true)?;
+                        // Only a change of state can make a connection ready to accept.
+                        let changed = self.world.events()[seen.min(self.world.events().len())..]
+                            .iter()
+                            .any(|e| matches!(e.kind, crate::sim::EventKind::StateChanged { .. }));
+                        if changed {
+                            ready = self.ready_connection(port);
+                        }
                     }
                     _ => break,
                 }
             }
         }
+        self.accept_until = None;
         let Some(conn) = ready else {
             return self.check_result(call, Err("EWOULDBLOCK"));
         };
@@ -1142,7 +1159,12 @@ impl Runner {
         let Some((conn, side)) = self.conn_of(fd)? else {
             return self.check_result(call, Err("ENOTCONN"));
         };
-        let data = vec![0u8; len];
+        // Only what the send buffer can take is allocated (the rest would be
+        // refused anyway): a script of many huge writes costs what they queue.
+        self.max_send_buffer = self.max_send_buffer.max(self.profile.send_buffer as usize);
+        let buffered = self.world.status(conn, side).map_or(0, |s| s.send_buffered);
+        let room = self.max_send_buffer.saturating_sub(buffered).max(1);
+        let data = vec![0u8; len.min(room)];
         let r = match self.world.send(conn, side, &data) {
             Ok(n) => Ok(n as i64),
             // A connection that failed reports its error; one closed normally, EPIPE.

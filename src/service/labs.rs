@@ -465,6 +465,7 @@ impl LabService {
         };
         let mut run = LabRun::new(lab, variant).with_budget(budget);
         loop {
+            self.room_in_the_store("lab run").await?;
             let (back, more) = handle
                 .command(move |s: &mut SessionState| {
                     let before = run.events().len();
@@ -525,6 +526,33 @@ mod tests {
 
     async fn service() -> (LabService, tempfile::TempDir) {
         service_with(Limits::default()).await
+    }
+
+    /// A world that is never idle (a persist timer every millisecond).
+    const ENDLESS: &str = "title = \"endless\"\nexplanation = \"x\"\n[profile]\nwindow = 1000\nrto_initial_ms = 1\n\
+        rto_min_ms = 1\nrto_max_ms = 1\n[[link]]\na = \"A\"\nb = \"B\"\nlatency_ms = 0.1\n[[step]]\n\
+        listen = { host = \"B\", port = 80 }\n[[step]]\nopen = { name = \"c\", client = \"A\", server = \"B\", port = 80 }\n\
+        [[step]]\nrun_until_idle = {}\n[[step]]\nauto_read = { conn = \"c\", side = \"server\", on = false }\n\
+        [[step]]\nsend = { conn = \"c\", side = \"client\", len = 3000 }\n[[step]]\nadvance = 20\n";
+
+    /// A run whose caller has gone stops at the end of a turn instead of
+    /// spending the rest of its budget: the clock is far short of where the
+    /// whole budget takes it, and the next command is answered.
+    #[tokio::test]
+    async fn an_abandoned_run_stops_at_the_next_turn() {
+        let (svc, _dir) = service_with(Limits { run_max_events: 200_000, ..Limits::default() }).await;
+        let run = svc.run_lab_toml(RunLabToml { toml: ENDLESS.into(), ..Default::default() }).await.expect("lab");
+        let sid = run.session_id;
+        let advance = || -> crate::service::model::ClockRequest {
+            serde_json::from_value(json!({"action": "advance", "ms": 86_400_000.0})).expect("request")
+        };
+        let gone = tokio::time::timeout(std::time::Duration::from_millis(20), svc.clock(sid, advance())).await;
+        assert!(gone.is_err(), "the run outlasted its caller: {gone:?}");
+        let after = svc.get_session(sid).await.expect("session");
+        // The whole budget (200,000 items, three per millisecond) reaches 66 s of virtual time.
+        assert!(after.now_ns < 60_000_000_000, "now {} ns", after.now_ns);
+        let whole = svc.clock(sid, advance()).await.expect("clock");
+        assert_eq!((whole.stopped_by.as_deref(), whole.steps), (Some("limit"), 200_000));
     }
 
     #[tokio::test]

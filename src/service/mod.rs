@@ -116,6 +116,26 @@ fn millis_ns(field: &'static str, ms: f64) -> Result<u64, Error> {
     Ok((ms * 1e6) as u64)
 }
 
+impl LabService {
+    /// Waits, between two steps of a lab or a script, while the store's
+    /// queue holds `max_pending_events` rows (as a clock run does between
+    /// turns), so a run cannot outpace SQLite by more than that.
+    ///
+    /// # Errors
+    /// The limit, when the queue stays full for [`session::ROOM_WAIT`].
+    async fn room_in_the_store(&self, what: &str) -> Result<(), Error> {
+        let max = self.inner.limits.max_pending_events as u64;
+        if self.inner.writer.wait_for_room(max, session::ROOM_WAIT).await {
+            return Ok(());
+        }
+        Err(Error::over_budget(
+            "max_pending_events",
+            max,
+            format!("{what}: the store stayed {max} events behind for {:?}", session::ROOM_WAIT),
+        ))
+    }
+}
+
 /// The clock as a clock call leaves it.
 fn clock_state(s: &mut SessionState, steps: u64, stopped_by: Option<&str>, limit: Option<LimitHit>) -> ClockState {
     ClockState {
@@ -1192,11 +1212,12 @@ impl LabService {
             }
             after = page.next_after_seq;
             for event in &page.events {
-                if captured.len() >= max {
-                    truncated = true;
-                    break 'pages;
-                }
                 match crate::pcap::from_json_event(event, resolve) {
+                    Ok(Some(_)) if captured.len() >= max => {
+                        // Bounded: the first `max` packets.
+                        truncated = true;
+                        break 'pages;
+                    }
                     Ok(Some(c)) => captured.push(c),
                     Ok(None) => {}
                     Err(e @ crate::pcap::PcapError::UnknownHost(_)) => {

@@ -157,6 +157,7 @@ impl LabService {
                 let mut taken: Vec<Event> = Vec::new();
                 loop {
                     // One turn per job (see `ScriptBudget`): other commands and sessions run in between.
+                    self.room_in_the_store("script").await?;
                     let (back, more, events) = handle
                         .command(move |s: &mut SessionState| {
                             std::mem::swap(run.world_mut(), &mut s.world);

@@ -84,6 +84,13 @@ impl Ring {
     /// their bodies anyway; the ring shares them), so a subscriber never
     /// waits on SQLite for an event still on its way there.
     pub(crate) fn evict(&mut self) {
+        if self.evict_and_shrink() {
+            crate::memory::give_back_free_memory_soon();
+        }
+    }
+
+    /// [`Ring::evict`]; `true` when it shrank back after holding many events.
+    fn evict_and_shrink(&mut self) -> bool {
         let needed_from = self.needed_from();
         let over = self.events.len().saturating_sub(self.keep);
         let persisted = self.persisted;
@@ -93,8 +100,9 @@ impl Ring {
         // (a subscriber behind, the writer behind), and the memory back to the system.
         if self.events.capacity() > 4 * self.keep.max(self.events.len()).max(16_384) {
             self.events.shrink_to(2 * self.keep.max(self.events.len()));
-            crate::memory::give_back_free_memory();
+            return true;
         }
+        false
     }
 
     /// Evicts when there may be something to drop: cheap under a read lock otherwise.
@@ -289,7 +297,7 @@ pub(crate) const STEPS_PER_TURN: u64 = 4096;
 
 /// How long a long run waits for room in the store's queue before it stops
 /// at the limit `max_pending_events` (the store is failing or far behind).
-const ROOM_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const ROOM_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything the actor owns.
 pub struct SessionState {
@@ -499,8 +507,9 @@ pub(crate) async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut reads_open = true;
     loop {
+        // Not biased: a steady stream of reads must not keep commands and
+        // the realtime clock waiting.
         tokio::select! {
-            biased;
             read = reads.recv(), if reads_open => match read {
                 Some(job) => finish(&mut state, job),
                 None => reads_open = false,
@@ -658,15 +667,24 @@ fn in_turns<R: Send + 'static>(
 ) -> (Job, oneshot::Receiver<Result<R, Error>>) {
     let (tx, rx) = oneshot::channel();
     let mut tx = Some(tx);
-    let job: Job = Box::new(move |state| match f(state) {
-        std::task::Poll::Pending => Turn::Again,
-        std::task::Poll::Ready(result) => {
-            // What the job did is published before its caller hears it is done.
-            state.publish();
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(result); // the caller may have gone
+    let mut turns = 0u64;
+    let job: Job = Box::new(move |state| {
+        turns += 1;
+        // A run whose caller has gone (the client left) stops at a turn's
+        // end instead of spending the rest of its budget for nobody.
+        if turns > 1 && tx.as_ref().is_none_or(oneshot::Sender::is_closed) {
+            return Turn::Done;
+        }
+        match f(state) {
+            std::task::Poll::Pending => Turn::Again,
+            std::task::Poll::Ready(result) => {
+                // What the job did is published before its caller hears it is done.
+                state.publish();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(result); // the caller may have gone
+                }
+                Turn::Done
             }
-            Turn::Done
         }
     });
     (job, rx)

@@ -165,10 +165,11 @@ impl Subscription {
                     };
                     if ended {
                         // Deliver what the ring still has (once SQLite holds
-                        // it, for a durable stream), then end.
+                        // it, for a durable stream: what the writer could not
+                        // commit is not delivered), then end.
                         live.ended = true;
-                        if durable_only && self.writer.flush().await.is_err() {
-                            self.done = true;
+                        if durable_only {
+                            let _ = self.writer.flush().await;
                         }
                     }
                 }

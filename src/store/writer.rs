@@ -384,6 +384,7 @@ impl StoreWriter {
         self.counters.pending.fetch_add(rows, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(msg)) = self.tx.send(msg) {
             self.counters.pending.fetch_sub(rows, Ordering::Relaxed);
+            self.counters.room.notify_waiters();
             self.counters.dropped.fetch_add(rows, Ordering::Relaxed);
             if !self.counters.drop_logged.swap(true, Ordering::Relaxed) {
                 tracing::error!(rows, message = ?msg, "store writer has shut down: dropped (counted from now on, not logged)");
@@ -517,7 +518,7 @@ impl Task {
                 tracing::warn!(error = %e, "store writer: PRAGMA shrink_memory failed");
             }
         }
-        crate::memory::give_back_free_memory();
+        crate::memory::give_back_free_memory_in_background();
     }
 
     fn rows(&self) -> usize {

@@ -26,7 +26,7 @@ impl axum::serve::Listener for JsonErrorListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (JsonErrorIo { inner: stream, pending: None }, addr)
+        (JsonErrorIo { inner: stream, pending: None, partial: false }, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -39,33 +39,42 @@ pub struct JsonErrorIo<S> {
     inner: S,
     /// A rewritten answer still being written, and how much of it is out.
     pending: Option<(Vec<u8>, usize)>,
+    /// The last write of hyper's was taken only in part: what comes next is
+    /// its continuation (a body, say), never a response head to look at.
+    partial: bool,
 }
 
-/// The body-less answers hyper makes itself, with our code and message.
-const AUTOMATIC: [(&[u8], &str, &str); 3] = [
-    (b"400", "invalid_argument", "the request is not valid HTTP/1.1 (request line or header fields)"),
-    (b"414", "uri_too_long", "the request URI is too long"),
-    (b"431", "header_fields_too_large", "the request's header fields are too many or too large"),
+/// The body-less answers hyper makes itself (their status lines exactly),
+/// with our code and message.
+const AUTOMATIC: [(&str, &str, &str); 3] = [
+    ("400 Bad Request", "invalid_argument", "the request is not valid HTTP/1.1 (request line or header fields)"),
+    ("414 URI Too Long", "uri_too_long", "the request URI is too long"),
+    (
+        "431 Request Header Fields Too Large",
+        "header_fields_too_large",
+        "the request's header fields are too many or too large",
+    ),
 ];
 
 /// `head` (a whole response head, ending in an empty line) with a JSON error
 /// body, if it is one of hyper's automatic answers and has no body.
 fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
-    let status = head.strip_prefix(b"HTTP/1.1 ").or_else(|| head.strip_prefix(b"HTTP/1.0 "))?;
-    let (_, code, message) = AUTOMATIC.iter().find(|(s, _, _)| status.starts_with(s))?;
     let text = std::str::from_utf8(head).ok()?;
     let mut lines: Vec<&str> = text.strip_suffix("\r\n\r\n")?.split("\r\n").collect();
+    let status = lines.first()?.strip_prefix("HTTP/1.1 ").or_else(|| lines.first()?.strip_prefix("HTTP/1.0 "))?;
+    let (_, code, message) = AUTOMATIC.iter().find(|(s, _, _)| status == *s)?;
+    // hyper's automatic answer has no header but these: anything else is a
+    // response of the router's (which always has a body) or not a head at all.
     let is = |line: &str, name: &str| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
-    if lines.iter().any(|l| is(l, "transfer-encoding:") || is(l, "content-type:")) {
+    let hypers = |line: &&str| {
+        is(line, "date:")
+            || line.eq_ignore_ascii_case("connection: close")
+            || line.eq_ignore_ascii_case("content-length: 0")
+    };
+    if !lines[1..].iter().all(hypers) {
         return None;
     }
-    match lines.iter().position(|l| is(l, "content-length:")) {
-        Some(i) if lines[i]["content-length:".len()..].trim() == "0" => {
-            lines.remove(i);
-        }
-        Some(_) => return None,
-        None => {}
-    }
+    lines.retain(|l| !is(l, "content-length:"));
     let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
     let mut out = lines.join("\r\n");
     out.push_str(&format!("\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()));
@@ -91,7 +100,7 @@ impl<S: AsyncWrite + Unpin> JsonErrorIo<S> {
 
     /// Takes `buf` as written if it is an answer to rewrite (queued in its new form).
     fn intercept(&mut self, buf: &[u8]) -> bool {
-        if !buf.starts_with(b"HTTP/1.") || !buf.ends_with(b"\r\n\r\n") {
+        if self.partial || !buf.starts_with(b"HTTP/1.") || !buf.ends_with(b"\r\n\r\n") {
             return false;
         }
         match rewrite(buf) {
@@ -118,7 +127,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrorIo<S> {
             let _ = self.poll_pending(cx)?;
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.partial = n < buf.len();
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -134,7 +145,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrorIo<S> {
                 return Poll::Ready(Ok(only.len()));
             }
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        self.partial = n < bufs.iter().map(|b| b.len()).sum::<usize>();
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -172,11 +185,36 @@ mod tests {
         assert!(String::from_utf8_lossy(&bare).contains("\"invalid_argument\""));
     }
 
+    /// A body that looks like one of hyper's answers, written after the rest
+    /// of its response was taken only in part, goes out as it is.
+    #[tokio::test]
+    async fn the_continuation_of_a_partial_write_is_never_rewritten() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let body = "HTTP/1.1 400 Bad Request\r\ndate: x\r\n\r\n";
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+        let response = format!("{head}{body}");
+        // The pipe takes the head only, then the body in a second write.
+        let (client, server) = tokio::io::duplex(head.len());
+        let mut io = JsonErrorIo { inner: server, pending: None, partial: false };
+        let reader = tokio::spawn(async move {
+            let mut client = client;
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        io.write_all(response.as_bytes()).await.expect("write");
+        io.shutdown().await.expect("shutdown");
+        drop(io);
+        assert_eq!(String::from_utf8(reader.await.expect("reader")).expect("utf8"), response);
+    }
+
     #[test]
     fn answers_with_a_body_or_another_status_pass_untouched() {
         for head in [
             &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n"[..],
             b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nx-other: 1\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Requests\r\ncontent-length: 0\r\n\r\n",
             b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
             b"HTTP/1.1 414 URI Too Long\r\ntransfer-encoding: chunked\r\n\r\n",
