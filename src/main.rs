@@ -304,8 +304,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Lab(command)) => lab(command),
         Some(Command::Packetdrill(PacketdrillCommand::Run(args))) => packetdrill(args),
         Some(Command::Profile(ProfileCommand::List)) => {
-            for name in tcplab::packetdrill::profiles::profile_names() {
-                let about = tcplab::packetdrill::profiles::profile_description(name).unwrap_or("");
+            for name in tcplab::profiles::profile_names() {
+                let about = tcplab::profiles::profile_description(name).unwrap_or("");
                 println!("{name:10} {about}");
             }
             Ok(())

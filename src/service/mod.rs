@@ -637,7 +637,7 @@ impl LabService {
     /// # Errors
     /// [`Error::Internal`] if an embedded profile does not parse (the tests catch it).
     pub fn list_profiles(&self) -> Result<ProfileList, Error> {
-        use crate::packetdrill::profiles::{DEFAULT_PROFILE, named_profile, profile_description, profile_names};
+        use crate::profiles::{DEFAULT_PROFILE, named_profile, profile_description, profile_names};
         let profiles = profile_names()
             .into_iter()
             .map(|name| {

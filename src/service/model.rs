@@ -69,7 +69,7 @@ pub fn resolve_profile(value: serde_json::Value) -> Result<Profile, String> {
         return serde_json::from_value(serde_json::Value::Object(fields.clone())).map_err(|e| name_field(&fields, e));
     };
     let name = name.as_str().ok_or("name: expected a string")?;
-    let base = crate::packetdrill::profiles::named_profile(name).map_err(|e| e.to_string())?;
+    let base = crate::profiles::named_profile(name).map_err(|e| e.to_string())?;
     let mut merged = match serde_json::to_value(base) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => return Err(format!("profile {name} does not serialize as an object")),

@@ -14,7 +14,7 @@ use super::model::{ClockMode, resolve_profile};
 use super::session::SessionState;
 use super::{Error, LabService};
 use crate::engine::Profile;
-use crate::lab::ladder::ladder;
+use crate::ladder::ladder;
 use crate::packetdrill::parser::{ParseLimits, parse_script_with};
 use crate::packetdrill::runner::{PEER, PEER_IP, ScriptRun, TESTED, TESTED_IP};
 use crate::packetdrill::{RunOptions, ScriptBudget, ScriptProfilePolicy, Verdict, default_defines};
@@ -107,7 +107,7 @@ impl LabService {
             req.profile.clone().map(resolve_profile).transpose().map_err(|e| Error::invalid("profile", e))?;
         if let (None, Some(name)) = (&profile, script.option("profile")) {
             // The script names a profile for itself: a bad name is a bad request, like a bad line.
-            crate::packetdrill::profiles::named_profile(name)
+            crate::profiles::named_profile(name)
                 .map_err(|e| Error::invalid("script", format!("--profile={name}: {e}")))?;
         }
         if let Some(p) = &profile {

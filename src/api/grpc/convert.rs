@@ -95,8 +95,9 @@ impl TryFrom<pb::Profile> for Profile {
         } = p;
         let mut out = match name {
             None => Profile::default(),
-            Some(name) => crate::packetdrill::profiles::named_profile(&name)
-                .map_err(|e| Error::invalid("profile.name", e.to_string()))?,
+            Some(name) => {
+                crate::profiles::named_profile(&name).map_err(|e| Error::invalid("profile.name", e.to_string()))?
+            }
         };
         if let Some(v) = handshake {
             out.handshake = parse_name("profile.handshake", &v)?;

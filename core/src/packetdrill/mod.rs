@@ -12,11 +12,11 @@
 //! - [`ast`]: the parsed script.
 //! - [`parser`]: winnow parser (file:line:column errors).
 //! - [`runner`]: plays a script against the engine and gives a verdict.
-//! - [`profiles`]: the shipped behaviour profiles and the `sysctl` mapping.
+//! - [`kernel`]: which kernel a script is written for, and its `sysctl` settings.
 
 pub mod ast;
+pub mod kernel;
 pub mod parser;
-pub mod profiles;
 pub mod runner;
 
 use std::collections::BTreeSet;
@@ -205,7 +205,7 @@ pub fn junit(outcomes: &[Outcome], wall_seconds: f64) -> String {
 pub struct Command {
     /// Files and directories (searched recursively for `*.pkt`).
     pub paths: Vec<PathBuf>,
-    /// The profile's name (see [`profiles::profile_names`]).
+    /// The profile's name (see [`crate::profiles::profile_names`]).
     pub profile: Option<String>,
     /// Names `#ifdef` sees as defined besides `STANDARD`.
     pub defines: Vec<String>,
@@ -226,7 +226,7 @@ pub struct Command {
 pub enum CommandError {
     /// A bad profile name.
     #[error(transparent)]
-    Profile(#[from] profiles::ProfileLookupError),
+    Profile(#[from] crate::profiles::ProfileLookupError),
     /// A path that cannot be read.
     #[error(transparent)]
     File(#[from] FileError),
@@ -269,7 +269,7 @@ fn write_pcaps(dir: &Path, outcomes: &[Outcome]) -> Result<(), CommandError> {
 /// Which profiles the scripts ran under, e.g. `freebsd x150 (chosen by the
 /// scripts), rfc9293 x4`.
 fn profile_counts(named: Option<&str>, outcomes: &[Outcome]) -> String {
-    let run_default = named.unwrap_or(profiles::DEFAULT_PROFILE);
+    let run_default = named.unwrap_or(crate::profiles::DEFAULT_PROFILE);
     let mut counts: std::collections::BTreeMap<(bool, &str), usize> = Default::default();
     for o in outcomes {
         let key = match &o.profile {
@@ -301,7 +301,7 @@ fn profile_counts(named: Option<&str>, outcomes: &[Outcome]) -> String {
 /// [`CommandError`] when the run cannot start or the report cannot be written.
 pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summary, CommandError> {
     let started = std::time::Instant::now();
-    let profile = profiles::named_profile(cmd.profile.as_deref().unwrap_or(profiles::DEFAULT_PROFILE))?;
+    let profile = crate::profiles::named_profile(cmd.profile.as_deref().unwrap_or(crate::profiles::DEFAULT_PROFILE))?;
     let mut defines = default_defines();
     defines.extend(cmd.defines.iter().cloned());
     let opts = RunOptions {

@@ -1087,10 +1087,9 @@ fn quoted_field(message: &str) -> Option<String> {
 fn merge_profile(base: &Profile, patch: &toml::Table) -> Result<Profile, (Option<String>, String)> {
     let named = match patch.get("name") {
         None => None,
-        Some(toml::Value::String(name)) => Some(
-            crate::packetdrill::profiles::named_profile(name)
-                .map_err(|e| (Some("profile.name".to_string()), e.to_string()))?,
-        ),
+        Some(toml::Value::String(name)) => {
+            Some(crate::profiles::named_profile(name).map_err(|e| (Some("profile.name".to_string()), e.to_string()))?)
+        }
         Some(_) => return Err((Some("profile.name".into()), "expected the name of a shipped profile".into())),
     };
     let base = named.as_ref().unwrap_or(base);

@@ -103,8 +103,8 @@ fn a_lab_and_a_variant_name_a_shipped_profile_and_override_single_settings() {
     let text = HANDSHAKE.replace("[profile]\nisn = 300", "[profile]\nname = \"freebsd\"\nisn = 300")
         + "\n[[variant]]\nname = \"rfc\"\nprofile = { name = \"rfc9293\", mss = 536 }\n\n[[variant]]\nname = \"bsd\"\n";
     let lab = Lab::parse("named.toml", &text).expect("parses");
-    let freebsd = crate::packetdrill::profiles::named_profile("freebsd").expect("shipped");
-    let rfc9293 = crate::packetdrill::profiles::named_profile("rfc9293").expect("shipped");
+    let freebsd = crate::profiles::named_profile("freebsd").expect("shipped");
+    let rfc9293 = crate::profiles::named_profile("rfc9293").expect("shipped");
     let by_name = |n: &str| lab.variants.iter().find(|v| v.name == n).expect("variant").profile.clone();
     let bsd = by_name("bsd");
     assert_eq!((bsd.window, bsd.send_buffer, bsd.isn), (freebsd.window, freebsd.send_buffer, Isn::Fixed(300)));

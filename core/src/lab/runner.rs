@@ -16,8 +16,8 @@ use super::format::{
     ExpectConnections, ExpectState, ExpectStates, ExpectTcb, Fate, Lab, LabStep, LabVariant, SegmentExpect, StateName,
     Step, parse_conn_number,
 };
-use super::ladder::{Note, ladder};
 use crate::engine::State;
+use crate::ladder::{Note, ladder};
 use crate::sim::{
     ConnId, ConnectSpec, DropReason, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch, Side,
     World, WorldConfig, WorldError,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::ast::{Direction, Event, EventKind, Expr, Packet, PdOption, Script, Syscall, Time, TimePoint};
 use crate::engine::{ConnError, Flags, Isn, Profile, Segment, StackError, State, TcpOption, UserError};
-use crate::lab::ladder::ladder;
+use crate::ladder::ladder;
 use crate::sim::{
     ConnId, ConnectSpec, HostKind, InjectSpec, LinkParams, ListenSpec, Side, World, WorldConfig, WorldError,
 };
@@ -92,7 +92,7 @@ pub struct ScriptLimit {
 }
 
 /// Whether a script may choose the profile it runs under (see
-/// [`super::profiles::script_profile`]).
+/// [`super::kernel::script_profile`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ScriptProfilePolicy {
     /// The run's profile applies (the caller named one).
@@ -515,7 +515,8 @@ fn failed_at_start(script: &Script, reason: String, profile: Option<String>) -> 
 /// The tested stack's starting profile (the run's, or the one the script
 /// names when the policy lets it) and the name the script chose, if any.
 fn start_profile(script: &Script, opts: &RunOptions) -> Result<(Profile, Option<String>), Box<Outcome>> {
-    use super::profiles::{ScriptProfileSource, named_profile, script_profile};
+    use super::kernel::{ScriptProfileSource, script_profile};
+    use crate::profiles::named_profile;
     let chosen = match (opts.script_profile, script_profile(script)) {
         (ScriptProfilePolicy::Ignore, _) | (_, None) => None,
         (ScriptProfilePolicy::Header, Some((_, ScriptProfileSource::SysctlTree))) => None,
@@ -1372,7 +1373,7 @@ impl Runner {
         let Ok(n) = value.parse::<i64>() else {
             return skip(format!("sysctl {name}={value}"));
         };
-        if !super::profiles::apply_sysctl(&mut self.profile, name, n) {
+        if !super::kernel::apply_sysctl(&mut self.profile, name, n) {
             return skip(format!("sysctl {name}"));
         }
         Ok(())

@@ -9,14 +9,13 @@
 //! # Layout
 //! - [`format`]: the TOML lab format, its parser and its located errors.
 //! - [`runner`]: [`LabRun`] (step-wise), [`run`] and [`run_variant`], and the reports.
-//! - [`ladder`]: the ASCII ladder diagram.
+//!
+//! The ladder diagram a run draws is [`crate::ladder`].
 
 pub mod format;
-pub mod ladder;
 pub mod runner;
 
 pub use format::{Fate, FlagSet, Lab, LabError, LabStep, LabVariant, StateName, Step};
-pub use ladder::{Note, ladder};
 pub use runner::{BudgetLimit, Check, LabReport, LabRun, RunBudget, VariantReport, fate_of, run, run_variant};
 
 /// The built-in labs, embedded in the binary so `tcplab lab list` works from
@@ -24,7 +23,7 @@ pub use runner::{BudgetLimit, Check, LabReport, LabRun, RunBudget, VariantReport
 pub fn builtin() -> Vec<(&'static str, &'static str)> {
     macro_rules! labs {
         ($($name:literal),* $(,)?) => {
-            vec![$(($name, include_str!(concat!("../../labs/", $name, ".toml")))),*]
+            vec![$(($name, include_str!(concat!("../../../labs/", $name, ".toml")))),*]
         };
     }
     labs![
