@@ -62,8 +62,8 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     /// `--grpc` / `TCPLAB_GRPC`.
     pub grpc: Option<SocketAddr>,
-    /// `--db` / `TCPLAB_DB`.
-    pub db: Option<PathBuf>,
+    /// `--db` / `TCPLAB_DB`, as given (a path or an SQLite URL, see [`database_path`]).
+    pub db: Option<String>,
     /// Limit name to value, e.g. `("max_sessions", 10)`.
     pub limits: Vec<(&'static str, u64)>,
 }
@@ -87,6 +87,14 @@ pub enum ConfigError {
         /// What is wrong, and where.
         message: String,
     },
+    /// `db` is neither a path nor an SQLite URL tcplab can use.
+    #[error("db {given:?}: {message}")]
+    Db {
+        /// What was given.
+        given: String,
+        /// Why it cannot be used, and what would do.
+        message: String,
+    },
     /// A flag or environment variable names a limit that does not exist (a bug of the binary).
     #[error("unknown limit {0}")]
     UnknownLimit(String),
@@ -98,9 +106,50 @@ pub enum ConfigError {
 struct FileConfig {
     http: Option<SocketAddr>,
     grpc: Option<SocketAddr>,
-    db: Option<PathBuf>,
+    db: Option<String>,
     #[serde(default)]
     limits: toml::Table,
+}
+
+/// The database file named by `given`: a path (`data/tcplab.db`), or the
+/// sqlx URL form people copy from sqlx's docs (`sqlite://data/tcplab.db`,
+/// `sqlite:data/tcplab.db?mode=rwc`). tcplab always creates a missing file
+/// (`mode=rwc`), so the only query it takes is that; anything it would
+/// silently ignore (`mode=ro`, `:memory:`, another database) is refused.
+///
+/// # Errors
+/// [`ConfigError::Db`], saying what would do instead.
+pub fn database_path(given: &str) -> Result<PathBuf, ConfigError> {
+    let refuse = |message: &str| ConfigError::Db { given: given.to_string(), message: message.to_string() };
+    let Some(rest) = given.strip_prefix("sqlite:") else {
+        if let Some((scheme, _)) = given.split_once("://") {
+            return Err(refuse(&format!(
+                "tcplab keeps its history in SQLite; a {scheme}:// database is not supported (give a file path or sqlite://PATH)"
+            )));
+        }
+        if given.is_empty() {
+            return Err(refuse("empty: give a file path, e.g. tcplab.db"));
+        }
+        return Ok(PathBuf::from(given));
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair {
+            "mode=rwc" => {}
+            _ => {
+                return Err(refuse(&format!(
+                    "{pair}: tcplab opens its database read-write and creates it when missing; the only query it takes is mode=rwc"
+                )));
+            }
+        }
+    }
+    if path.is_empty() || path == ":memory:" {
+        return Err(refuse(
+            "tcplab keeps every session's history in a file that outlives the server; give a file path, e.g. sqlite://tcplab.db",
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// The config file to read: `explicit` (from `--config` or `TCPLAB_CONFIG`),
@@ -142,7 +191,9 @@ pub fn resolve(file: Option<(&Path, &str)>, overrides: &Overrides) -> Result<Con
         let parsed: FileConfig = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
         config.http = parsed.http.unwrap_or(config.http);
         config.grpc = parsed.grpc.unwrap_or(config.grpc);
-        config.db = parsed.db.unwrap_or(config.db);
+        if let Some(db) = parsed.db {
+            config.db = database_path(&db)?;
+        }
         let mut limits = limits_table(&config.limits);
         for (key, value) in parsed.limits {
             if !limits.contains_key(&key) {
@@ -160,7 +211,7 @@ pub fn resolve(file: Option<(&Path, &str)>, overrides: &Overrides) -> Result<Con
     config.http = overrides.http.unwrap_or(config.http);
     config.grpc = overrides.grpc.unwrap_or(config.grpc);
     if let Some(db) = &overrides.db {
-        config.db = db.clone();
+        config.db = database_path(db)?;
     }
     if !overrides.limits.is_empty() {
         let mut limits = limits_table(&config.limits);
@@ -236,6 +287,23 @@ max_hosts = 7
         assert_eq!(c.limits.max_sessions, 5, "file over default");
         assert_eq!(c.limits.max_hosts, 9, "override over file");
         assert_eq!(c.limits.run_max_ms, Limits::default().run_max_ms, "default kept");
+    }
+
+    #[test]
+    fn db_takes_a_path_or_the_sqlx_url_forms_and_refuses_what_it_would_ignore() {
+        let ok = |given: &str| database_path(given).unwrap_or_else(|e| panic!("{given}: {e}"));
+        assert_eq!(ok("data/x.db"), PathBuf::from("data/x.db"));
+        assert_eq!(ok("sqlite://data/x.db"), PathBuf::from("data/x.db"));
+        assert_eq!(ok("sqlite:///abs/x.db"), PathBuf::from("/abs/x.db"));
+        assert_eq!(ok("sqlite:data/x.db?mode=rwc"), PathBuf::from("data/x.db"));
+        let refused = |given: &str| database_path(given).expect_err(given).to_string();
+        assert!(refused("sqlite:x.db?mode=ro").contains("mode=ro"), "{}", refused("sqlite:x.db?mode=ro"));
+        assert!(refused("sqlite::memory:").contains("file"));
+        assert!(refused("postgres://localhost/x").contains("postgres:// database is not supported"));
+        assert!(refused("").contains("empty"));
+        // The file's `db` and the flag's are read the same way.
+        let c = resolve(Some((path(), "db = \"sqlite://from/file.db\"")), &Overrides::default()).expect("config");
+        assert_eq!(c.db, PathBuf::from("from/file.db"));
     }
 
     #[test]

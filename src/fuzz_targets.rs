@@ -126,7 +126,7 @@ pub fn run_packetdrill(data: &[u8]) {
     let line = match &outcome.verdict {
         Verdict::Pass => return,
         Verdict::Fail(f) => f.line,
-        Verdict::Skip { line, .. } => *line,
+        Verdict::Skip { line, .. } | Verdict::Error { line, .. } => *line,
     };
     assert!(line == 0 || script.events.iter().any(|e| e.line == line), "verdict at line {line}, not a script line");
     if let Some(limit) = outcome.limit {

@@ -24,7 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub use tcplab_core::{engine, lab, ladder, packetdrill, pcap, profiles, sim};
+pub use tcplab_core::{engine, lab, ladder, packetdrill, pcap, profiles, sim, suggest};
 pub mod auth;
 pub mod config;
 #[doc(hidden)]

@@ -1,8 +1,12 @@
 //! The `tcplab` command: `serve` (the default) runs the lab server; `demo`
 //! runs one connection on the simulated network and prints its events.
 
+mod terminal;
+
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -36,7 +40,7 @@ enum Command {
     /// Run packetdrill scripts against tcplab's TCP in virtual time.
     #[command(subcommand)]
     Packetdrill(PacketdrillCommand),
-    /// List the behaviour profiles.
+    /// List the behaviour profiles, or show one's settings and their sources.
     #[command(subcommand)]
     Profile(ProfileCommand),
 }
@@ -81,6 +85,12 @@ struct PacketdrillRunArgs {
 enum ProfileCommand {
     /// List the shipped profiles.
     List,
+    /// Print a shipped profile: its file (every setting with the RFC section or
+    /// kernel source it follows), then the settings it leaves at tcplab's defaults.
+    Show {
+        /// The profile's name (see `tcplab profile list`).
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +109,9 @@ struct LabRunArgs {
     /// Run every built-in lab.
     #[arg(long)]
     all: bool,
+    /// Run only this variant of the lab (repeatable; see the lab's `[[variant]]` names).
+    #[arg(long = "variant", value_name = "VARIANT", conflicts_with = "all")]
+    variants: Vec<String>,
     /// Print the machine-readable result (JSON) instead of the diagram.
     #[arg(long)]
     json: bool,
@@ -128,9 +141,10 @@ struct ServeArgs {
     /// gRPC address [default: 127.0.0.1:50051].
     #[arg(long, env = "TCPLAB_GRPC")]
     grpc: Option<SocketAddr>,
-    /// SQLite database file, created with its migrations on first start [default: tcplab.db].
-    #[arg(long, env = "TCPLAB_DB")]
-    db: Option<PathBuf>,
+    /// SQLite database, created with its migrations on first start: a file path
+    /// or an sqlx URL (`sqlite://data/x.db`, `sqlite:x.db?mode=rwc`) [default: tcplab.db].
+    #[arg(long, env = "TCPLAB_DB", value_name = "PATH|URL")]
+    db: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -297,27 +311,58 @@ struct DemoArgs {
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit statuses: 0 success, 1 a lab or script failed, 2 the input itself
+/// is at fault (an unknown lab, a script that does not parse, a bad flag or
+/// configuration) or the server could not start.
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Demo(args)) => demo(&args),
-        Some(Command::Lab(command)) => lab(command),
-        Some(Command::Packetdrill(PacketdrillCommand::Run(args))) => packetdrill(args),
+    match run(cli) {
+        Ok(code) => code,
+        // The reader went away (`| head`): stop without a word, as cat does.
+        Err(e) if terminal::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", terminal::said_once(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let colour = terminal::colour_stdout();
+    let mut out = terminal::Verdicts::new(std::io::stdout().lock(), colour);
+    let code = match cli.command {
+        Some(Command::Demo(args)) => demo(&args, &mut out)?,
+        Some(Command::Lab(command)) => lab(command, &mut out)?,
+        Some(Command::Packetdrill(PacketdrillCommand::Run(args))) => packetdrill(args, &mut out)?,
         Some(Command::Profile(ProfileCommand::List)) => {
             for name in tcplab::profiles::profile_names() {
                 let about = tcplab::profiles::profile_description(name).unwrap_or("");
-                println!("{name:10} {about}");
+                writeln!(out, "{name:10} {about}")?;
             }
-            Ok(())
+            ExitCode::SUCCESS
         }
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Profile(ProfileCommand::Show { name })) => {
+            write!(out, "{}", tcplab::profiles::describe(&name)?)?;
+            ExitCode::SUCCESS
+        }
+        Some(Command::Serve(args)) => {
+            drop(out);
+            serve(args)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Some(Command::Config(ConfigCommand::Print(args))) => {
             let (config, file) = args.config()?;
-            print!("{}", config.to_toml(file.as_deref()));
-            Ok(())
+            write!(out, "{}", config.to_toml(file.as_deref()))?;
+            ExitCode::SUCCESS
         }
-        None => serve(cli.serve),
-    }
+        None => {
+            drop(out);
+            serve(cli.serve)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    out.flush()?;
+    Ok(code)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -354,9 +399,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// `tcplab lab ...`: exits with 1 when a lab fails, 2 when one cannot be loaded.
-/// `tcplab packetdrill run`: the report goes to stdout; exit status 1 when a script failed.
-fn packetdrill(args: PacketdrillRunArgs) -> anyhow::Result<()> {
+/// `tcplab packetdrill run`: the report goes to stdout; exit status 1 when a
+/// script failed, 2 when none failed but one could not be read or parsed.
+fn packetdrill(args: PacketdrillRunArgs, out: &mut dyn std::io::Write) -> anyhow::Result<ExitCode> {
     let cmd = tcplab::packetdrill::Command {
         paths: args.paths,
         profile: args.profile,
@@ -367,22 +412,25 @@ fn packetdrill(args: PacketdrillRunArgs) -> anyhow::Result<()> {
         verbose: args.verbose,
         pcap: args.pcap,
     };
-    let summary = tcplab::packetdrill::run_command(&cmd, &mut std::io::stdout().lock())?;
-    if summary.failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    let summary = tcplab::packetdrill::run_command(&cmd, out)?;
+    Ok(if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else if summary.errors > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn lab(command: LabCommand) -> anyhow::Result<()> {
+/// `tcplab lab ...`: exits with 1 when a lab fails, 2 when one cannot be loaded.
+fn lab(command: LabCommand, out: &mut dyn std::io::Write) -> anyhow::Result<ExitCode> {
     match command {
         LabCommand::List => {
-            for (name, text) in tcplab::lab::builtin() {
+            for (name, _) in tcplab::lab::builtin() {
                 let title = tcplab::lab::builtin_lab(name).map_or_else(|e| format!("(broken: {e})"), |l| l.title);
-                let _ = text;
-                println!("{name:<26} {title}");
+                writeln!(out, "{name:<26} {title}")?;
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         LabCommand::Run(args) => {
             let names: Vec<String> = match (&args.lab, args.all) {
@@ -393,13 +441,10 @@ fn lab(command: LabCommand) -> anyhow::Result<()> {
             let mut reports = Vec::new();
             let mut failed = Vec::new();
             for name in &names {
-                let lab = match tcplab::lab::load(name) {
-                    Ok(lab) => lab,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        std::process::exit(2);
-                    }
-                };
+                let mut lab = tcplab::lab::load(name)?;
+                if !args.variants.is_empty() {
+                    select_variants(&mut lab, &args.variants)?;
+                }
                 let report = tcplab::lab::run(&lab);
                 if let Some(path) = &args.pcap {
                     write_lab_pcaps(&lab, &report, path)?;
@@ -408,26 +453,42 @@ fn lab(command: LabCommand) -> anyhow::Result<()> {
                     failed.push(report.name.clone());
                 }
                 if !args.json {
-                    print!("{}", tcplab::lab::render_report(&report));
-                    println!();
+                    write!(out, "{}", tcplab::lab::render_report(&report))?;
+                    writeln!(out)?;
                 }
                 reports.push(report);
             }
             if args.json {
                 let value = if args.all { serde_json::to_value(&reports)? } else { serde_json::to_value(&reports[0])? };
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else if names.len() > 1 {
-                println!("{} of {} labs passed", names.len() - failed.len(), names.len());
+                writeln!(out, "{} of {} labs passed", names.len() - failed.len(), names.len())?;
             }
             if !failed.is_empty() {
                 if !args.json {
                     eprintln!("failed: {}", failed.join(", "));
                 }
-                std::process::exit(1);
+                return Ok(ExitCode::FAILURE);
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Keeps only the named variants of `lab`, in the order the lab gives them.
+///
+/// # Errors
+/// A name that is not one of the lab's variants, with the closest one.
+fn select_variants(lab: &mut tcplab::lab::Lab, wanted: &[String]) -> anyhow::Result<()> {
+    let known: Vec<String> = lab.variants.iter().map(|v| v.name.clone()).collect();
+    for name in wanted {
+        if !known.contains(name) {
+            let hint = tcplab::suggest::did_you_mean(name, known.iter().map(String::as_str));
+            anyhow::bail!("lab {} has no variant `{name}`{hint} (its variants: {})", lab.name, known.join(", "));
+        }
+    }
+    lab.variants.retain(|v| wanted.contains(&v.name));
+    Ok(())
 }
 
 /// Writes one pcap per variant of a lab run (see `LabRunArgs::pcap`), built
@@ -460,7 +521,7 @@ fn write_lab_pcaps(
     Ok(())
 }
 
-fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+fn demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> anyhow::Result<ExitCode> {
     let profile = Profile {
         handshake: if args.two_way { Handshake::TwoWay } else { Handshake::ThreeWay },
         time_wait: if args.no_time_wait { Switch::Off } else { Switch::On },
@@ -500,12 +561,12 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     world.run_until_idle(STEPS, u64::MAX);
     for event in world.take_events() {
         if args.json {
-            println!("{}", serde_json::to_string(&event)?);
+            writeln!(out, "{}", serde_json::to_string(&event)?)?;
         } else {
-            println!("{}", describe(&event));
+            writeln!(out, "{}", describe(&event))?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(event: &Event) -> String {

@@ -39,7 +39,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     /// The database could not be opened or migrated.
-    #[error("database {path}: {source}")]
+    #[error("database {path}: {source}{hint}", hint = db_hint(path))]
     Store {
         /// The file.
         path: PathBuf,
@@ -156,4 +156,28 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// What to do about a database that would not open, when the file system
+/// says why: SQLite's own "unable to open database file" names neither the
+/// missing folder nor the fix.
+fn db_hint(path: &std::path::Path) -> String {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return format!(
+            " (the folder {} does not exist: create it, or give --db a path in an existing folder)",
+            parent.display()
+        );
+    }
+    if path.is_dir() {
+        return " (that is a folder: give --db a file path, e.g. data/tcplab.db)".to_string();
+    }
+    let readonly = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().readonly());
+    if readonly(path) || (!path.exists() && readonly(parent)) {
+        return " (not writable: check the permissions, or give --db another path)".to_string();
+    }
+    String::new()
 }

@@ -115,7 +115,7 @@ fn a_wrong_expectation_fails_with_file_line_and_ladder() {
 }
 
 #[test]
-fn unsupported_features_skip_naming_them_and_parse_errors_fail() {
+fn unsupported_features_skip_naming_them_and_parse_errors_are_script_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let skip = dir.path().join("skip.pkt");
     std::fs::write(&skip, "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `ip link set dev tun0 mtu 1280`\n")
@@ -123,10 +123,14 @@ fn unsupported_features_skip_naming_them_and_parse_errors_fail() {
     let bad = dir.path().join("bad.pkt");
     std::fs::write(&bad, "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0.1 < Q 1:1(0) win 10\n").expect("write");
     let (code, stdout) = packetdrill(&[&dir.path().to_string_lossy()]);
-    assert_eq!(code, 1, "{stdout}");
-    assert_eq!(summary(&stdout), (0, 1, 1), "{stdout}");
+    // A broken script is no FAIL of tcplab's TCP: it is an ERROR, counted
+    // apart, and the exit status (2) says the scripts need fixing.
+    assert_eq!(code, 2, "{stdout}");
+    assert_eq!(summary(&stdout), (0, 0, 1), "{stdout}");
+    assert!(stdout.contains("1 skipped, 1 errors"), "{stdout}");
     assert!(stdout.contains("skip.pkt:2: shell command `ip link set dev tun0 mtu 1280` is not supported"), "{stdout}");
-    assert!(stdout.contains("bad.pkt:2: parse error at column 8"), "{stdout}");
+    assert!(stdout.contains("ERROR ") && stdout.contains("bad.pkt:2: parse error at column 8"), "{stdout}");
+    assert!(!stdout.contains("FAIL "), "{stdout}");
 }
 
 /// `--pcap DIR` writes one capture per script: a pcap file (pcap magic,

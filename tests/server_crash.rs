@@ -143,6 +143,9 @@ async fn observe(rest: Rest, sid: u64, query: &'static str, observed: Arc<Mutex<
             if sse.event.as_deref() == Some("lagged") {
                 break;
             }
+            if sse.event.as_deref() == Some("end") {
+                return; // the session ended (a graceful stop ends them)
+            }
             let e: Value = serde_json::from_str(&sse.data).expect("event JSON");
             let mut seen = observed.lock().expect("lock");
             assert_eq!(e["seq"].as_u64(), Some(seen.len() as u64 + 1), "the stream has no gap and no duplicate");

@@ -440,8 +440,9 @@ async fn event_stream_is_live_and_resumes_after_last_event_id() {
     // Ending the session ends the streams.
     let (status, _) = rest.delete(&format!("/api/v1/sessions/{sid}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(second.next().await, None, "the stream ends with the session");
-    assert_eq!(filtered.next().await, None);
+    // The last message says so (`end`), so a browser can stop listening.
+    second.expect_end(35).await;
+    filtered.expect_end(35).await;
 
     assert_contiguous(&seen, 1);
     assert_eq!(seen.len(), 35);
@@ -453,7 +454,14 @@ async fn event_stream_is_live_and_resumes_after_last_event_id() {
     let mut old = SseReader::open(&rest.client, &url, Some(33)).await;
     let rest_of_it = [old.next_event().await.expect("34"), old.next_event().await.expect("35")];
     assert_eq!(rest_of_it.iter().map(describe).collect::<Vec<_>>(), [CLEAN_RUN[33], CLEAN_RUN[34]]);
-    assert_eq!(old.next().await, None);
+    old.expect_end(35).await;
+    // EventSource reconnects after the end with the end's id: 204 tells it to stop.
+    let resp = rest.client.get(&url).header("last-event-id", "35").send().await.expect("request");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(resp.bytes().await.expect("body").is_empty());
+    // A filtered stream that has seen its last event ends the same way.
+    let resp = rest.client.get(format!("{url}?kind=segment_dropped&after_seq=35")).send().await.expect("request");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let resp = rest.client.get(&url).header("last-event-id", "abc").send().await.expect("request");
     let got = common::server::reply(resp).await;
     assert_error(&got, StatusCode::BAD_REQUEST, "invalid_argument", Some("Last-Event-ID"));

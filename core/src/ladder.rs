@@ -25,9 +25,16 @@ pub struct Note {
 /// events past it are counted in a last line (the session has them all).
 pub const MAX_LADDER_ROWS: usize = 5_000;
 
+/// Columns a ladder is drawn in: a terminal's width with room to spare, and
+/// what a code review or a course handout shows without wrapping.
+pub const LADDER_WIDTH: usize = 100;
+
 const TIME_W: usize = 10;
 const SIDE_W: usize = 20;
-const MID_W: usize = 66;
+/// The right side's state names (`SYN_RECEIVED` is the longest) after the line.
+const RIGHT_W: usize = 14;
+/// Between the two vertical lines: what is left of [`LADDER_WIDTH`].
+const MID_W: usize = LADDER_WIDTH - TIME_W - 2 - SIDE_W - 2 - 2 - RIGHT_W;
 
 /// What became of one segment, gathered before drawing its arrow.
 #[derive(Default)]
@@ -108,8 +115,20 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
                 }
             }
             EventKind::SegmentSent { segment, .. } => {
-                if let Some(mid) = arrow(segment, a, b, info.get(&segment.id)) {
-                    let (left, right) = drop_note(segment, a, info.get(&segment.id));
+                let seg_info = info.get(&segment.id);
+                if is_between(segment, a, b) {
+                    let full = label(segment, seg_info);
+                    // A label too long for its arrow (ten-digit random ISNs,
+                    // several remarks) goes on a line of its own just above
+                    // it, and the arrow carries only the segment's number.
+                    let text = if fits(&full) {
+                        full
+                    } else {
+                        let _ = writeln!(out, "{:>TIME_W$}  {:<SIDE_W$}|  {full}", "", "");
+                        format!("#{}", segment.id)
+                    };
+                    let mid = arrow(segment, a, &text, seg_info);
+                    let (left, right) = drop_note(segment, a, seg_info);
                     row(&mut out, e.t_ns, &left, &mid, &right);
                 }
             }
@@ -192,15 +211,18 @@ fn in_network(reason: DropReason) -> bool {
     matches!(reason, DropReason::Loss | DropReason::Fault | DropReason::NoRoute)
 }
 
-fn arrow(w: &WireSegment, a: &str, b: &str, info: Option<&SegInfo>) -> Option<String> {
-    if !is_between(w, a, b) {
-        return None;
-    }
-    let text = label(w, info);
+/// Whether a label fits in an arrow between the lines (with its head, tail
+/// and the spaces around it).
+fn fits(text: &str) -> bool {
+    text.len() + 6 <= MID_W
+}
+
+/// The arrow of a segment between `a` and the other host, labelled `text`.
+fn arrow(w: &WireSegment, a: &str, text: &str, info: Option<&SegInfo>) -> String {
     let rightwards = &*w.from == a;
     let drop = info.and_then(|i| i.drop);
     let held = info.is_some_and(|i| i.held);
-    let mid = match (rightwards, drop, held) {
+    match (rightwards, drop, held) {
         (true, _, true) => format!("-- {text} --H"),
         (false, _, true) => format!("{:>w$}", format!("H-- {text} --"), w = MID_W),
         (true, Some(r), _) if in_network(r) => format!("-- {text} --X"),
@@ -213,17 +235,16 @@ fn arrow(w: &WireSegment, a: &str, b: &str, info: Option<&SegInfo>) -> Option<St
             let head = if drop.is_some() { 'X' } else { '<' };
             format!("{head}{:->w$}", format!(" {text} --"), w = MID_W - 1)
         }
-    };
-    Some(mid)
+    }
 }
 
 /// The text beside a dropped or held segment, on the side where it died.
 fn drop_note(w: &WireSegment, a: &str, info: Option<&SegInfo>) -> (String, String) {
     let Some(info) = info else { return (String::new(), String::new()) };
     let text = match (info.drop, info.held) {
-        (_, true) => "held by a fault rule".to_string(),
+        (_, true) => "H held (fault)".to_string(),
         (Some(DropReason::Loss), _) => "X lost".to_string(),
-        (Some(DropReason::Fault), _) => "X dropped by fault".to_string(),
+        (Some(DropReason::Fault), _) => "X fault rule".to_string(),
         (Some(DropReason::NoRoute), _) => "X no route".to_string(),
         (Some(DropReason::NoListener), _) => "X no listener".to_string(),
         (Some(DropReason::BadChecksum), _) => "X bad checksum".to_string(),

@@ -20,6 +20,7 @@
 //! - [`packetdrill`]: the packetdrill parser and runner, and which kernel a
 //!   script is written for.
 //! - [`pcap`]: a world's segments as a pcap file for Wireshark.
+//! - [`suggest`]: "did you mean" for mistyped names.
 //!
 //! # A world in a few lines
 //! Two hosts, a listener, a connection, the clock run until nothing is
@@ -61,3 +62,4 @@ pub mod packetdrill;
 pub mod pcap;
 pub mod profiles;
 pub mod sim;
+pub mod suggest;

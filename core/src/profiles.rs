@@ -20,10 +20,12 @@ pub const DEFAULT_PROFILE: &str = "rfc9293";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileLookupError {
     /// No profile by that name.
-    #[error("unknown profile {name:?} (known: {known})")]
+    #[error("unknown profile {name:?}{suggestion} (known: {known})")]
     Unknown {
         /// The name asked for.
         name: String,
+        /// ` (did you mean "x"?)` when a shipped name is close, else empty.
+        suggestion: String,
         /// The shipped names.
         known: String,
     },
@@ -54,12 +56,101 @@ pub fn profile_description(name: &str) -> Option<&'static str> {
 /// [`ProfileLookupError`] for an unknown name or a profile that does not parse.
 pub fn named_profile(name: &str) -> Result<Profile, ProfileLookupError> {
     let Some((_, text)) = SOURCES.iter().find(|(n, _)| *n == name) else {
-        return Err(ProfileLookupError::Unknown { name: name.to_string(), known: profile_names().join(", ") });
+        return Err(ProfileLookupError::Unknown {
+            name: name.to_string(),
+            suggestion: crate::suggest::did_you_mean(name, profile_names()),
+            known: profile_names().join(", "),
+        });
     };
     let invalid = |message: String| ProfileLookupError::Invalid { name: name.to_string(), message };
     let profile: Profile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     profile.validate().map_err(|e| invalid(e.to_string()))?;
     Ok(profile)
+}
+
+/// A setting a profile choice could not take, named as the request named it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct OverrideError {
+    /// `profile.<key>` (or `profile.name`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// "A named profile plus overrides", the one way every door into tcplab
+/// chooses a profile: REST's `profile` object and gRPC's `Profile` message
+/// (as the JSON object of the fields they set), a lab file's `[profile]`
+/// table, a packetdrill run's profile. `settings` may name a shipped profile
+/// (`"name": "freebsd"`), which then is the base instead of `base`; every
+/// other key replaces that one setting. Nothing is validated beyond each
+/// value's type ([`Profile::validate`] is the caller's, so that its error
+/// names the field in the caller's terms).
+///
+/// # Errors
+/// An unknown shipped name, a key that is not a setting (with the known
+/// ones), a value of the wrong type; each names `profile.<key>`.
+pub fn with_overrides(
+    base: &Profile,
+    mut settings: serde_json::Map<String, serde_json::Value>,
+) -> Result<Profile, OverrideError> {
+    let error = |key: &str, message: String| OverrideError { field: format!("profile.{key}"), message };
+    let named = match settings.remove("name") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) => Some(named_profile(&name).map_err(|e| error("name", e.to_string()))?),
+        Some(_) => return Err(error("name", "expected the name of a shipped profile".into())),
+    };
+    let base = named.as_ref().unwrap_or(base);
+    let serde_json::Value::Object(mut merged) =
+        serde_json::to_value(base).map_err(|e| error("name", format!("the base does not serialize: {e}")))?
+    else {
+        return Err(error("name", "the base does not serialize as an object".into()));
+    };
+    let known: Vec<String> = serde_json::to_value(Profile {
+        // Optional settings are left out when unset; name them all.
+        rfc5961_rst: Some(crate::engine::Switch::On),
+        rfc5961_syn: Some(crate::engine::Switch::On),
+        ..Profile::default()
+    })
+    .ok()
+    .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
+    .unwrap_or_default();
+    for (key, value) in &settings {
+        if !known.contains(key) {
+            let hint = crate::suggest::did_you_mean(key, known.iter().map(String::as_str));
+            return Err(error(key, format!("unknown setting `{key}`{hint}, expected one of {}", known.join(", "))));
+        }
+        // Each key alone first, so that a bad value's error names its key.
+        let one = serde_json::Value::Object([(key.clone(), value.clone())].into_iter().collect());
+        if let Err(e) = serde_json::from_value::<Profile>(one) {
+            return Err(error(key, e.to_string()));
+        }
+    }
+    merged.extend(settings);
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| error("name", e.to_string()))
+}
+
+/// A shipped profile for people to read (`tcplab profile show NAME`): its
+/// file as shipped, where each setting cites the RFC section or kernel source
+/// it follows, then every setting the file leaves out, at the value it takes
+/// (tcplab's default), so that the whole profile is on the screen.
+///
+/// # Errors
+/// [`ProfileLookupError`] for an unknown name.
+pub fn describe(name: &str) -> Result<String, ProfileLookupError> {
+    let profile = named_profile(name)?;
+    let text = SOURCES.iter().find(|(n, _)| *n == name).map_or("", |(_, t)| *t);
+    let named: toml::Table = toml::from_str(text).unwrap_or_default();
+    let all = toml::Table::try_from(&profile)
+        .map_err(|e| ProfileLookupError::Invalid { name: name.to_string(), message: e.to_string() })?;
+    let mut out = format!("# profiles/{name}.toml\n{}", text.trim_end());
+    let rest: toml::Table = all.into_iter().filter(|(key, _)| !named.contains_key(key)).collect();
+    if !rest.is_empty() {
+        out.push_str("\n\n# Not set above, so tcplab's defaults (the rfc9293 reading) apply:\n");
+        out.push_str(toml::to_string(&rest).unwrap_or_default().trim_end());
+    }
+    out.push('\n');
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -88,6 +179,27 @@ mod tests {
             }
         }
         assert!(matches!(named_profile("bsd"), Err(ProfileLookupError::Unknown { .. })));
+        let shown = describe("freebsd").expect("shown");
+        assert!(shown.contains("msl_ms = 30000") && shown.contains("TCPTV_MSL"), "{shown}");
+        // Every setting is on the screen once, named or defaulted.
+        let table: toml::Table = toml::from_str(&shown).expect("the description is TOML");
+        let all = toml::Table::try_from(named_profile("freebsd").expect("shipped")).expect("a table");
+        assert_eq!(table.keys().collect::<Vec<_>>(), all.keys().collect::<Vec<_>>());
+        let freebsd = named_profile("freebsd").expect("shipped");
+        let choose =
+            |v: serde_json::Value| with_overrides(&Profile::default(), v.as_object().cloned().unwrap_or_default());
+        assert_eq!(choose(serde_json::json!({})), Ok(Profile::default()));
+        assert_eq!(choose(serde_json::json!({"name": "freebsd"})), Ok(freebsd.clone()));
+        let changed = choose(serde_json::json!({"name": "freebsd", "msl_ms": 1000})).expect("chosen");
+        assert_eq!(changed, Profile { msl_ms: 1000, ..freebsd });
+        let bad = choose(serde_json::json!({"msl_ms": "long"})).expect_err("a bad value");
+        assert_eq!(bad.field, "profile.msl_ms");
+        let unknown = choose(serde_json::json!({"mls_ms": 5})).expect_err("an unknown key");
+        assert_eq!(unknown.field, "profile.mls_ms");
+        assert!(unknown.message.contains("did you mean \"msl_ms\"?"), "{unknown}");
+        assert_eq!(choose(serde_json::json!({"name": "bsd"})).expect_err("unknown").field, "profile.name");
+        let typo = named_profile("fredbsd").expect_err("a typo").to_string();
+        assert!(typo.contains("did you mean \"freebsd\"?"), "{typo}");
     }
 
     #[test]

@@ -47,35 +47,16 @@ pub struct CreateSession {
     pub profile: Option<Profile>,
 }
 
-/// Resolves a profile given as settings, or as `{"name": ..., ...overrides}`.
+/// Resolves a profile given as settings, or as `{"name": ..., ...overrides}`
+/// ([`crate::profiles::with_overrides`] over tcplab's defaults).
 ///
 /// # Errors
 /// An unknown name, a setting that is not a profile field, a bad value.
 pub fn resolve_profile(value: serde_json::Value) -> Result<Profile, String> {
-    let serde_json::Value::Object(mut fields) = value else {
+    let serde_json::Value::Object(fields) = value else {
         return Err("expected an object of settings, optionally with a \"name\"".into());
     };
-    // A bad setting's error names it as `profile.<key>`, as other fields' errors do.
-    let name_field = |fields: &serde_json::Map<String, serde_json::Value>, e: serde_json::Error| {
-        for (k, v) in fields {
-            let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
-            if let Err(inner) = serde_json::from_value::<Profile>(one) {
-                return format!("profile.{k}: {inner}");
-            }
-        }
-        e.to_string()
-    };
-    let Some(name) = fields.remove("name") else {
-        return serde_json::from_value(serde_json::Value::Object(fields.clone())).map_err(|e| name_field(&fields, e));
-    };
-    let name = name.as_str().ok_or("name: expected a string")?;
-    let base = crate::profiles::named_profile(name).map_err(|e| e.to_string())?;
-    let mut merged = match serde_json::to_value(base) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => return Err(format!("profile {name} does not serialize as an object")),
-    };
-    merged.extend(fields.clone());
-    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| name_field(&fields, e))
+    crate::profiles::with_overrides(&Profile::default(), fields).map_err(|e| e.to_string())
 }
 
 fn named_or_plain_profile<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Profile>, D::Error> {

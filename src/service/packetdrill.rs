@@ -210,6 +210,11 @@ impl LabService {
         let (verdict_name, mismatch, skipped) = match verdict {
             Verdict::Pass => ("PASS", None, None),
             Verdict::Skip { line, feature } => ("SKIP", None, Some(format!("line {line}: {feature}"))),
+            // The service parses the script before it runs it, so a broken
+            // script is an INVALID_ARGUMENT above and never reaches here.
+            Verdict::Error { line, message, .. } => {
+                return Err(Error::invalid("script", format!("line {line}: {message}")));
+            }
             Verdict::Fail(f) => (
                 "FAIL",
                 Some(PacketdrillMismatch {

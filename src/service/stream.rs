@@ -40,6 +40,14 @@ pub enum StreamItem {
         /// The last `seq` delivered (or skipped by the filter).
         last_seq: u64,
     },
+    /// The session has ended and everything after the start was handed
+    /// over: the stream ends here, and nothing will ever follow `last_seq`.
+    /// (A stream that stops for any other reason, such as a store failure,
+    /// ends without it, so a client knows to reconnect.)
+    End {
+        /// The session's last event.
+        last_seq: u64,
+    },
 }
 
 /// An open stream: call [`Subscription::next_batch`] until `None` (session
@@ -102,7 +110,8 @@ const BATCH: usize = 256;
 
 impl Subscription {
     /// The next items in `seq` order (never an empty batch): events, or a
-    /// final [`StreamItem::Lagged`]; `None` once the stream has ended.
+    /// final [`StreamItem::Lagged`] or [`StreamItem::End`]; `None` once the
+    /// stream has ended.
     pub async fn next_batch(&mut self) -> Option<Vec<StreamItem>> {
         while !self.done {
             let next = match &self.live {
@@ -153,7 +162,7 @@ impl Subscription {
                     if live.ended {
                         // The session ended and the ring has nothing more for us.
                         self.done = true;
-                        continue;
+                        return Some(vec![StreamItem::End { last_seq: self.last }]);
                     }
                     let ended = if durable_only {
                         tokio::select! {
@@ -216,6 +225,11 @@ impl Subscription {
         let complete = |rows: &[EventRow]| rows.first().is_some_and(|r| self.live.is_none() || r.seq as u64 == next);
         let rows = match self.store.events(self.sid as i64, &filter).await {
             Ok(rows) if complete(&rows) => rows,
+            // An ended session's history has been read to its end.
+            Ok(rows) if rows.is_empty() && self.live.is_none() => {
+                self.done = true;
+                return Some(vec![StreamItem::End { last_seq: self.last }]);
+            }
             Ok(_) if self.live.is_some() && !self.store_missed => {
                 self.store_missed = true;
                 return None;
@@ -376,6 +390,7 @@ mod tests {
                         assert_eq!(last_seq, last);
                         return Err(last);
                     }
+                    StreamItem::End { last_seq } => panic!("the session ended at {last_seq}, before {until}"),
                 }
             }
         }
@@ -402,10 +417,12 @@ mod tests {
         let last = read(&mut sub, last, total).await.expect("no lag");
         transfer(&svc, sid, cid, 1_000).await;
         read(&mut sub, last, events(&svc, sid).await).await.expect("no lag");
-        // The session ends: the stream ends after its last event.
+        // The session ends: the stream says so after its last event, then ends.
+        let last_seq = events(&svc, sid).await;
         svc.end_session(sid).await.expect("end");
         let rest = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next_batch()).await.expect("in time");
-        assert!(rest.is_none(), "{rest:?}");
+        assert!(matches!(rest.as_deref(), Some([StreamItem::End { last_seq: n }]) if *n == last_seq), "{rest:?}");
+        assert!(sub.next_batch().await.is_none());
     }
 
     /// Filters skip events without losing the cursor.
@@ -421,7 +438,11 @@ mod tests {
         let mut seqs = Vec::new();
         while let Some(batch) = sub.next_batch().await {
             for item in batch {
-                let StreamItem::Event { event: e, .. } = item else { panic!("lagged") };
+                let e = match item {
+                    StreamItem::Event { event, .. } => event,
+                    StreamItem::End { .. } => continue,
+                    StreamItem::Lagged { .. } => panic!("lagged"),
+                };
                 assert_eq!(e.kind, "state_changed");
                 seqs.push(e.seq);
             }

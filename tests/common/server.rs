@@ -376,8 +376,22 @@ impl SseReader {
             req = req.header("last-event-id", id.to_string());
         }
         let resp = req.send().await.ok()?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return None; // the session ended and nothing is left: stop, as EventSource does
+        }
         assert_eq!(resp.status(), StatusCode::OK);
         Some(SseReader { body: resp.bytes_stream().boxed(), buf: Vec::new() })
+    }
+
+    /// Asserts that the stream's last message is the `end` of a session
+    /// whose last event is `last_seq`, and that the stream then closes.
+    pub async fn expect_end(&mut self, last_seq: u64) {
+        let end = self.next().await.expect("the end event");
+        assert_eq!(end.event.as_deref(), Some("end"), "{end:?}");
+        assert_eq!(end.id, Some(last_seq.to_string()), "{end:?}");
+        let data: Value = serde_json::from_str(&end.data).expect("end JSON");
+        assert_eq!(data, serde_json::json!({"last_seq": last_seq, "reason": "session_ended"}));
+        assert_eq!(self.next().await, None, "nothing after the end");
     }
 
     /// The next event (comments skipped), `None` at the end of the stream;

@@ -332,6 +332,14 @@ function openStream(sid, gen) {
   // After `lagged` the server ends the stream; EventSource reconnects with
   // Last-Event-ID (the lagged event's id) and the replay continues from there.
   es.addEventListener('lagged', () => setStream('catching up…', 'lag'));
+  // The session has ended: the server says so once, and would answer a
+  // reconnection with 204; close instead of reconnecting at all.
+  es.addEventListener('end', () => {
+    if (gen !== state.gen) return;
+    es.close();
+    setStream('ended', '');
+    refreshLive();
+  });
   es.onopen = () => { if (gen === state.gen) setStream('● live', 'live'); };
   es.onerror = () => {
     if (gen !== state.gen) return;

@@ -72,8 +72,13 @@ pub enum LabError {
         message: String,
     },
     /// No built-in lab has that name and no file has that path.
-    #[error("no built-in lab named `{0}` and no such file (try `tcplab lab list`)")]
-    UnknownLab(String),
+    #[error("no built-in lab named `{name}` and no such file{suggestion} (try `tcplab lab list`)")]
+    UnknownLab {
+        /// What was asked for.
+        name: String,
+        /// ` (did you mean "x"?)` when a built-in lab's name is close, else empty.
+        suggestion: String,
+    },
     /// The file exists but cannot be read.
     #[error("{path}: {message}")]
     Io {
@@ -1083,31 +1088,14 @@ fn quoted_field(message: &str) -> Option<String> {
 
 /// A `[profile]` table applied to `base` (the lab's profile for a variant,
 /// the default for the lab): `name = "freebsd"` starts again from that
-/// shipped profile, and every other key replaces its setting.
+/// shipped profile, and every other key replaces its setting, as
+/// [`crate::profiles::with_overrides`] does for every other door.
 fn merge_profile(base: &Profile, patch: &toml::Table) -> Result<Profile, (Option<String>, String)> {
-    let named = match patch.get("name") {
-        None => None,
-        Some(toml::Value::String(name)) => {
-            Some(crate::profiles::named_profile(name).map_err(|e| (Some("profile.name".to_string()), e.to_string()))?)
-        }
-        Some(_) => return Err((Some("profile.name".into()), "expected the name of a shipped profile".into())),
+    let settings = match serde_json::to_value(patch) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err((Some("profile".into()), "expected a table of settings".into())),
     };
-    let base = named.as_ref().unwrap_or(base);
-    let mut table = toml::Table::try_from(base).map_err(|e| (None, e.to_string()))?;
-    for (key, value) in patch.iter().filter(|(k, _)| *k != "name") {
-        if !table.contains_key(key) {
-            let known: Vec<&str> = table.keys().map(String::as_str).collect();
-            return Err((
-                Some(format!("profile.{key}")),
-                format!("unknown field `{key}`, expected one of {}", known.join(", ")),
-            ));
-        }
-        table.insert(key.clone(), value.clone());
-    }
-    let profile: Profile = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-        let message = e.message().trim().to_string();
-        (quoted_field(&message).map(|f| format!("profile.{f}")), message)
-    })?;
+    let profile = crate::profiles::with_overrides(base, settings).map_err(|e| (Some(e.field), e.message))?;
     profile.validate().map_err(|e| (Some(format!("profile.{}", e.field)), e.message))?;
     Ok(profile)
 }

@@ -48,8 +48,7 @@ pub fn builtin() -> Vec<(&'static str, &'static str)> {
 /// [`LabError::UnknownLab`], or a parse error (a bug in a shipped lab, which
 /// the tests rule out).
 pub fn builtin_lab(name: &str) -> Result<Lab, LabError> {
-    let (name, text) =
-        builtin().into_iter().find(|(n, _)| *n == name).ok_or_else(|| LabError::UnknownLab(name.to_string()))?;
+    let (name, text) = builtin().into_iter().find(|(n, _)| *n == name).ok_or_else(|| unknown_lab(name))?;
     Lab::parse(&format!("labs/{name}.toml"), text)
 }
 
@@ -68,7 +67,7 @@ pub fn load(name_or_path: &str) -> Result<Lab, LabError> {
             .map_err(|e| LabError::Io { path: name_or_path.to_string(), message: e.to_string() })?;
         return Lab::parse(name_or_path, &text);
     }
-    Err(LabError::UnknownLab(name_or_path.to_string()))
+    Err(unknown_lab(name_or_path))
 }
 
 /// A report as text: the ladder of each variant, then one pass/fail line per
@@ -111,3 +110,10 @@ pub fn render_report(report: &LabReport) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The error for a lab name that is neither built in nor a file, with the
+/// built-in name it was probably meant to be.
+fn unknown_lab(name: &str) -> LabError {
+    let suggestion = crate::suggest::did_you_mean(name, builtin().into_iter().map(|(n, _)| n));
+    LabError::UnknownLab { name: name.to_string(), suggestion }
+}

@@ -69,19 +69,13 @@ fn walk(path: &Path, found: &mut Vec<PathBuf>) -> Result<(), FileError> {
     Ok(())
 }
 
-/// Reads, parses and runs one script file. A parse error is a failure of that script.
+/// Reads, parses and runs one script file. A script that cannot be read or
+/// does not parse is [`Verdict::Error`]: the script's fault, not the TCP's.
 pub fn run_file(path: &Path, defines: &BTreeSet<String>, opts: &RunOptions) -> Outcome {
     let name = path.display().to_string();
-    let failed = |reason: String| Outcome {
+    let error = |line: usize, column: usize, message: String| Outcome {
         path: name.clone(),
-        verdict: Verdict::Fail(Box::new(Failure {
-            line: 0,
-            expected: String::new(),
-            actual: None,
-            reason,
-            t_ns: 0,
-            ladder: String::new(),
-        })),
+        verdict: Verdict::Error { line, column, message },
         virtual_ns: 0,
         ladder: String::new(),
         events: Vec::new(),
@@ -90,19 +84,11 @@ pub fn run_file(path: &Path, defines: &BTreeSet<String>, opts: &RunOptions) -> O
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) => return failed(format!("cannot read: {e}")),
+        Err(e) => return error(0, 0, format!("cannot read: {e}")),
     };
     match parse_script(&name, &text, defines) {
         Ok(script) => run_script(&script, opts),
-        Err(e) => {
-            let mut outcome = failed(format!("parse error: {}", e.message));
-            if let Verdict::Fail(f) = &mut outcome.verdict {
-                f.line = e.line;
-                f.expected = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("").trim().to_string();
-                f.reason = format!("parse error at column {}: {}", e.column, e.message);
-            }
-            outcome
-        }
+        Err(e) => error(e.line, e.column, format!("parse error at column {}: {}", e.column, e.message)),
     }
 }
 
@@ -115,6 +101,8 @@ pub struct Summary {
     pub failed: usize,
     /// Scripts skipped for an unsupported feature.
     pub skipped: usize,
+    /// Scripts that could not be read or parsed (no verdict on the TCP).
+    pub errors: usize,
 }
 
 impl Summary {
@@ -126,6 +114,7 @@ impl Summary {
                 Verdict::Pass => s.passed += 1,
                 Verdict::Fail(_) => s.failed += 1,
                 Verdict::Skip { .. } => s.skipped += 1,
+                Verdict::Error { .. } => s.errors += 1,
             }
         }
         s
@@ -141,6 +130,9 @@ pub fn report(outcome: &Outcome, verbose: bool) -> String {
         }
         Verdict::Skip { line, feature } => {
             let _ = writeln!(out, "SKIP {}:{line}: {feature} is not supported", outcome.path);
+        }
+        Verdict::Error { line, message, .. } => {
+            let _ = writeln!(out, "ERROR {}:{line}: {message} (the script is at fault, not the TCP)", outcome.path);
         }
         Verdict::Fail(f) => {
             let _ = writeln!(out, "FAIL {}:{}: {}", outcome.path, f.line, f.reason);
@@ -173,9 +165,10 @@ pub fn junit(outcomes: &[Outcome], wall_seconds: f64) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuite name=\"packetdrill\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{wall_seconds:.3}\">",
+        "<testsuite name=\"packetdrill\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{wall_seconds:.3}\">",
         outcomes.len(),
         s.failed,
+        s.errors,
         s.skipped
     );
     for o in outcomes {
@@ -184,6 +177,14 @@ pub fn junit(outcomes: &[Outcome], wall_seconds: f64) -> String {
             Verdict::Pass => out.push_str("/>\n"),
             Verdict::Skip { feature, .. } => {
                 let _ = writeln!(out, "><skipped message=\"{}\"/></testcase>", xml_escape(feature));
+            }
+            Verdict::Error { line, message, .. } => {
+                let _ = writeln!(
+                    out,
+                    "><error message=\"line {line}: {}\">{}</error></testcase>",
+                    xml_escape(message),
+                    xml_escape(&report(o, false))
+                );
             }
             Verdict::Fail(f) => {
                 let _ = writeln!(
@@ -332,10 +333,11 @@ pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summar
     writeln!(out, "profiles: {}", profile_counts(cmd.profile.as_deref(), &outcomes))?;
     writeln!(
         out,
-        "packetdrill: {} passed, {} failed, {} skipped ({} scripts, {:.3} s wall time)",
+        "packetdrill: {} passed, {} failed, {} skipped, {} errors ({} scripts, {:.3} s wall time)",
         summary.passed,
         summary.failed,
         summary.skipped,
+        summary.errors,
         outcomes.len(),
         wall
     )?;

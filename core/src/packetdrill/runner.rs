@@ -135,6 +135,16 @@ pub enum Verdict {
         /// What is not supported.
         feature: String,
     },
+    /// The script itself is broken (it does not parse, or cannot be read):
+    /// nothing was asked of tcplab's TCP, so this is no verdict on it.
+    Error {
+        /// The line at fault (0 when the file could not be read).
+        line: usize,
+        /// The column at fault (0 when unknown).
+        column: usize,
+        /// What is wrong with the script.
+        message: String,
+    },
 }
 
 /// The result of one script.

@@ -76,8 +76,12 @@ pub fn renamed(error: Error, from: &str, to: &str) -> Error {
 impl TryFrom<pb::Profile> for Profile {
     type Error = Error;
 
-    /// Unset fields keep [`Profile::default`], as absent JSON fields do.
+    /// The fields set are the overrides of [`crate::profiles::with_overrides`],
+    /// as REST's `profile` object is: unset fields keep the base's values.
     fn try_from(p: pb::Profile) -> Result<Profile, Error> {
+        use serde_json::{Value, json};
+        // Every field by name (the destructuring is exhaustive: a new proto
+        // field that is not passed on does not compile).
         let pb::Profile {
             handshake,
             time_wait,
@@ -92,38 +96,53 @@ impl TryFrom<pb::Profile> for Profile {
             rto_min_ms,
             rto_max_ms,
             name,
+            rfc5961_rst,
+            rfc5961_syn,
+            drop_synfin,
+            syn_reset_acks,
+            ack_repeats_fin,
+            rcv_window_from_buffer,
+            challenge_ack_limit,
+            listen_drops_syn_ack,
+            time_wait_acks_all,
         } = p;
-        let mut out = match name {
-            None => Profile::default(),
-            Some(name) => {
-                crate::profiles::named_profile(&name).map_err(|e| Error::invalid("profile.name", e.to_string()))?
-            }
-        };
-        if let Some(v) = handshake {
-            out.handshake = parse_name("profile.handshake", &v)?;
-        }
-        if let Some(v) = time_wait {
-            out.time_wait = parse_name("profile.time_wait", &v)?;
-        }
-        if let Some(v) = isn {
-            out.isn = parse_name("profile.isn", &v).map_err(|_| {
-                Error::invalid("profile.isn", format!("expected \"random\" or an integer 0..=4294967295, got {v:?}"))
-            })?;
-        }
-        if let Some(v) = rfc5961 {
-            out.rfc5961 = parse_name("profile.rfc5961", &v)?;
-        }
-        if let Some(v) = port16("profile.mss", mss)? {
-            out.mss = v;
-        }
-        out.msl_ms = msl_ms.unwrap_or(out.msl_ms);
-        out.window = window.unwrap_or(out.window);
-        out.rto_initial_ms = rto_initial_ms.unwrap_or(out.rto_initial_ms);
-        out.max_retries = max_retries.unwrap_or(out.max_retries);
-        out.send_buffer = send_buffer.unwrap_or(out.send_buffer);
-        out.rto_min_ms = rto_min_ms.unwrap_or(out.rto_min_ms);
-        out.rto_max_ms = rto_max_ms.unwrap_or(out.rto_max_ms);
-        Ok(out)
+        // `isn` is "random" or a number in a string field.
+        let isn = isn
+            .map(|v| match v.parse::<u64>() {
+                Ok(n) if n <= u64::from(u32::MAX) => Ok(json!(n)),
+                _ if v == "random" => Ok(json!(v)),
+                _ => Err(Error::invalid(
+                    "profile.isn",
+                    format!("expected \"random\" or an integer 0..=4294967295, got {v:?}"),
+                )),
+            })
+            .transpose()?;
+        let fields: [(&str, Option<Value>); 22] = [
+            ("name", name.map(Value::from)),
+            ("handshake", handshake.map(Value::from)),
+            ("time_wait", time_wait.map(Value::from)),
+            ("msl_ms", msl_ms.map(Value::from)),
+            ("isn", isn),
+            ("mss", port16("profile.mss", mss)?.map(Value::from)),
+            ("window", window.map(Value::from)),
+            ("send_buffer", send_buffer.map(Value::from)),
+            ("rto_initial_ms", rto_initial_ms.map(Value::from)),
+            ("rto_min_ms", rto_min_ms.map(Value::from)),
+            ("rto_max_ms", rto_max_ms.map(Value::from)),
+            ("max_retries", max_retries.map(Value::from)),
+            ("rfc5961", rfc5961.map(Value::from)),
+            ("rfc5961_rst", rfc5961_rst.map(Value::from)),
+            ("rfc5961_syn", rfc5961_syn.map(Value::from)),
+            ("drop_synfin", drop_synfin.map(Value::from)),
+            ("syn_reset_acks", syn_reset_acks.map(Value::from)),
+            ("ack_repeats_fin", ack_repeats_fin.map(Value::from)),
+            ("rcv_window_from_buffer", rcv_window_from_buffer.map(Value::from)),
+            ("challenge_ack_limit", challenge_ack_limit.map(Value::from)),
+            ("listen_drops_syn_ack", listen_drops_syn_ack.map(Value::from)),
+            ("time_wait_acks_all", time_wait_acks_all.map(Value::from)),
+        ];
+        let settings = fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect();
+        crate::profiles::with_overrides(&Profile::default(), settings).map_err(|e| Error::invalid(e.field, e.message))
     }
 }
 

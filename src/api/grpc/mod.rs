@@ -315,20 +315,23 @@ impl LabRpc for GrpcLab {
             .subscribe(req.session_id, req.after_seq, kinds.as_deref(), req.connection, req.durable)
             .await
             .map_err(|e| renamed(e, "kind", "kinds"))?;
-        let events = subscription.into_stream().map(stream_item);
+        // A gRPC stream says "the session ended" by closing with OK.
+        let events = subscription.into_stream().filter_map(stream_item);
         reply(Box::pin(events) as EventStream)
     }
 }
 
 /// One item of a subscription as a `WatchEvents` item: an event, or the
 /// final ABORTED status that tells a lagging client where to resume (the
-/// subscription ends right after it).
-fn stream_item(item: StreamItem) -> Result<pb::Event, Status> {
+/// subscription ends right after it); the session's end is the stream's
+/// own end (status OK), so it is no item.
+fn stream_item(item: StreamItem) -> Option<Result<pb::Event, Status>> {
     match item {
-        StreamItem::Event { event, durable } => Ok(pb::Event { durable, ..pb::Event::from(&*event) }),
+        StreamItem::Event { event, durable } => Some(Ok(pb::Event { durable, ..pb::Event::from(&*event) })),
         StreamItem::Lagged { last_seq } => {
-            Err(Status::aborted(format!("subscriber lagged; resume with after_seq={last_seq}")))
+            Some(Err(Status::aborted(format!("subscriber lagged; resume with after_seq={last_seq}"))))
         }
+        StreamItem::End { .. } => None,
     }
 }
 

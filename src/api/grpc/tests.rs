@@ -54,6 +54,71 @@ fn profile_strings_parse_with_the_engine_spellings() {
     assert_eq!(p.isn, Isn::Random);
 }
 
+/// One profile-with-overrides for both doors: the proto's `Profile` has a
+/// field for every setting REST's `profile` object takes, and the same
+/// values given either way (each one differing from the default) make the
+/// same profile.
+#[test]
+fn grpc_takes_every_profile_setting_rest_takes() {
+    let every = Profile { rfc5961_rst: Some(Switch::On), rfc5961_syn: Some(Switch::On), ..Profile::default() };
+    let settings: Vec<String> = serde_json::to_value(&every).unwrap().as_object().unwrap().keys().cloned().collect();
+    assert!(settings.len() >= 21, "{settings:?}");
+    let proto = include_str!("../../../proto/tcplab/v1/lab.proto");
+    let start = proto.find("message Profile {").expect("the Profile message");
+    let block = &proto[start..start + proto[start..].find("\n}").expect("its end")];
+    let fields: Vec<&str> = block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("optional "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    for setting in &settings {
+        assert!(fields.contains(&setting.as_str()), "proto Profile lacks {setting}: {fields:?}");
+    }
+    let json = serde_json::json!({
+        "handshake": "two_way", "time_wait": "off", "msl_ms": 1234, "isn": 77, "mss": 536, "window": 4096,
+        "send_buffer": 8192, "rto_initial_ms": 333, "rto_min_ms": 111, "rto_max_ms": 99000, "max_retries": 3,
+        "rfc5961": "off", "rfc5961_rst": "on", "rfc5961_syn": "off", "drop_synfin": "on", "syn_reset_acks": "off",
+        "ack_repeats_fin": "on", "rcv_window_from_buffer": "on", "challenge_ack_limit": 7,
+        "listen_drops_syn_ack": "on", "time_wait_acks_all": "on",
+    });
+    assert_eq!(json.as_object().unwrap().len(), settings.len(), "the test names every setting");
+    let rest = crate::service::model::resolve_profile(json.clone()).expect("REST takes it");
+    let grpc = Profile::try_from(pb::Profile {
+        name: None,
+        handshake: Some("two_way".into()),
+        time_wait: Some("off".into()),
+        msl_ms: Some(1234),
+        isn: Some("77".into()),
+        mss: Some(536),
+        window: Some(4096),
+        send_buffer: Some(8192),
+        rto_initial_ms: Some(333),
+        rto_min_ms: Some(111),
+        rto_max_ms: Some(99000),
+        max_retries: Some(3),
+        rfc5961: Some("off".into()),
+        rfc5961_rst: Some("on".into()),
+        rfc5961_syn: Some("off".into()),
+        drop_synfin: Some("on".into()),
+        syn_reset_acks: Some("off".into()),
+        ack_repeats_fin: Some("on".into()),
+        rcv_window_from_buffer: Some("on".into()),
+        challenge_ack_limit: Some(7),
+        listen_drops_syn_ack: Some("on".into()),
+        time_wait_acks_all: Some("on".into()),
+    })
+    .expect("gRPC takes it");
+    assert_eq!(grpc, rest);
+    let (given, default) = (serde_json::to_value(&rest).unwrap(), serde_json::to_value(Profile::default()).unwrap());
+    for setting in &settings {
+        assert_ne!(given.get(setting), default.get(setting), "{setting} must differ from its default to be tested");
+    }
+    // And over a named base, both keep what they do not set.
+    let named = Profile::try_from(pb::Profile { name: Some("freebsd".into()), msl_ms: Some(5), ..Default::default() });
+    let rest_named = crate::service::model::resolve_profile(serde_json::json!({"name": "freebsd", "msl_ms": 5}));
+    assert_eq!(named.expect("named"), rest_named.expect("named"));
+}
+
 #[test]
 fn bad_profile_values_name_their_field() {
     let cases = [
@@ -458,7 +523,7 @@ fn the_descriptor_set_describes_the_lab_service() {
 
 #[test]
 fn a_lagged_subscription_ends_with_aborted_and_the_resume_point() {
-    let status = stream_item(StreamItem::Lagged { last_seq: 41 }).unwrap_err();
+    let status = stream_item(StreamItem::Lagged { last_seq: 41 }).expect("an item").unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(status.message(), "subscriber lagged; resume with after_seq=41");
     let live = LiveEvent {
@@ -469,7 +534,11 @@ fn a_lagged_subscription_ends_with_aborted_and_the_resume_point() {
         body: Arc::from("{}"),
         state_change: None,
     };
-    assert_eq!(stream_item(StreamItem::Event { event: Arc::new(live), durable: true }).unwrap().seq, 42);
+    assert_eq!(
+        stream_item(StreamItem::Event { event: Arc::new(live), durable: true }).expect("an item").unwrap().seq,
+        42
+    );
+    assert!(stream_item(StreamItem::End { last_seq: 42 }).is_none(), "the end is the stream's OK close");
 }
 
 // ----- the whole port -----

@@ -9,17 +9,24 @@
 //! once SQLite holds it (a commit later), so every event received survives
 //! a crash. A subscriber that falls behind the live broadcast gets one last
 //! event named `lagged` with data `{"last_seq":N}` (and `id: N`, so a
-//! reconnecting `EventSource` resumes right there) and the stream ends. The
-//! stream also ends when the session ends. Keep-alive comments go out every
-//! [`KEEP_ALIVE`].
+//! reconnecting `EventSource` resumes right there) and the stream ends.
+//!
+//! When the session ends (or has ended, for a stream of stored history) the
+//! last message is an event named `end` with data
+//! `{"last_seq":N,"reason":"session_ended"}` and `id: N`. A browser's
+//! `EventSource` reconnects after any stream closes; its reconnection (with
+//! `Last-Event-ID: N`, nothing left to send) is answered `204 No Content`,
+//! which the HTML standard defines as "stop reconnecting". Keep-alive
+//! comments go out every [`KEEP_ALIVE`].
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::{Stream, StreamExt as _};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody};
@@ -72,8 +79,10 @@ fn start_after(headers: &HeaderMap, query: &StreamQuery) -> Result<u64, ApiError
     ),
     responses(
         (status = 200, description = "`id: <seq>`, `event: <kind>`, `data: <event JSON>` per event; a final \
-            `lagged` event with `{\"last_seq\":N}` if the client fell behind; ends when the session ends",
+            `lagged` event with `{\"last_seq\":N}` if the client fell behind; when the session ends, a final \
+            `end` event with `{\"last_seq\":N,\"reason\":\"session_ended\"}`",
             content_type = "text/event-stream", body = String),
+        (status = 204, description = "The session has ended and nothing is left after the start: stop reconnecting"),
         (status = "4XX", description = "Unknown session, bad filter, bad Last-Event-ID, subscriber limit", body = ErrorBody),
         (status = "5XX", description = "Server error", body = ErrorBody),
     )
@@ -83,19 +92,35 @@ pub async fn event_stream(
     ApiPath(p): ApiPath<SessionPath>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let after = start_after(&headers, &q)?;
-    let subscription = svc.subscribe(p.sid, after, q.kind.as_deref(), q.connection, q.durable.unwrap_or(false)).await?;
-    // After `lagged` the subscription ends, and so does the stream.
+    let sid = p.sid;
+    let subscription = svc.subscribe(sid, after, q.kind.as_deref(), q.connection, q.durable.unwrap_or(false)).await?;
+    if let Some(last_seq) = ended_at(&svc, sid).await? {
+        if after >= last_seq {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
+    // After `lagged` or `end` the subscription ends, and so does the stream.
     let events = subscription.into_stream().map(|item| {
-        Ok(match item {
+        Ok::<_, Infallible>(match item {
             // Durability is the stream's choice (`?durable=true`); the data stays the stored JSON.
             StreamItem::Event { event: e, .. } => Event::default().id(e.seq.to_string()).event(e.kind).data(&*e.body),
             StreamItem::Lagged { last_seq } => Event::default()
                 .id(last_seq.to_string())
                 .event("lagged")
                 .data(serde_json::json!({ "last_seq": last_seq }).to_string()),
+            StreamItem::End { last_seq } => Event::default()
+                .id(last_seq.to_string())
+                .event("end")
+                .data(serde_json::json!({ "last_seq": last_seq, "reason": "session_ended" }).to_string()),
         })
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response())
+}
+
+/// The session's last event's seq when it has ended, `None` while it is live.
+async fn ended_at(svc: &LabService, sid: u64) -> Result<Option<u64>, ApiError> {
+    let info = svc.get_session(sid).await?;
+    Ok((info.status != "live").then_some(info.events))
 }

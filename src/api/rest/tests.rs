@@ -767,17 +767,26 @@ async fn sse_delivers_live_events_and_ends_with_the_session() {
     lab.ok(Method::DELETE, &format!("/api/v1/sessions/{sid}"), None, StatusCode::OK).await;
     let (ids, text, ended) = tokio::time::timeout(Duration::from_secs(10), reader).await.expect("ends").expect("task");
     assert!(ended, "the stream ends when the session ends: {text}");
+    // Its last message is `end`, with the id of the session's last event.
+    let (end, ids) = ids.split_last().expect("ids");
+    let end_data = format!("data: {{\"last_seq\":{end},\"reason\":\"session_ended\"}}");
+    assert!(text.contains("event: end") && text.contains(&end_data), "{text}");
     assert!(!ids.is_empty(), "live events arrived: {text}");
+    assert_eq!(ids.last(), Some(end), "{text}");
     assert_eq!(ids[0], last + 1, "{text}");
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no duplicate: {ids:?}");
 
-    // An ended session's stream replays its history and ends.
+    // An ended session's stream replays its history and ends the same way.
     let resp =
         lab.router.clone().oneshot(stream_request(&uri.replace(&format!("={last}"), "=0"), None)).await.expect("ok");
-    let (ids, _, ended) = read_sse(resp.into_body(), usize::MAX).await;
-    assert!(ended);
+    let (ids, text, ended) = read_sse(resp.into_body(), usize::MAX).await;
+    assert!(ended && text.contains("event: end"), "{text}");
+    let (end, ids) = ids.split_last().expect("ids");
     assert_eq!(ids.first(), Some(&1));
-    assert_eq!(ids.len() as u64, ids.last().copied().unwrap_or(0));
+    assert_eq!(ids.len() as u64, *end);
+    // Reconnecting after the end is told to stop.
+    let resp = lab.router.clone().oneshot(stream_request(&uri, Some(&end.to_string()))).await.expect("ok");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
