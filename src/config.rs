@@ -121,7 +121,8 @@ struct FileConfig {
 /// [`ConfigError::Db`], saying what would do instead.
 pub fn database_path(given: &str) -> Result<PathBuf, ConfigError> {
     let refuse = |message: &str| ConfigError::Db { given: given.to_string(), message: message.to_string() };
-    let Some(rest) = given.strip_prefix("sqlite:") else {
+    let scheme_is_sqlite = given.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("sqlite:"));
+    let Some(rest) = scheme_is_sqlite.then(|| &given[7..]) else {
         if let Some((scheme, _)) = given.split_once("://") {
             return Err(refuse(&format!(
                 "tcplab keeps its history in SQLite; a {scheme}:// database is not supported (give a file path or sqlite://PATH)"
@@ -129,6 +130,11 @@ pub fn database_path(given: &str) -> Result<PathBuf, ConfigError> {
         }
         if given.is_empty() {
             return Err(refuse("empty: give a file path, e.g. tcplab.db"));
+        }
+        if given == ":memory:" {
+            return Err(refuse(
+                "tcplab keeps every session's history in a file that outlives the server; give a file path",
+            ));
         }
         return Ok(PathBuf::from(given));
     };
@@ -301,6 +307,9 @@ max_hosts = 7
         assert!(refused("sqlite::memory:").contains("file"));
         assert!(refused("postgres://localhost/x").contains("postgres:// database is not supported"));
         assert!(refused("").contains("empty"));
+        assert!(refused(":memory:").contains("file"));
+        assert_eq!(ok("データ.db"), PathBuf::from("データ.db"));
+        assert_eq!(ok("SQLite://data/x.db"), PathBuf::from("data/x.db"));
         // The file's `db` and the flag's are read the same way.
         let c = resolve(Some((path(), "db = \"sqlite://from/file.db\"")), &Overrides::default()).expect("config");
         assert_eq!(c.db, PathBuf::from("from/file.db"));

@@ -87,10 +87,7 @@ fn paint_verdict(line: &str) -> String {
 /// Whether `error` comes from writing to a reader that has gone away (the
 /// other end of a pipe closed): the command then stops without a word.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            || cause.to_string().contains("Broken pipe")
-    })
+    error.chain().any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
 }
 
 /// The error and its causes on one line, each said once: libraries often

@@ -214,7 +214,8 @@ fn in_network(reason: DropReason) -> bool {
 /// Whether a label fits in an arrow between the lines (with its head, tail
 /// and the spaces around it).
 fn fits(text: &str) -> bool {
-    text.len() + 6 <= MID_W
+    // `-- {text} --X` and `X-- {text} --` are the widest forms: 7 around the text.
+    text.len() + 7 <= MID_W
 }
 
 /// The arrow of a segment between `a` and the other host, labelled `text`.

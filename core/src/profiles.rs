@@ -127,7 +127,8 @@ pub fn with_overrides(
         }
     }
     merged.extend(settings);
-    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| error("name", e.to_string()))
+    serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| OverrideError { field: "profile".into(), message: e.to_string() })
 }
 
 /// A shipped profile for people to read (`tcplab profile show NAME`): its

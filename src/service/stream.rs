@@ -160,9 +160,14 @@ impl Subscription {
                     let durable_only = self.filter.durable_only;
                     let live = self.live.as_mut()?;
                     if live.ended {
-                        // The session ended and the ring has nothing more for us.
+                        // The session ended and the ring has nothing more for
+                        // us. A durable stream that could not be handed all of
+                        // it (the writer still holds rows it could not commit)
+                        // ends without `End`, so that its client comes back.
                         self.done = true;
-                        return Some(vec![StreamItem::End { last_seq: self.last }]);
+                        let ring = live.ring.read().unwrap_or_else(PoisonError::into_inner);
+                        let all_handed_over = !durable_only || ring.persisted() >= ring.newest_seq();
+                        return all_handed_over.then(|| vec![StreamItem::End { last_seq: self.last }]);
                     }
                     let ended = if durable_only {
                         tokio::select! {
@@ -177,8 +182,11 @@ impl Subscription {
                         // it, for a durable stream: what the writer could not
                         // commit is not delivered), then end.
                         live.ended = true;
-                        if durable_only {
-                            let _ = self.writer.flush().await;
+                        if durable_only && self.writer.flush().await.is_err() {
+                            // What SQLite lacks cannot be handed over: stop
+                            // without `End` (the client reconnects later).
+                            self.done = true;
+                            return None;
                         }
                     }
                 }
@@ -225,10 +233,15 @@ impl Subscription {
         let complete = |rows: &[EventRow]| rows.first().is_some_and(|r| self.live.is_none() || r.seq as u64 == next);
         let rows = match self.store.events(self.sid as i64, &filter).await {
             Ok(rows) if complete(&rows) => rows,
-            // An ended session's history has been read to its end.
+            // An ended session's history has been read to its end. (A
+            // session being ended right now is already out of the live table
+            // but may not be all in SQLite, nor marked ended: then the stream
+            // stops without `End`, and the client's reconnection reads the rest.)
             Ok(rows) if rows.is_empty() && self.live.is_none() => {
                 self.done = true;
-                return Some(vec![StreamItem::End { last_seq: self.last }]);
+                let ended =
+                    matches!(self.store.get_session(self.sid as i64).await, Ok(Some(row)) if row.status != "live");
+                return ended.then(|| vec![StreamItem::End { last_seq: self.last }]);
             }
             Ok(_) if self.live.is_some() && !self.store_missed => {
                 self.store_missed = true;
