@@ -28,15 +28,23 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::sim::{DropReason, EventKind};
+use crate::sim::{EventKind, Fate};
 
 /// The media type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Segment fates in the order [`SegmentFates`] counts them, named as
-/// `GET .../segments` names them (`sent` is every segment put on a link).
-pub const FATES: [&str; 9] =
-    ["sent", "delivered", "lost", "corrupted", "dropped", "duplicated", "delayed", "held", "released"];
+/// `GET .../segments` names them ([`Fate`]; `sent` is every segment put on
+/// a link, and `in_flight` is no event, so it is not counted).
+pub const FATES: [&str; 9] = {
+    let mut names = ["sent"; 9];
+    let mut i = 1;
+    while i < Fate::ALL.len() {
+        names[i] = Fate::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// What happened to segments, across every session of this server, counted
 /// by the session actors as they publish events.
@@ -46,21 +54,19 @@ pub struct SegmentFates {
 }
 
 impl SegmentFates {
-    /// Counts one event if it is a segment event (others are ignored).
+    /// Counts one event if it is a segment event (others are ignored), by
+    /// the one rule of [`Fate::of`].
     pub fn count(&self, kind: &EventKind) {
-        let fate = match kind {
-            EventKind::SegmentSent { .. } => 0,
-            EventKind::SegmentDelivered { .. } => 1,
-            EventKind::SegmentDropped { reason: DropReason::Loss, .. } => 2,
-            EventKind::SegmentDropped { reason: DropReason::BadChecksum, .. } => 3,
-            EventKind::SegmentDropped { .. } => 4,
-            EventKind::SegmentDuplicated { .. } => 5,
-            EventKind::SegmentDelayed { .. } => 6,
-            EventKind::SegmentHeld { .. } => 7,
-            EventKind::SegmentReleased { .. } => 8,
-            EventKind::StateChanged { .. } | EventKind::TimerFired { .. } | EventKind::ConnectionError { .. } => return,
+        let slot = match (kind, Fate::of(kind)) {
+            (EventKind::SegmentSent { .. }, _) => 0,
+            // `Fate::ALL[0]` is `in_flight`, whose slot is `sent`'s.
+            (_, Some((fate, _))) => Fate::ALL.iter().position(|f| *f == fate).unwrap_or(0),
+            (_, None) => return,
         };
-        self.counts[fate].fetch_add(1, Ordering::Relaxed);
+        if slot == 0 && !matches!(kind, EventKind::SegmentSent { .. }) {
+            return;
+        }
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Each fate's count so far, in [`FATES`] order.
@@ -221,6 +227,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::DropReason;
 
     /// The value of the sample line `name` (with its labels, as written).
     fn sample(text: &str, name: &str) -> Option<f64> {

@@ -38,8 +38,8 @@ pub use stream::{StreamItem, Subscription};
 
 use crate::engine::{Flags, State};
 use crate::sim::{
-    ConnectSpec, EventKind, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec, SegmentMatch, Side,
-    World, WorldConfig,
+    ConnectSpec, DropReason, EventKind, Fate, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec,
+    SegmentMatch, SegmentOutcome, Side, World, WorldConfig,
 };
 use crate::store::{EventFilter, Store, StoreWriter};
 
@@ -1118,6 +1118,7 @@ impl LabService {
         .collect();
         let mut after = 0;
         let mut segments: Vec<SegmentInfo> = Vec::new();
+        let mut outcomes: Vec<SegmentOutcome> = Vec::new();
         let mut index: FxHashMap<u64, usize> = FxHashMap::default();
         let max = self.inner.limits.max_report_events;
         let mut truncated = false;
@@ -1151,34 +1152,31 @@ impl LabService {
                     segments.push(SegmentInfo {
                         segment,
                         sent_ns: event["t_ns"].as_u64().unwrap_or(0),
-                        fate: "in_flight".into(),
+                        fate: Fate::InFlight,
                         fates: Vec::new(),
                         reason: None,
                     });
+                    outcomes.push(SegmentOutcome::default());
                     continue;
                 }
                 let Some(&i) = index.get(&id) else { continue };
-                let info = &mut segments[i];
-                let fate = match kind.as_str() {
-                    "segment_delivered" => "delivered".to_string(),
-                    "segment_duplicated" => "duplicated".to_string(),
-                    "segment_held" => "held".to_string(),
-                    "segment_released" => "released".to_string(),
-                    "segment_delayed" => "delayed".to_string(),
+                let (fate, reason) = match kind.as_str() {
+                    "segment_delivered" => (Fate::Delivered, None),
+                    "segment_duplicated" => (Fate::Duplicated, None),
+                    "segment_held" => (Fate::Held, None),
+                    "segment_released" => (Fate::Released, None),
+                    "segment_delayed" => (Fate::Delayed, None),
                     _ => {
-                        let reason = event["reason"].as_str().unwrap_or("dropped").to_string();
-                        info.reason = Some(reason.clone());
-                        match reason.as_str() {
-                            "loss" => "lost".to_string(),
-                            "bad_checksum" => "corrupted".to_string(),
-                            _ => "dropped".to_string(),
-                        }
+                        let reason: DropReason = serde_json::from_value(event["reason"].clone())
+                            .map_err(|e| Error::Internal(format!("event {}: reason: {e}", event["seq"])))?;
+                        (Fate::of_drop(reason), Some(reason))
                     }
                 };
-                info.fates.push(fate.clone());
-                if !matches!(fate.as_str(), "duplicated" | "delayed" | "released") || info.fate == "in_flight" {
-                    info.fate = fate;
-                }
+                let info = &mut segments[i];
+                info.fates.push(fate);
+                outcomes[i].record(fate, reason);
+                info.fate = outcomes[i].fate;
+                info.reason = outcomes[i].reason;
             }
         }
         Ok(SegmentList { segments, truncated })

@@ -614,12 +614,19 @@ pub struct SegmentInfo {
     pub segment: serde_json::Value,
     /// When it was sent, in virtual ns.
     pub sent_ns: u64,
-    /// Its final fate: `delivered`, `lost`, `dropped`, `corrupted`, `held`, `in_flight`, ...
-    pub fate: String,
-    /// Every fate in order (a duplicated segment has several).
-    pub fates: Vec<String>,
-    /// The drop reason, when dropped.
-    pub reason: Option<String>,
+    /// What became of it ([`crate::sim::SegmentOutcome`]'s rule): `delivered`
+    /// if any copy reached TCP, else its last drop (`lost`, `corrupted`,
+    /// `dropped`), `held` while a fault rule holds it, else `in_flight`.
+    #[schema(value_type = String, example = "delivered")]
+    pub fate: crate::sim::Fate,
+    /// Every fate its events gave it, in order, remarks included
+    /// (`duplicated`, `delayed`, `released`).
+    #[schema(value_type = Vec<String>)]
+    pub fates: Vec<crate::sim::Fate>,
+    /// Why it was dropped (`loss`, `fault`, `bad_checksum`, `no_listener`,
+    /// `no_route`, `malformed`, `backlog`), when its fate is a drop.
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<crate::sim::DropReason>,
 }
 
 /// Every segment of a session (at most `max_report_events` of them).

@@ -2,6 +2,8 @@
 // arrow per segment. Only what is in view is drawn (the SVG is a sticky
 // viewport over a tall spacer), so 10,000 segments scroll as smoothly as ten.
 
+/** A drop reason's fate where it is not plain `dropped` (tcplab_core::sim::Fate::of_drop). */
+const DROP_FATES = { loss: 'lost', bad_checksum: 'corrupted' };
 import { ROW, WIRE_DROPS, gapPx } from './model.js';
 import { esc, flagsLabel, fmtGap, fmtTime, segmentLabel, stateClass } from './format.js';
 
@@ -280,7 +282,9 @@ export class Ladder {
       } else {
         const onWire = WIRE_DROPS.has(e.reason);
         targets.push({ x: onWire ? x1 + (x2 - x1) * 0.8 : x2 - Math.sign(x2 - x1) * 6, y: e._y, drop: e.reason });
-        if (fate === 'in_flight') fate = 'dropped';
+        // The server's one rule (GET .../segments): a delivered copy wins,
+        // else the last drop: loss is `lost`, a bad checksum `corrupted`.
+        if (fate !== 'delivered') fate = DROP_FATES[e.reason] || 'dropped';
       }
     }
     const yMax = Math.max(y1, ...targets.map((t) => t.y));

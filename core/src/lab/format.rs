@@ -36,7 +36,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::engine::{Flags, Profile, State};
-use crate::sim::{FaultAction, HostKind, LinkParams, Side};
+use crate::sim::{DropReason, Fate, FaultAction, HostKind, LinkParams, SegmentOutcome, Side};
 
 /// Why a lab could not be loaded: each variant says where, so a teacher
 /// editing a lab file can go straight to the mistake.
@@ -238,62 +238,71 @@ impl<'de> Deserialize<'de> for StateName {
     }
 }
 
-/// What happened to a segment after it was sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Fate {
-    /// It reached its host's TCP.
-    Delivered,
-    /// It never reached TCP, for any reason (matches every kind of drop below).
-    Dropped,
-    /// The link lost it.
-    Lost,
-    /// A fault rule dropped it.
-    DroppedByFault,
-    /// A flipped bit made the receiver's checksum reject it.
-    BadChecksum,
-    /// It reached a host with no connection and no listener for it.
-    NoListener,
-    /// No host has its destination address.
-    NoRoute,
-    /// Not a TCP segment.
-    Malformed,
-    /// A fault rule holds it.
-    Held,
-    /// Still on its way.
-    InFlight,
+/// The fate a lab expects of a segment: one of the words of
+/// [`crate::sim::Fate`] (`delivered`, `lost`, `corrupted`, `dropped`,
+/// `held`, `in_flight`; `dropped` accepts any drop), or a drop reason for a
+/// drop in particular (`no_listener`, `fault`, `no_route`, `malformed`,
+/// `backlog`, `loss`, `bad_checksum`). `dropped_by_fault`, the older
+/// spelling of `fault`, still reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedFate {
+    /// This fate (any drop for [`Fate::Dropped`]).
+    Is(Fate),
+    /// A drop for this reason.
+    DroppedFor(DropReason),
 }
 
-impl Fate {
-    /// The name as lab files spell it.
+impl ExpectedFate {
+    /// The fates a lab may expect (the remarks `duplicated`, `delayed` and
+    /// `released` are no segment's fate).
+    const FATES: [Fate; 6] = [Fate::Delivered, Fate::Lost, Fate::Corrupted, Fate::Dropped, Fate::Held, Fate::InFlight];
+
+    /// The word as lab files spell it.
     pub fn name(self) -> &'static str {
         match self {
-            Fate::Delivered => "delivered",
-            Fate::Dropped => "dropped",
-            Fate::Lost => "lost",
-            Fate::DroppedByFault => "dropped_by_fault",
-            Fate::BadChecksum => "bad_checksum",
-            Fate::NoListener => "no_listener",
-            Fate::NoRoute => "no_route",
-            Fate::Malformed => "malformed",
-            Fate::Held => "held",
-            Fate::InFlight => "in_flight",
+            ExpectedFate::Is(fate) => fate.name(),
+            ExpectedFate::DroppedFor(reason) => reason.name(),
         }
     }
 
-    /// Whether an observed fate satisfies this expected one (`dropped` accepts every drop).
-    pub fn accepts(self, got: Fate) -> bool {
-        self == got
-            || (self == Fate::Dropped
-                && matches!(
-                    got,
-                    Fate::Lost
-                        | Fate::DroppedByFault
-                        | Fate::BadChecksum
-                        | Fate::NoListener
-                        | Fate::NoRoute
-                        | Fate::Malformed
-                ))
+    /// Reads a lab file's word.
+    pub fn parse(word: &str) -> Option<ExpectedFate> {
+        if word == "dropped_by_fault" {
+            return Some(ExpectedFate::DroppedFor(DropReason::Fault));
+        }
+        Self::FATES
+            .into_iter()
+            .find(|f| f.name() == word)
+            .map(ExpectedFate::Is)
+            .or_else(|| DropReason::ALL.into_iter().find(|r| r.name() == word).map(ExpectedFate::DroppedFor))
+    }
+
+    /// Whether what became of a segment is what was expected.
+    pub fn accepts(self, got: &SegmentOutcome) -> bool {
+        match self {
+            ExpectedFate::Is(Fate::Dropped) => got.fate.is_drop(),
+            ExpectedFate::Is(fate) => got.fate == fate,
+            ExpectedFate::DroppedFor(reason) => got.fate.is_drop() && got.reason == Some(reason),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpectedFate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(d)?;
+        ExpectedFate::parse(&word).ok_or_else(|| {
+            let fates = Self::FATES.map(Fate::name).join(", ");
+            let reasons = DropReason::ALL.map(DropReason::name).join(", ");
+            serde::de::Error::custom(format!(
+                "unknown fate `{word}` (expected one of {fates}, or a drop reason: {reasons})"
+            ))
+        })
+    }
+}
+
+impl serde::Serialize for ExpectedFate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -609,7 +618,7 @@ pub struct SegmentExpect {
     /// When it was sent, in ms of virtual time.
     pub at_ms: Option<f64>,
     /// What became of it by the time of the expectation.
-    pub fate: Option<Fate>,
+    pub fate: Option<ExpectedFate>,
 }
 
 /// `expect_fate`: what became of segment `#N` (numbered as the ladder shows).
@@ -619,7 +628,7 @@ pub struct ExpectFate {
     /// The segment's number.
     pub segment: u64,
     /// The expected fate.
-    pub fate: Fate,
+    pub fate: ExpectedFate,
 }
 
 /// `expect_received`: what one end's application has read so far.

@@ -15,8 +15,8 @@
 pub mod format;
 pub mod runner;
 
-pub use format::{Fate, FlagSet, Lab, LabError, LabStep, LabVariant, StateName, Step};
-pub use runner::{BudgetLimit, Check, LabReport, LabRun, RunBudget, VariantReport, fate_of, run, run_variant};
+pub use format::{ExpectedFate, FlagSet, Lab, LabError, LabStep, LabVariant, StateName, Step};
+pub use runner::{BudgetLimit, Check, LabReport, LabRun, RunBudget, VariantReport, run, run_variant};
 
 /// The built-in labs, embedded in the binary so `tcplab lab list` works from
 /// any directory: `(name, TOML text)`, in teaching order.

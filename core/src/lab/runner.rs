@@ -13,14 +13,14 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::format::{
-    ExpectConnections, ExpectState, ExpectStates, ExpectTcb, Fate, Lab, LabStep, LabVariant, SegmentExpect, StateName,
-    Step, parse_conn_number,
+    ExpectConnections, ExpectState, ExpectStates, ExpectTcb, Lab, LabStep, LabVariant, SegmentExpect, StateName, Step,
+    parse_conn_number,
 };
 use crate::engine::State;
 use crate::ladder::{Note, ladder};
 use crate::sim::{
-    ConnId, ConnectSpec, DropReason, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch, Side,
-    World, WorldConfig, WorldError,
+    ConnId, ConnectSpec, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch, SegmentOutcome,
+    Side, World, WorldConfig, WorldError,
 };
 
 const MS: u64 = 1_000_000;
@@ -598,13 +598,13 @@ impl Ctx<'_> {
             Step::ExpectSegments(list) => self.segments(list, true),
             Step::ExpectNextSegments(list) => self.segments(list, false),
             Step::ExpectFate(f) => {
-                let got = fate_of(&self.run.events, f.segment);
+                let got = SegmentOutcome::of_segment(&self.run.events, f.segment);
                 let now = self.world.now();
                 self.push(
                     format!("fate of segment #{}", f.segment),
                     f.fate.name().to_string(),
-                    got.name().to_string(),
-                    f.fate.accepts(got),
+                    got.to_string(),
+                    f.fate.accepts(&got),
                     now,
                 );
             }
@@ -790,7 +790,7 @@ impl Ctx<'_> {
         }
         text.push_str(&format!(" at {:.3}ms", ev.t_ns as f64 / 1e6));
         if with_fate {
-            text.push_str(&format!(" [{}]", fate_of(&self.run.events, w.id).name()));
+            text.push_str(&format!(" [{}]", SegmentOutcome::of_segment(&self.run.events, w.id)));
         }
         text
     }
@@ -798,7 +798,7 @@ impl Ctx<'_> {
     fn match_segment(&self, exp: &SegmentExpect, ev: &Event) -> (String, bool) {
         let Some(w) = ev.kind.segment() else { return ("not a segment".into(), false) };
         let s = &w.segment;
-        let fate = fate_of(&self.run.events, w.id);
+        let fate = SegmentOutcome::of_segment(&self.run.events, w.id);
         let ok = exp.from.as_deref().is_none_or(|f| f == &*w.from)
             && exp.to.as_deref().is_none_or(|t| t == &*w.to)
             && exp.flags.is_none_or(|f| f.0 == s.flags)
@@ -808,7 +808,7 @@ impl Ctx<'_> {
             && exp.win.is_none_or(|v| v == s.window)
             && exp.retransmission.is_none_or(|r| r == w.retransmission)
             && exp.at_ms.is_none_or(|t| ms_to_ns(t) == ev.t_ns)
-            && exp.fate.is_none_or(|f| f.accepts(fate));
+            && exp.fate.is_none_or(|f| f.accepts(&fate));
         (self.describe_sent(ev, exp.fate.is_some()), ok)
     }
 
@@ -863,35 +863,6 @@ fn describe_expect(e: &SegmentExpect) -> String {
         parts.push(format!("[{}]", f.name()));
     }
     parts.join(" ")
-}
-
-/// What became of segment `id`, from the events so far.
-pub fn fate_of(events: &[Event], id: u64) -> Fate {
-    let mut fate = Fate::InFlight;
-    for e in events {
-        let Some(w) = e.kind.segment() else { continue };
-        if w.id != id {
-            continue;
-        }
-        match &e.kind {
-            EventKind::SegmentDelivered { .. } => return Fate::Delivered,
-            EventKind::SegmentDropped { reason, .. } => {
-                fate = match reason {
-                    DropReason::Loss => Fate::Lost,
-                    DropReason::Fault => Fate::DroppedByFault,
-                    DropReason::BadChecksum => Fate::BadChecksum,
-                    DropReason::NoListener => Fate::NoListener,
-                    DropReason::NoRoute => Fate::NoRoute,
-                    DropReason::Malformed => Fate::Malformed,
-                    DropReason::Backlog => Fate::Dropped,
-                }
-            }
-            EventKind::SegmentHeld { .. } => fate = Fate::Held,
-            EventKind::SegmentReleased { .. } => fate = Fate::InFlight,
-            _ => {}
-        }
-    }
-    fate
 }
 
 /// Data as a quoted, escaped string, shortened when long.

@@ -121,3 +121,20 @@ fn a_lab_and_a_variant_name_a_shipped_profile_and_override_single_settings() {
     assert!(message.starts_with(&format!("bad.toml:{line}:")), "{message}");
     assert!(message.contains("profile.name") && message.contains("unknown profile \"bsd\""), "{message}");
 }
+
+#[test]
+fn a_lab_expects_a_fate_word_or_a_drop_reason_and_the_old_spelling_still_reads() {
+    use crate::lab::ExpectedFate;
+    use crate::sim::{DropReason, Fate, SegmentOutcome};
+    let no_listener = SegmentOutcome { fate: Fate::Dropped, reason: Some(DropReason::NoListener) };
+    let lost = SegmentOutcome { fate: Fate::Lost, reason: Some(DropReason::Loss) };
+    let expect = |word: &str| ExpectedFate::parse(word).unwrap_or_else(|| panic!("{word} reads"));
+    assert!(expect("dropped").accepts(&no_listener) && expect("dropped").accepts(&lost));
+    assert!(expect("no_listener").accepts(&no_listener) && !expect("no_listener").accepts(&lost));
+    assert!(expect("lost").accepts(&lost) && !expect("lost").accepts(&no_listener));
+    assert_eq!(expect("dropped_by_fault"), expect("fault"));
+    assert_eq!(expect("bad_checksum").name(), "bad_checksum");
+    assert!(!expect("delivered").accepts(&lost));
+    assert_eq!(ExpectedFate::parse("duplicated"), None, "a remark is no fate");
+    assert_eq!(ExpectedFate::parse("vanished"), None);
+}

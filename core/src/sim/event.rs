@@ -32,7 +32,7 @@ impl Side {
 }
 
 /// Why a segment never reached TCP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
     /// The link lost it (its `loss` probability).
@@ -49,6 +49,32 @@ pub enum DropReason {
     Malformed,
     /// A SYN for a listener whose backlog of connections not yet accepted is full.
     Backlog,
+}
+
+impl DropReason {
+    /// Every reason, for listing them.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Loss,
+        DropReason::Fault,
+        DropReason::BadChecksum,
+        DropReason::NoListener,
+        DropReason::NoRoute,
+        DropReason::Malformed,
+        DropReason::Backlog,
+    ];
+
+    /// The name events and `GET .../segments` give it (`reason`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Loss => "loss",
+            DropReason::Fault => "fault",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::NoListener => "no_listener",
+            DropReason::NoRoute => "no_route",
+            DropReason::Malformed => "malformed",
+            DropReason::Backlog => "backlog",
+        }
+    }
 }
 
 /// A segment as the log shows it: who sent it to whom, and every header field.

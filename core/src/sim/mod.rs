@@ -7,13 +7,16 @@
 //! - [`link`]: per-direction link impairments.
 //! - [`fault`]: fault rules.
 //! - [`event`]: the event log's entries.
+//! - [`fate`]: what became of a segment, in one vocabulary.
 
 pub mod event;
+pub mod fate;
 pub mod fault;
 pub mod link;
 pub mod world;
 
 pub use event::{ConnId, DropReason, Event, EventKind, Side, WireSegment};
+pub use fate::{Fate, SegmentOutcome};
 pub use fault::{FaultAction, FaultRule, FaultSpec, SegmentMatch};
 pub use link::LinkParams;
 pub use world::{

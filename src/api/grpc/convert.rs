@@ -597,9 +597,9 @@ impl From<SegmentInfo> for pb::Segment {
                 .unwrap_or_default(),
             window: number("window"),
             len: number("len"),
-            fate: info.fate,
-            fates: info.fates,
-            reason: info.reason,
+            fate: info.fate.name().to_owned(),
+            fates: info.fates.iter().map(|f| f.name().to_owned()).collect(),
+            reason: info.reason.map(|r| r.name().to_owned()),
             sent_ns: info.sent_ns,
             json,
         }

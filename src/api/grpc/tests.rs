@@ -492,9 +492,9 @@ fn segments_have_typed_fields_and_the_rest_json() {
     let info = SegmentInfo {
         segment: segment.clone(),
         sent_ns: 5,
-        fate: "lost".into(),
-        fates: vec!["lost".into()],
-        reason: Some("loss".into()),
+        fate: crate::sim::Fate::Lost,
+        fates: vec![crate::sim::Fate::Lost],
+        reason: Some(crate::sim::DropReason::Loss),
     };
     let s = pb::Segment::from(info);
     assert_eq!((s.id, s.from.as_str(), s.to.as_str(), s.src_port, s.dst_port), (8, "A", "B", 4000, 80));
