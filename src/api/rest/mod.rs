@@ -88,6 +88,7 @@ use crate::service::model::*;
     components(schemas(
         ErrorBody,
         ErrorDetail,
+        stream::SseMessage,
         Health,
         ClockMode,
         CreateSession,

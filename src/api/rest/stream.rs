@@ -54,6 +54,23 @@ pub struct StreamQuery {
     pub durable: Option<bool>,
 }
 
+/// One message of the stream as an SSE parser (a browser's `EventSource`,
+/// schemathesis) reads it; the OpenAPI document describes each message
+/// with it, as OpenAPI 3.1 does for `text/event-stream`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used: axum writes the messages
+pub struct SseMessage {
+    /// The event's kind (`state_changed`, `segment_sent`, ...), or the
+    /// stream's own `lagged` or `end`.
+    pub event: String,
+    /// The event's `seq` (for `lagged` and `end`, the last one handed over),
+    /// which a reconnection sends back as `Last-Event-ID`.
+    pub id: String,
+    /// The event's JSON as `GET .../events` returns it; for `lagged`
+    /// `{"last_seq":N}`, for `end` `{"last_seq":N,"reason":"session_ended"}`.
+    pub data: String,
+}
+
 /// The `seq` to start after: `Last-Event-ID` if present, else `after_seq`, else 0.
 fn start_after(headers: &HeaderMap, query: &StreamQuery) -> Result<u64, ApiError> {
     let Some(value) = headers.get("last-event-id") else { return Ok(query.after_seq.unwrap_or(0)) };
@@ -81,7 +98,7 @@ fn start_after(headers: &HeaderMap, query: &StreamQuery) -> Result<u64, ApiError
         (status = 200, description = "`id: <seq>`, `event: <kind>`, `data: <event JSON>` per event; a final \
             `lagged` event with `{\"last_seq\":N}` if the client fell behind; when the session ends, a final \
             `end` event with `{\"last_seq\":N,\"reason\":\"session_ended\"}`",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = SseMessage),
         (status = 204, description = "The session has ended and nothing is left after the start: stop reconnecting"),
         (status = "4XX", description = "Unknown session, bad filter, bad Last-Event-ID, subscriber limit", body = ErrorBody),
         (status = "5XX", description = "Server error", body = ErrorBody),
