@@ -25,13 +25,10 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
-use serde::Deserialize;
 
-use crate::engine::{Flags, Segment, SeqNumber, TcpOption};
+use crate::engine::Segment;
 use crate::sim::{Event, EventKind};
 
 /// The media type of a pcap file (IANA registration `application/vnd.tcpdump.pcap`).
@@ -67,14 +64,6 @@ pub enum PcapError {
     /// A segment names a host whose address is unknown (and is no address itself).
     #[error("no IPv4 address known for host {0:?}")]
     UnknownHost(String),
-    /// A stored `segment_sent` event does not hold a readable segment.
-    #[error("event {seq}: unreadable segment: {message}")]
-    BadSegment {
-        /// The event's `seq`.
-        seq: u64,
-        /// What is wrong.
-        message: String,
-    },
     /// A segment does not fit one IPv4 datagram, or its options do not fit a header.
     #[error("segment {id} cannot be encoded: {message}")]
     Encode {
@@ -113,72 +102,6 @@ pub fn from_events<'a>(
         }
     }
     Ok(out)
-}
-
-/// The segment of one stored event (its JSON as the API and the store hold
-/// it), if it is a `segment_sent` event; `None` for every other kind.
-///
-/// # Errors
-/// [`PcapError::BadSegment`] for a `segment_sent` event without a readable
-/// segment, [`PcapError::UnknownHost`] as in [`from_events`].
-pub fn from_json_event(
-    event: &serde_json::Value,
-    resolve: impl Fn(&str) -> Option<Ipv4Addr>,
-) -> Result<Option<Captured>, PcapError> {
-    if event["kind"].as_str() != Some("segment_sent") {
-        return Ok(None);
-    }
-    let seq = event["seq"].as_u64().unwrap_or(0);
-    let bad = |message: String| PcapError::BadSegment { seq, message };
-    let t_ns = event["t_ns"].as_u64().ok_or_else(|| bad("no t_ns".into()))?;
-    let json = SegmentJson::deserialize(&event["segment"]).map_err(|e| bad(e.to_string()))?;
-    let payload = match &json.payload_base64 {
-        Some(text) => base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
-            .map_err(|e| bad(format!("payload_base64: {e}")))?,
-        None => Vec::new(),
-    };
-    Ok(Some(Captured {
-        id: json.id,
-        t_ns,
-        src: address(&json.from, &resolve)?,
-        dst: address(&json.to, &resolve)?,
-        segment: Segment {
-            src_port: json.src_port,
-            dst_port: json.dst_port,
-            seq: SeqNumber(json.seq),
-            ack: SeqNumber(json.ack),
-            reserved: 0,
-            flags: json.flags,
-            window: json.window,
-            checksum: 0,
-            urgent: json.urgent,
-            options: json.options,
-            payload: Bytes::from(payload),
-        },
-    }))
-}
-
-/// The fields of a segment's JSON (see `Segment`'s `Serialize`) that a wire
-/// encoding needs.
-#[derive(Deserialize)]
-struct SegmentJson {
-    #[serde(default)]
-    id: u64,
-    from: String,
-    to: String,
-    src_port: u16,
-    dst_port: u16,
-    seq: u32,
-    ack: u32,
-    flags: Flags,
-    window: u16,
-    #[serde(default)]
-    urgent: u16,
-    #[serde(default)]
-    options: Vec<TcpOption>,
-    #[serde(default)]
-    payload_base64: Option<String>,
 }
 
 fn address(name: &str, resolve: &impl Fn(&str) -> Option<Ipv4Addr>) -> Result<Ipv4Addr, PcapError> {
@@ -266,7 +189,8 @@ pub fn build(captured: &[Captured]) -> Result<Vec<u8>, PcapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Segment;
+    use crate::engine::{Flags, SeqNumber, TcpOption};
+    use bytes::Bytes;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -380,9 +304,9 @@ mod tests {
             _ => None,
         };
         let typed = from_events([&event], resolve).expect("typed");
-        let json = serde_json::to_value(&event).expect("json");
-        let from_json = from_json_event(&json, resolve).expect("json event").expect("a segment_sent");
-        assert_eq!(typed, vec![from_json]);
+        // The event as stored (its JSON) reads back into the same capture.
+        let stored: Event = serde_json::from_value(serde_json::to_value(&event).expect("json")).expect("reads back");
+        assert_eq!(typed, from_events([&stored], resolve).expect("from the stored event"));
         assert_eq!(typed[0].segment.payload, Bytes::from_static(b"xyz"));
     }
 
@@ -391,15 +315,17 @@ mod tests {
         let event = serde_json::json!({
             "seq": 1, "t_ns": 0, "kind": "segment_sent",
             "segment": {"id": 1, "from": "A", "to": "192.0.2.9", "src_port": 1, "dst_port": 2, "seq": 0, "ack": 0,
-                        "flags": ["RST"], "window": 0, "options": [], "len": 0}
+                        "flags": ["RST"], "window": 0, "options": [], "len": 0, "retransmission": false, "injected": false}
         });
-        let c = from_json_event(&event, |n| (n == "A").then_some(A)).expect("ok").expect("some");
-        assert_eq!(c.dst, Ipv4Addr::new(192, 0, 2, 9));
-        assert_eq!(from_json_event(&event, |_| None), Err(PcapError::UnknownHost("A".into())));
-        let other = serde_json::json!({"seq": 2, "t_ns": 0, "kind": "timer_fired"});
-        assert_eq!(from_json_event(&other, |_| None), Ok(None));
-        let broken = serde_json::json!({"seq": 3, "t_ns": 0, "kind": "segment_sent", "segment": {"from": "A"}});
-        assert!(matches!(from_json_event(&broken, |_| Some(A)), Err(PcapError::BadSegment { seq: 3, .. })));
+        let event: Event = serde_json::from_value(event).expect("a stored event");
+        let c = from_events([&event], |n| (n == "A").then_some(A)).expect("ok");
+        assert_eq!(c[0].dst, Ipv4Addr::new(192, 0, 2, 9));
+        assert_eq!(from_events([&event], |_| None), Err(PcapError::UnknownHost("A".into())));
+        let other: Event = serde_json::from_value(serde_json::json!({
+            "seq": 2, "t_ns": 0, "kind": "timer_fired", "host": "A", "timer": "retransmit"
+        }))
+        .expect("a timer event");
+        assert_eq!(from_events([&other], |_| None), Ok(Vec::new()));
     }
 
     #[test]

@@ -612,10 +612,9 @@ mod tests {
         let wire: Vec<(String, u64, u64)> = segments
             .iter()
             .map(|s| {
-                let flags: Vec<&str> =
-                    s.segment["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
-                let flags = flags.join(",");
-                (flags, s.segment["seq"].as_u64().unwrap_or(0), s.segment["ack"].as_u64().unwrap_or(0))
+                let flags = serde_json::to_value(s.segment.segment.flags).expect("flags");
+                let flags: Vec<&str> = flags.as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+                (flags.join(","), u64::from(s.segment.segment.seq.0), u64::from(s.segment.segment.ack.0))
             })
             .collect();
         let want = [("SYN", 300, 0), ("ACK,SYN", 500, 301), ("ACK", 301, 501)].map(|(f, s, a)| (f.to_string(), s, a));

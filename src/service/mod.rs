@@ -38,7 +38,7 @@ pub use stream::{StreamItem, Subscription};
 
 use crate::engine::{Flags, State};
 use crate::sim::{
-    ConnectSpec, DropReason, EventKind, Fate, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec,
+    ConnectSpec, Event, EventKind, Fate, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec,
     SegmentMatch, SegmentOutcome, Side, World, WorldConfig,
 };
 use crate::store::{EventFilter, Store, StoreWriter};
@@ -1091,6 +1091,43 @@ impl LabService {
         Ok(EventPage { events, next_after_seq })
     }
 
+    /// One page of a session's stored events after `after`, of the given
+    /// kinds, read back into the typed events they were written from (once
+    /// what the actor published is in SQLite), and the seq to continue after.
+    ///
+    /// # Errors
+    /// Unknown session; a stored row that does not read back (a bug, named
+    /// by its seq).
+    async fn stored_events(&self, sid: u64, after: u64, kinds: &[&str]) -> Result<(Vec<Event>, u64), Error> {
+        self.require_session(sid).await?;
+        if let Ok(handle) = self.handle(sid) {
+            handle
+                .call(|s| {
+                    s.publish();
+                    Ok(())
+                })
+                .await
+                .ok();
+            self.inner.writer.flush().await?;
+        }
+        let filter = EventFilter {
+            after_seq: after.min(i64::MAX as u64) as i64,
+            limit: 10_000,
+            kinds: kinds.iter().map(|k| (*k).to_string()).collect(),
+            connection: None,
+        };
+        let rows = self.inner.store.events(sid as i64, &filter).await?;
+        let next = rows.last().map_or(after, |r| r.seq as u64);
+        let events = rows
+            .into_iter()
+            .map(|row| {
+                serde_json::from_str::<Event>(&row.body)
+                    .map_err(|e| Error::Internal(format!("session {sid} event {}: {e}", row.seq)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((events, next))
+    }
+
     async fn require_session(&self, sid: u64) -> Result<(), Error> {
         if self.handle(sid).is_ok() || self.inner.store.get_session(sid as i64).await?.is_some() {
             Ok(())
@@ -1104,7 +1141,7 @@ impl LabService {
     /// # Errors
     /// Unknown session.
     pub async fn segments(&self, sid: u64) -> Result<SegmentList, Error> {
-        let kinds: Vec<String> = [
+        const KINDS: [&str; 7] = [
             "segment_sent",
             "segment_delivered",
             "segment_dropped",
@@ -1112,10 +1149,7 @@ impl LabService {
             "segment_held",
             "segment_released",
             "segment_delayed",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
         let mut after = 0;
         let mut segments: Vec<SegmentInfo> = Vec::new();
         let mut outcomes: Vec<SegmentOutcome> = Vec::new();
@@ -1123,35 +1157,23 @@ impl LabService {
         let max = self.inner.limits.max_report_events;
         let mut truncated = false;
         'pages: loop {
-            let page = self
-                .events(
-                    sid,
-                    EventQuery {
-                        after_seq: Some(after),
-                        limit: Some(10_000),
-                        kind: Some(kinds.join(",")),
-                        connection: None,
-                    },
-                )
-                .await?;
-            if page.events.is_empty() {
+            let (events, next) = self.stored_events(sid, after, &KINDS).await?;
+            if events.is_empty() {
                 break;
             }
-            after = page.next_after_seq;
-            for event in page.events {
-                let kind = event["kind"].as_str().unwrap_or_default().to_string();
-                let segment = event["segment"].clone();
-                let Some(id) = segment["id"].as_u64() else { continue };
-                if kind == "segment_sent" {
+            after = next;
+            for event in events {
+                let t_ns = event.t_ns;
+                if let EventKind::SegmentSent { segment, .. } = event.kind {
                     if segments.len() >= max {
                         // Bounded: the first `max` segments, their fates as far as read.
                         truncated = true;
                         break 'pages;
                     }
-                    index.insert(id, segments.len());
+                    index.insert(segment.id, segments.len());
                     segments.push(SegmentInfo {
                         segment,
-                        sent_ns: event["t_ns"].as_u64().unwrap_or(0),
+                        sent_ns: t_ns,
                         fate: Fate::InFlight,
                         fates: Vec::new(),
                         reason: None,
@@ -1159,24 +1181,14 @@ impl LabService {
                     outcomes.push(SegmentOutcome::default());
                     continue;
                 }
-                let Some(&i) = index.get(&id) else { continue };
-                let (fate, reason) = match kind.as_str() {
-                    "segment_delivered" => (Fate::Delivered, None),
-                    "segment_duplicated" => (Fate::Duplicated, None),
-                    "segment_held" => (Fate::Held, None),
-                    "segment_released" => (Fate::Released, None),
-                    "segment_delayed" => (Fate::Delayed, None),
-                    _ => {
-                        let reason: DropReason = serde_json::from_value(event["reason"].clone())
-                            .map_err(|e| Error::Internal(format!("event {}: reason: {e}", event["seq"])))?;
-                        (Fate::of_drop(reason), Some(reason))
-                    }
+                let (Some(wire), Some((fate, reason))) = (event.kind.segment(), Fate::of(&event.kind)) else {
+                    continue;
                 };
-                let info = &mut segments[i];
-                info.fates.push(fate);
+                let Some(&i) = index.get(&wire.id) else { continue };
+                segments[i].fates.push(fate);
                 outcomes[i].record(fate, reason);
-                info.fate = outcomes[i].fate;
-                info.reason = outcomes[i].reason;
+                segments[i].fate = outcomes[i].fate;
+                segments[i].reason = outcomes[i].reason;
             }
         }
         Ok(SegmentList { segments, truncated })
@@ -1198,26 +1210,22 @@ impl LabService {
         let mut captured = Vec::new();
         let mut after = 0;
         'pages: loop {
-            let query = EventQuery {
-                after_seq: Some(after),
-                limit: Some(10_000),
-                kind: Some("segment_sent".into()),
-                connection: None,
-            };
-            let page = self.events(sid, query).await?;
-            if page.events.is_empty() {
+            let (events, next) = self.stored_events(sid, after, &["segment_sent"]).await?;
+            if events.is_empty() {
                 break;
             }
-            after = page.next_after_seq;
-            for event in &page.events {
-                match crate::pcap::from_json_event(event, resolve) {
-                    Ok(Some(_)) if captured.len() >= max => {
-                        // Bounded: the first `max` packets.
-                        truncated = true;
-                        break 'pages;
-                    }
-                    Ok(Some(c)) => captured.push(c),
-                    Ok(None) => {}
+            after = next;
+            for event in &events {
+                if !matches!(event.kind, EventKind::SegmentSent { .. }) {
+                    continue;
+                }
+                if captured.len() >= max {
+                    // Bounded: the first `max` packets.
+                    truncated = true;
+                    break 'pages;
+                }
+                match crate::pcap::from_events(std::iter::once(event), resolve) {
+                    Ok(one) => captured.extend(one),
                     Err(e @ crate::pcap::PcapError::UnknownHost(_)) => {
                         return Err(Error::FailedPrecondition(format!("cannot build the capture: {e}")));
                     }

@@ -611,7 +611,7 @@ pub struct SegmentInfo {
     /// The segment as sent (from, to, ports, seq, ack, flags, window, len, options, ...).
     #[serde(flatten)]
     #[schema(value_type = Object)]
-    pub segment: serde_json::Value,
+    pub segment: crate::sim::WireSegment,
     /// When it was sent, in virtual ns.
     pub sent_ns: u64,
     /// What became of it ([`crate::sim::SegmentOutcome`]'s rule): `delivered`

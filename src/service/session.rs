@@ -269,7 +269,7 @@ impl LiveEvent {
                     side: side.map(|s| s.name()),
                     from: from.name(),
                     to: to.name(),
-                    rfc: (*rfc).into(),
+                    rfc: rfc.as_ref().into(),
                 }),
                 _ => None,
             },

@@ -611,7 +611,74 @@ impl Serialize for Segment {
         if !self.payload.is_empty() {
             s.serialize_field("payload_base64", &base64::engine::general_purpose::STANDARD.encode(&self.payload))?;
         }
+        // Only a crafted segment sets them; said only then, so that a log
+        // read back is the log that was written.
+        if self.reserved != 0 {
+            s.serialize_field("reserved", &self.reserved)?;
+        }
         s.end()
+    }
+}
+
+/// The JSON shape [`Segment`] serializes to, read back: the same fields, the
+/// payload from `payload_base64` (absent when empty), `len` checked against
+/// it, `data_offset` checked against the options (it is derived, not stored).
+impl<'de> Deserialize<'de> for Segment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Json {
+            src_port: u16,
+            dst_port: u16,
+            seq: u32,
+            ack: u32,
+            #[serde(default)]
+            data_offset: Option<u8>,
+            flags: Flags,
+            window: u16,
+            #[serde(default)]
+            checksum: u16,
+            #[serde(default)]
+            urgent: u16,
+            #[serde(default)]
+            options: Vec<TcpOption>,
+            #[serde(default)]
+            len: Option<usize>,
+            #[serde(default)]
+            payload_base64: Option<String>,
+            #[serde(default)]
+            reserved: u8,
+        }
+        use serde::de::Error as _;
+        let json = Json::deserialize(d)?;
+        let payload = match &json.payload_base64 {
+            Some(text) => base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map_err(|e| D::Error::custom(format!("payload_base64: {e}")))?,
+            None => Vec::new(),
+        };
+        if let Some(len) = json.len.filter(|len| *len != payload.len()) {
+            return Err(D::Error::custom(format!("len is {len} but payload_base64 holds {} octets", payload.len())));
+        }
+        let segment = Segment {
+            src_port: json.src_port,
+            dst_port: json.dst_port,
+            seq: SeqNumber(json.seq),
+            ack: SeqNumber(json.ack),
+            reserved: json.reserved,
+            flags: json.flags,
+            window: json.window,
+            checksum: json.checksum,
+            urgent: json.urgent,
+            options: json.options,
+            payload: Bytes::from(payload),
+        };
+        if let Some(offset) = json.data_offset.filter(|o| *o != segment.data_offset()) {
+            return Err(D::Error::custom(format!(
+                "data_offset is {offset} but the options make it {}",
+                segment.data_offset()
+            )));
+        }
+        Ok(segment)
     }
 }
 

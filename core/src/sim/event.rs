@@ -78,7 +78,7 @@ impl DropReason {
 }
 
 /// A segment as the log shows it: who sent it to whom, and every header field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct WireSegment {
     /// The segment's id in this world: every copy and fate of it shares the id.
     pub id: u64,
@@ -95,8 +95,9 @@ pub struct WireSegment {
     pub injected: bool,
 }
 
-/// One entry of the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One entry of the log. It reads back from its JSON (the SQLite column,
+/// the HTTP body, gRPC's `json`) into the very value that was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// Position in the log, from 1, without gaps.
     pub seq: u64,
@@ -108,7 +109,7 @@ pub struct Event {
 }
 
 /// What happened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     /// An endpoint (or a listener) changed state.
@@ -130,8 +131,9 @@ pub enum EventKind {
         to: State,
         /// What triggered it.
         cause: Cause,
-        /// The RFC 9293 section that prescribes it.
-        rfc: &'static str,
+        /// The RFC 9293 section that prescribes it (a constant of the engine;
+        /// owned only when read back from the log).
+        rfc: std::borrow::Cow<'static, str>,
     },
     /// A segment left a host (or was injected).
     SegmentSent {

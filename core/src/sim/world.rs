@@ -623,7 +623,7 @@ impl World {
             from: State::Closed,
             to: State::Listen,
             cause: Cause::User { call: UserCall::Open },
-            rfc: "3.10.1",
+            rfc: "3.10.1".into(),
         });
         Ok(id)
     }
@@ -650,7 +650,7 @@ impl World {
             from: State::Listen,
             to: State::Closed,
             cause: Cause::User { call: UserCall::Close },
-            rfc: "3.10.4",
+            rfc: "3.10.4".into(),
         });
         Ok(())
     }
@@ -1589,7 +1589,7 @@ impl World {
                     from,
                     to,
                     cause,
-                    rfc,
+                    rfc: rfc.into(),
                 });
             }
             Output::TimerFired { socket, timer } => {

@@ -580,23 +580,22 @@ impl From<SegmentInfo> for pb::Segment {
     /// item as REST lists it (segment fields, `sent_ns`, `fate`, ...).
     fn from(info: SegmentInfo) -> pb::Segment {
         let json = json_text(&info);
-        let s = &info.segment;
-        let text = |key: &str| s[key].as_str().unwrap_or_default().to_owned();
-        let number = |key: &str| s[key].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+        let w = &info.segment;
+        let s = &w.segment;
         pb::Segment {
-            id: s["id"].as_u64().unwrap_or(0),
-            from: text("from"),
-            to: text("to"),
-            src_port: number("src_port"),
-            dst_port: number("dst_port"),
-            seq: number("seq"),
-            ack: number("ack"),
-            flags: s["flags"]
-                .as_array()
-                .map(|flags| flags.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+            id: w.id,
+            from: w.from.to_string(),
+            to: w.to.to_string(),
+            src_port: u32::from(s.src_port),
+            dst_port: u32::from(s.dst_port),
+            seq: s.seq.0,
+            ack: s.ack.0,
+            flags: serde_json::to_value(s.flags)
+                .ok()
+                .and_then(|v| v.as_array().map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect()))
                 .unwrap_or_default(),
-            window: number("window"),
-            len: number("len"),
+            window: u32::from(s.window),
+            len: s.payload.len() as u32,
             fate: info.fate.name().to_owned(),
             fates: info.fates.iter().map(|f| f.name().to_owned()).collect(),
             reason: info.reason.map(|r| r.name().to_owned()),

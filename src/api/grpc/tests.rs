@@ -487,10 +487,11 @@ fn events_keep_their_json() {
 fn segments_have_typed_fields_and_the_rest_json() {
     let segment = serde_json::json!({
         "id": 8, "from": "A", "to": "B", "src_port": 4000, "dst_port": 80, "seq": 100, "ack": 0,
-        "flags": ["SYN"], "window": 65535, "len": 0, "options": [], "retransmission": false, "injected": false,
+        "flags": ["SYN"], "window": 65535, "checksum": 0, "urgent": 0, "options": [], "len": 0,
+        "retransmission": false, "injected": false,
     });
     let info = SegmentInfo {
-        segment: segment.clone(),
+        segment: serde_json::from_value(segment).expect("a wire segment"),
         sent_ns: 5,
         fate: crate::sim::Fate::Lost,
         fates: vec![crate::sim::Fate::Lost],
