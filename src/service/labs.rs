@@ -435,17 +435,15 @@ impl LabService {
     ) -> Result<(LabVariantRun, u64), Error> {
         let world = lab.new_world(variant)?;
         let extra = json!({ "lab": lab.name, "variant": variant.name });
-        let sid = self
-            .start_session(
-                session_name,
-                lab.seed,
-                super::model::ClockMode::Manual,
-                1.0,
-                variant.profile.clone(),
-                world,
-                extra.clone(),
-            )
-            .await?;
+        let spec = super::model::SessionSpec {
+            seed: lab.seed,
+            clock: super::model::ClockMode::Manual,
+            speed: 1.0,
+            profile: variant.profile.clone(),
+            lab: Some(lab.name.clone()),
+            variant: Some(variant.name.clone()),
+        };
+        let sid = self.start_session(session_name, spec, world).await?;
         let handle = self.handle(sid)?;
         let record = json!({ "op": "run_lab", "args": extra });
         handle

@@ -351,32 +351,20 @@ impl LabService {
             });
         }
         let world = World::new(WorldConfig { seed, profile: profile.clone(), ..WorldConfig::default() })?;
-        let id = self.start_session(name, seed, clock, speed, profile, world, json!({})).await?;
+        let spec = SessionSpec { seed, clock, speed, profile, lab: None, variant: None };
+        let id = self.start_session(name, spec, world).await?;
         self.get_session(id).await
     }
 
     /// Persists a new session and starts its actor around `world`; returns
-    /// its id. `extra` adds keys to the stored spec (a lab run names its lab
-    /// and variant there). Shared by [`Self::create_session`] and lab runs,
-    /// so a lab's session is a session like any other.
-    #[allow(clippy::too_many_arguments)]
-    async fn start_session(
-        &self,
-        name: String,
-        seed: u64,
-        clock: ClockMode,
-        speed: f64,
-        profile: crate::engine::Profile,
-        world: World,
-        extra: serde_json::Value,
-    ) -> Result<u64, Error> {
+    /// its id. Shared by [`Self::create_session`] and lab runs (whose spec
+    /// names their lab and variant), so a lab's session is a session like any other.
+    async fn start_session(&self, name: String, spec: SessionSpec, world: World) -> Result<u64, Error> {
         let limits = &self.inner.limits;
         let created_at = now_rfc3339();
-        let mut spec = json!({ "seed": seed, "clock": clock, "speed": speed, "profile": profile });
-        if let (Some(spec), serde_json::Value::Object(extra)) = (spec.as_object_mut(), extra) {
-            spec.extend(extra);
-        }
-        let id = self.inner.store.create_session(&name, &spec.to_string(), &created_at).await? as u64;
+        let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(format!("session spec: {e}")))?;
+        let SessionSpec { seed, clock, speed, profile, .. } = spec;
+        let id = self.inner.store.create_session(&name, &spec_json, &created_at).await? as u64;
         let mut state = SessionState::new(
             id,
             name,
@@ -422,7 +410,7 @@ impl LabService {
     }
 
     async fn ended_info(&self, row: crate::store::SessionRow) -> Result<SessionInfo, Error> {
-        let spec: serde_json::Value = serde_json::from_str(&row.spec).unwrap_or_default();
+        let spec = session_spec(&row)?;
         let last = self
             .inner
             .store
@@ -431,15 +419,15 @@ impl LabService {
         Ok(SessionInfo {
             id: row.id as u64,
             name: row.name,
-            seed: spec["seed"].as_u64().unwrap_or(0),
-            clock: serde_json::from_value(spec["clock"].clone()).unwrap_or_default(),
-            speed: spec["speed"].as_f64().unwrap_or(1.0),
+            seed: spec.seed,
+            clock: spec.clock,
+            speed: spec.speed,
             paused: false,
             status: row.status,
             now_ns: last.first().map_or(0, |e| e.t_ns as u64),
             created_at: row.created_at,
             ended_at: row.ended_at,
-            profile: serde_json::from_value(spec["profile"].clone()).unwrap_or_default(),
+            profile: spec.profile,
             hosts: 0,
             connections: 0,
             states: BTreeMap::new(),
@@ -1251,8 +1239,8 @@ impl LabService {
             }
         }
         if let Some(row) = self.inner.store.get_session(sid as i64).await? {
-            let spec: serde_json::Value = serde_json::from_str(&row.spec).unwrap_or_default();
-            if let Some(lab) = spec["lab"].as_str().and_then(|name| crate::lab::builtin_lab(name).ok()) {
+            let spec = session_spec(&row)?;
+            if let Some(lab) = spec.lab.as_deref().and_then(|name| crate::lab::builtin_lab(name).ok()) {
                 hosts.extend(lab.hosts.iter().map(|h| (h.name.clone(), h.ip)));
             }
         }
@@ -1304,6 +1292,14 @@ impl LabService {
         let filter = stream::StreamFilter { kinds, connection, durable_only };
         Ok(stream::open(self.inner.store.clone(), self.inner.writer.clone(), sid, after_seq, filter, live))
     }
+}
+
+/// A stored session's spec, read back into the type it was written from.
+///
+/// # Errors
+/// A spec that does not read back (a bug, named by the session).
+fn session_spec(row: &crate::store::SessionRow) -> Result<SessionSpec, Error> {
+    serde_json::from_str(&row.spec).map_err(|e| Error::Internal(format!("session {}: stored spec: {e}", row.id)))
 }
 
 fn parse_kinds(kinds: Option<&str>) -> Result<Vec<String>, Error> {

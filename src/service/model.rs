@@ -64,6 +64,27 @@ fn named_or_plain_profile<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Opti
     value.map(|v| resolve_profile(v).map_err(serde::de::Error::custom)).transpose()
 }
 
+/// What a session was created with, as its `spec` column stores it: read
+/// back (for an ended session, or to rebuild a lab session's hosts) into
+/// the same type, not by string key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    /// RNG seed.
+    pub seed: u64,
+    /// Clock mode.
+    pub clock: ClockMode,
+    /// Realtime speed factor.
+    pub speed: f64,
+    /// The world's profile.
+    pub profile: Profile,
+    /// The built-in lab a lab run's session runs, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<String>,
+    /// That lab's variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
 /// A shipped behaviour profile (`profiles/*.toml`).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProfileInfo {
