@@ -1048,18 +1048,7 @@ impl LabService {
             return Err(Error::invalid("limit", "must be between 1 and 10000"));
         }
         let kinds = parse_kinds(q.kind.as_deref())?;
-        self.require_session(sid).await?;
-        if self.handle(sid).is_ok() {
-            // Events the actor published are on their way to the writer: wait for them.
-            self.handle(sid)?
-                .call(|s| {
-                    s.publish();
-                    Ok(())
-                })
-                .await
-                .ok();
-            self.inner.writer.flush().await?;
-        }
+        self.stored_up_to_now(sid).await?;
         let after = q.after_seq.unwrap_or(0);
         let rows = self
             .inner
@@ -1079,14 +1068,13 @@ impl LabService {
         Ok(EventPage { events, next_after_seq })
     }
 
-    /// One page of a session's stored events after `after`, of the given
-    /// kinds, read back into the typed events they were written from (once
-    /// what the actor published is in SQLite), and the seq to continue after.
+    /// Waits until SQLite holds every event the session has logged so far:
+    /// what the actor published is on its way to the writer. Readers of the
+    /// history call it first, so that they read what happened, not a lag.
     ///
     /// # Errors
-    /// Unknown session; a stored row that does not read back (a bug, named
-    /// by its seq).
-    async fn stored_events(&self, sid: u64, after: u64, kinds: &[&str]) -> Result<(Vec<Event>, u64), Error> {
+    /// Unknown session; the writer cannot commit.
+    async fn stored_up_to_now(&self, sid: u64) -> Result<(), Error> {
         self.require_session(sid).await?;
         if let Ok(handle) = self.handle(sid) {
             handle
@@ -1098,6 +1086,18 @@ impl LabService {
                 .ok();
             self.inner.writer.flush().await?;
         }
+        Ok(())
+    }
+
+    /// One page of a session's stored events after `after`, of the given
+    /// kinds, read back into the typed events they were written from (once
+    /// what the actor published is in SQLite), and the seq to continue after.
+    ///
+    /// # Errors
+    /// Unknown session; a stored row that does not read back (a bug, named
+    /// by its seq).
+    async fn stored_events(&self, sid: u64, after: u64, kinds: &[&str]) -> Result<(Vec<Event>, u64), Error> {
+        self.stored_up_to_now(sid).await?;
         let filter = EventFilter {
             after_seq: after.min(i64::MAX as u64) as i64,
             limit: 10_000,
