@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use common::server::{TestServer, grpc_channel};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tcplab::api::grpc::pb;
 use tcplab::api::grpc::pb::lab_service_client::LabServiceClient;
 use tcplab::sim::{Event, EventKind};
 
@@ -75,25 +74,7 @@ async fn every_event_kind_reads_back_from_sqlite_over_rest_and_grpc_as_the_event
     );
 
     let mut grpc = LabServiceClient::new(grpc_channel(&server.grpc).await);
-    let mut over_grpc = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = grpc
-            .list_events(pb::ListEventsRequest {
-                session_id: sid,
-                after_seq: Some(after),
-                limit: Some(10_000),
-                ..Default::default()
-            })
-            .await
-            .expect("list events")
-            .into_inner();
-        if page.events.is_empty() {
-            break;
-        }
-        after = page.next_after_seq;
-        over_grpc.extend(page.events);
-    }
+    let over_grpc = common::server::grpc_all_events(&mut grpc, sid).await;
     assert_eq!(over_grpc.len(), events.len());
     for (message, event) in over_grpc.iter().zip(&events) {
         let json: Value = serde_json::from_str(&message.json).expect("the event's JSON");

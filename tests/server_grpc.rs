@@ -186,25 +186,7 @@ async fn data_and_close(lab: &mut Lab, sid: u64, cid: u64) {
 
 /// Every stored event, all pages.
 async fn all_events(lab: &mut Lab, sid: u64) -> Vec<pb::Event> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = lab
-            .list_events(pb::ListEventsRequest {
-                session_id: sid,
-                after_seq: Some(after),
-                limit: Some(10_000),
-                ..Default::default()
-            })
-            .await
-            .expect("list events")
-            .into_inner();
-        if page.events.is_empty() {
-            return out;
-        }
-        after = page.next_after_seq;
-        out.extend(page.events);
-    }
+    common::server::grpc_all_events(lab, sid).await
 }
 
 /// An event's JSON, checked against its typed header fields.

@@ -618,3 +618,29 @@ pub async fn grpc_channel(url: &str) -> tonic::transport::Channel {
     let endpoint = tonic::transport::Channel::from_shared(url.to_string()).expect("url").connect_timeout(WAIT);
     endpoint.connect().await.expect("connect to gRPC")
 }
+
+/// Every stored event of a session over gRPC `ListEvents`, all pages.
+pub async fn grpc_all_events(
+    lab: &mut tcplab::api::grpc::pb::lab_service_client::LabServiceClient<tonic::transport::Channel>,
+    sid: u64,
+) -> Vec<tcplab::api::grpc::pb::Event> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = lab
+            .list_events(tcplab::api::grpc::pb::ListEventsRequest {
+                session_id: sid,
+                after_seq: Some(after),
+                limit: Some(10_000),
+                ..Default::default()
+            })
+            .await
+            .expect("list events")
+            .into_inner();
+        if page.events.is_empty() {
+            return out;
+        }
+        after = page.next_after_seq;
+        out.extend(page.events);
+    }
+}

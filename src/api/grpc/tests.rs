@@ -128,6 +128,9 @@ fn bad_profile_values_name_their_field() {
         (pb::Profile { isn: Some("soon".into()), ..Default::default() }, "profile.isn"),
         (pb::Profile { isn: Some("4294967296".into()), ..Default::default() }, "profile.isn"),
         (pb::Profile { mss: Some(70_000), ..Default::default() }, "profile.mss"),
+        (pb::Profile { drop_synfin: Some("maybe".into()), ..Default::default() }, "profile.drop_synfin"),
+        (pb::Profile { time_wait_acks_all: Some("".into()), ..Default::default() }, "profile.time_wait_acks_all"),
+        (pb::Profile { name: Some("fredbsd".into()), ..Default::default() }, "profile.name"),
     ];
     for (profile, field) in cases {
         let err = Profile::try_from(profile).unwrap_err();
