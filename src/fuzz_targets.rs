@@ -230,8 +230,13 @@ impl RequestFuzzer {
                 serde_json::from_value(serde_json::json!({"client": "A", "server": "B", "port": 80}))
                     .map_err(|e| e.to_string())?;
             fixture_step("open", service.open_connection(sid, open).await)?;
-            let run =
-                ClockRequest { action: "run_until_idle".into(), ms: None, speed: None, max_events: None, max_ms: None };
+            let run = ClockRequest {
+                action: ClockAction::RunUntilIdle,
+                ms: None,
+                speed: None,
+                max_events: None,
+                max_ms: None,
+            };
             fixture_step("run", service.clock(sid, run).await)?;
             let send = SendData { side: Side::Client, data: Some("hello".into()), data_base64: None };
             fixture_step("send", service.send(sid, 1, send).await)?;

@@ -22,9 +22,9 @@
 //! changing things and watch them break; `end: true` ends them instead.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
+use super::command::{Command, RunLabArgs};
 use super::session::SessionState;
 use super::{Error, LabService, LimitHit, Limits};
 use crate::lab::{self, Check, Lab, LabError, LabRun, LabVariant, RunBudget, Step};
@@ -434,7 +434,6 @@ impl LabService {
         max_items: u64,
     ) -> Result<(LabVariantRun, u64), Error> {
         let world = lab.new_world(variant)?;
-        let extra = json!({ "lab": lab.name, "variant": variant.name });
         let spec = super::model::SessionSpec {
             seed: lab.seed,
             clock: super::model::ClockMode::Manual,
@@ -445,7 +444,7 @@ impl LabService {
         };
         let sid = self.start_session(session_name, spec, world).await?;
         let handle = self.handle(sid)?;
-        let record = json!({ "op": "run_lab", "args": extra });
+        let record = Command::RunLab { args: RunLabArgs { lab: lab.name.clone(), variant: variant.name.clone() } };
         handle
             .command(move |s: &mut SessionState| {
                 s.record_command(record);
@@ -468,7 +467,7 @@ impl LabService {
                 .command(move |s: &mut SessionState| {
                     let before = run.events().len();
                     let more = run.step(&mut s.world);
-                    s.publish_taken(&run.events()[before..]);
+                    s.publish_taken(run.events()[before..].iter().cloned());
                     Ok((run, more))
                 })
                 .await?;
@@ -513,7 +512,7 @@ impl LabService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::model::{EventQuery, Page};
+    use crate::service::model::{EventQuery, Page, StopReason};
     use crate::store::Store;
 
     async fn service_with(limits: Limits) -> (LabService, tempfile::TempDir) {
@@ -542,7 +541,7 @@ mod tests {
         let run = svc.run_lab_toml(RunLabToml { toml: ENDLESS.into(), ..Default::default() }).await.expect("lab");
         let sid = run.session_id;
         let advance = || -> crate::service::model::ClockRequest {
-            serde_json::from_value(json!({"action": "advance", "ms": 86_400_000.0})).expect("request")
+            serde_json::from_value(serde_json::json!({"action": "advance", "ms": 86_400_000.0})).expect("request")
         };
         let gone = tokio::time::timeout(std::time::Duration::from_millis(20), svc.clock(sid, advance())).await;
         assert!(gone.is_err(), "the run outlasted its caller: {gone:?}");
@@ -550,7 +549,7 @@ mod tests {
         // The whole budget (200,000 items, three per millisecond) reaches 66 s of virtual time.
         assert!(after.now_ns < 60_000_000_000, "now {} ns", after.now_ns);
         let whole = svc.clock(sid, advance()).await.expect("clock");
-        assert_eq!((whole.stopped_by.as_deref(), whole.steps), (Some("limit"), 200_000));
+        assert_eq!((whole.stopped_by, whole.steps), (Some(StopReason::Limit), 200_000));
     }
 
     #[tokio::test]
@@ -604,7 +603,7 @@ mod tests {
         assert_eq!(info.events, result.variants[0].events);
         // Every event the run saw is in SQLite, numbered from 1 with no gap.
         let page = svc.events(sid, EventQuery { limit: Some(10_000), ..EventQuery::default() }).await.expect("events");
-        let seqs: Vec<u64> = page.events.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+        let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (1..=result.variants[0].events).collect::<Vec<_>>());
         let segments = svc.segments(sid).await.expect("segments").segments;
         let wire: Vec<(String, u64, u64)> = segments

@@ -6,6 +6,7 @@
 //! the actor, validates the request, sends the job and waits for the answer.
 //! History (ended sessions, events, segments) comes from the [`crate::store`].
 
+pub mod command;
 pub mod error;
 #[cfg(test)]
 mod idle_tests;
@@ -26,20 +27,20 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
-use serde_json::json;
 use tokio::sync::mpsc;
 
+use command::Command;
 pub use error::Error;
 pub use limits::{LimitHit, Limits};
 use model::*;
-pub use session::{LiveEvent, StateChangeSummary};
+pub use session::LiveEvent;
 use session::{SessionHandle, SessionState};
 pub use stream::{StreamItem, Subscription};
 
-use crate::engine::{Flags, State};
+use crate::engine::State;
 use crate::sim::{
-    ConnectSpec, Event, EventKind, Fate, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec,
-    SegmentMatch, SegmentOutcome, Side, World, WorldConfig,
+    ConnectSpec, Event, EventKind, Fate, FaultAction, FaultSpec, InjectSpec, LinkParams, ListenSpec, SegmentMatch,
+    SegmentOutcome, Side, World, WorldConfig,
 };
 use crate::store::{EventFilter, Store, StoreWriter};
 
@@ -84,29 +85,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn parse_side(side: &str) -> Result<Side, Error> {
-    match side {
-        "client" => Ok(Side::Client),
-        "server" => Ok(Side::Server),
-        other => Err(Error::invalid("side", format!("expected client or server, got {other:?}"))),
-    }
-}
-
 fn port(field: &'static str, value: u32) -> Result<u16, Error> {
     match u16::try_from(value) {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(Error::invalid(field, format!("must be between 1 and 65535, got {value}"))),
     }
-}
-
-fn flags_from(field: &str, names: &[String]) -> Result<Flags, Error> {
-    let mut flags = Flags::NONE;
-    for name in names {
-        flags |= Flags::from_name(name).ok_or_else(|| {
-            Error::invalid(field, format!("unknown flag {name:?} (expected CWR ECE URG ACK PSH RST SYN FIN)"))
-        })?;
-    }
-    Ok(flags)
 }
 
 fn millis_ns(field: &'static str, ms: f64) -> Result<u64, Error> {
@@ -137,7 +120,12 @@ impl LabService {
 }
 
 /// The clock as a clock call leaves it.
-fn clock_state(s: &mut SessionState, steps: u64, stopped_by: Option<&str>, limit: Option<LimitHit>) -> ClockState {
+fn clock_state(
+    s: &mut SessionState,
+    steps: u64,
+    stopped_by: Option<StopReason>,
+    limit: Option<LimitHit>,
+) -> ClockState {
     ClockState {
         now_ns: s.world.now(),
         clock: s.clock,
@@ -145,7 +133,7 @@ fn clock_state(s: &mut SessionState, steps: u64, stopped_by: Option<&str>, limit
         speed: s.speed,
         steps,
         idle: s.world.next_event_at().is_none(),
-        stopped_by: stopped_by.map(str::to_string),
+        stopped_by,
         limit,
     }
 }
@@ -209,9 +197,9 @@ impl ClockRun {
             match outcome.stopped_by {
                 None => Some(None),
                 Some(crate::sim::RunCap::Time) => Some(Some(if self.time_cap_is_limit {
-                    ("limit", Some(LimitHit::new("run_max_ms", self.limits.run_max_ms)))
+                    (StopReason::Limit, Some(LimitHit::new("run_max_ms", self.limits.run_max_ms)))
                 } else {
-                    ("time", None)
+                    (StopReason::Time, None)
                 })),
                 Some(crate::sim::RunCap::Steps) => None,
             }
@@ -226,15 +214,15 @@ impl ClockRun {
         }
         if self.steps >= self.max_steps {
             let (by, limit) = if self.steps_cap_is_limit {
-                ("limit", Some(LimitHit::new("run_max_events", self.limits.run_max_events)))
+                (StopReason::Limit, Some(LimitHit::new("run_max_events", self.limits.run_max_events)))
             } else {
-                ("events", None)
+                (StopReason::Events, None)
             };
             return Poll::Ready(Ok(clock_state(s, self.steps, Some(by), limit)));
         }
         if std::mem::take(&mut s.backlogged) {
             let limit = LimitHit::new("max_pending_events", self.limits.max_pending_events as u64);
-            return Poll::Ready(Ok(clock_state(s, self.steps, Some("limit"), Some(limit))));
+            return Poll::Ready(Ok(clock_state(s, self.steps, Some(StopReason::Limit), Some(limit))));
         }
         Poll::Pending
     }
@@ -305,7 +293,7 @@ impl LabService {
     async fn command<R: Send + 'static>(
         &self,
         sid: u64,
-        record: serde_json::Value,
+        record: Command,
         f: impl FnOnce(&mut SessionState) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
         self.live_for_command(sid)
@@ -539,21 +527,17 @@ impl LabService {
     pub async fn add_host(&self, sid: u64, req: AddHost) -> Result<HostInfo, Error> {
         let ip: Ipv4Addr =
             req.ip.parse().map_err(|_| Error::invalid("ip", format!("not an IPv4 address: {:?}", req.ip)))?;
-        let kind = match req.kind.as_deref() {
-            None | Some("tcp") => HostKind::Tcp,
-            Some("raw") => HostKind::Raw,
-            Some(other) => return Err(Error::invalid("kind", format!("expected tcp or raw, got {other:?}"))),
-        };
+        let kind = req.kind.unwrap_or_default();
         if req.name.is_empty() || req.name.len() > 64 {
             return Err(Error::invalid("name", "must be 1 to 64 characters"));
         }
-        let record = json!({ "op": "add_host", "args": req });
+        let record = Command::AddHost { args: req.clone() };
         self.command(sid, record, move |s| {
             if s.world.hosts().count() >= s.limits.max_hosts {
                 return Err(Error::LimitExceeded { limit: "max_hosts", max: s.limits.max_hosts as u64 });
             }
             s.world.add_host(&req.name, ip, kind)?;
-            Ok(HostInfo { name: req.name, ip: ip.to_string(), kind: host_kind_name(kind).to_string() })
+            Ok(HostInfo { name: req.name, ip: ip.to_string(), kind })
         })
         .await
     }
@@ -568,11 +552,7 @@ impl LabService {
             .call(|s| {
                 Ok(s.world
                     .hosts()
-                    .map(|(name, ip, kind)| HostInfo {
-                        name: name.to_string(),
-                        ip: ip.to_string(),
-                        kind: host_kind_name(kind).to_string(),
-                    })
+                    .map(|(name, ip, kind)| HostInfo { name: name.to_string(), ip: ip.to_string(), kind })
                     .collect())
             })
             .await
@@ -597,7 +577,7 @@ impl LabService {
         if req.a == req.b {
             return Err(Error::invalid("b", "a link joins two different hosts"));
         }
-        let record = json!({ "op": "set_link", "args": req });
+        let record = Command::SetLink { args: req.clone() };
         self.command(sid, record, move |s| {
             s.world.set_link(&req.a, &req.b, params.clone())?;
             Ok(link_info(&req.a, &req.b, &params))
@@ -646,7 +626,7 @@ impl LabService {
     /// Unknown host, bad port, port in use.
     pub async fn add_listener(&self, sid: u64, req: AddListener) -> Result<ListenerInfo, Error> {
         let p = port("port", req.port)?;
-        let record = json!({ "op": "listen", "args": req });
+        let record = Command::Listen { args: req.clone() };
         self.command(sid, record, move |s| {
             let spec =
                 ListenSpec { host: req.host.clone(), port: p, isn: req.isn, profile: None, backlog: req.backlog };
@@ -686,7 +666,7 @@ impl LabService {
     /// # Errors
     /// Unknown session or listener; [`Error::NotFound`] when no connection is ready.
     pub async fn accept(&self, sid: u64, lid: u64) -> Result<ConnectionInfo, Error> {
-        let record = json!({ "op": "accept", "listener": lid });
+        let record = Command::Accept { listener: lid };
         self.command(sid, record, move |s| match s.world.accept(lid)? {
             Some(cid) => connection_info(s, cid),
             None => Err(Error::not_found("established connection to accept on listener", lid)),
@@ -701,7 +681,7 @@ impl LabService {
     pub async fn open_connection(&self, sid: u64, req: OpenConnection) -> Result<ConnectionInfo, Error> {
         let p = port("port", req.port)?;
         let client_port = req.client_port.map(|cp| port("client_port", cp)).transpose()?;
-        let record = json!({ "op": "connect", "args": req });
+        let record = Command::Connect { args: req.clone() };
         self.command(sid, record, move |s| {
             if s.world.connection_count() >= s.limits.max_connections {
                 return Err(Error::LimitExceeded { limit: "max_connections", max: s.limits.max_connections as u64 });
@@ -756,7 +736,7 @@ impl LabService {
                 format!("data: {} octets", data.len()),
             ));
         }
-        let record = json!({ "op": "send", "connection": cid, "side": side, "bytes": data.len() });
+        let record = Command::Send { connection: cid, side, bytes: data.len() };
         self.command(sid, record, move |s| {
             let accepted = s.world.send_bytes(cid, side, data)?;
             Ok(SendResult { side, accepted: accepted as u64 })
@@ -768,8 +748,7 @@ impl LabService {
     ///
     /// # Errors
     /// Unknown ids.
-    pub async fn received(&self, sid: u64, cid: u64, side: &str) -> Result<Received, Error> {
-        let side = parse_side(side)?;
+    pub async fn received(&self, sid: u64, cid: u64, side: Side) -> Result<Received, Error> {
         self.live(sid)
             .await?
             .call(move |s| {
@@ -789,7 +768,7 @@ impl LabService {
     /// # Errors
     /// Unknown ids or a state that refuses.
     pub async fn close(&self, sid: u64, cid: u64, req: SideRequest) -> Result<ConnectionInfo, Error> {
-        let record = json!({ "op": "close", "connection": cid, "side": req.side });
+        let record = Command::Close { connection: cid, side: req.side };
         self.command(sid, record, move |s| {
             s.world.close(cid, req.side)?;
             connection_info(s, cid)
@@ -802,7 +781,7 @@ impl LabService {
     /// # Errors
     /// Unknown ids.
     pub async fn abort(&self, sid: u64, cid: u64, req: SideRequest) -> Result<ConnectionInfo, Error> {
-        let record = json!({ "op": "abort", "connection": cid, "side": req.side });
+        let record = Command::Abort { connection: cid, side: req.side };
         self.command(sid, record, move |s| {
             s.world.abort(cid, req.side)?;
             connection_info(s, cid)
@@ -817,25 +796,13 @@ impl LabService {
     /// # Errors
     /// Bad values, unknown hosts, the fault limit.
     pub async fn add_fault(&self, sid: u64, req: AddFault) -> Result<FaultInfo, Error> {
-        let action = match req.action.as_str() {
-            "drop" => FaultAction::Drop,
-            "delay" => FaultAction::Delay,
-            "duplicate" => FaultAction::Duplicate,
-            "corrupt" => FaultAction::Corrupt,
-            "hold" => FaultAction::Hold,
-            other => {
-                return Err(Error::invalid(
-                    "action",
-                    format!("expected drop, delay, duplicate, corrupt or hold, got {other:?}"),
-                ));
-            }
-        };
+        let action = req.action;
         let delay_ns = millis_ns("delay_ms", req.delay_ms.unwrap_or(0.0))?;
         if action == FaultAction::Delay && delay_ns == 0 {
             return Err(Error::invalid("delay_ms", "a delay rule needs delay_ms > 0"));
         }
         let m = req.matcher.clone().unwrap_or_default();
-        let flags = m.flags.as_deref().map(|f| flags_from("match.flags", f)).transpose()?;
+        let flags = m.flags;
         let spec = FaultSpec {
             from: req.from.clone(),
             to: req.to.clone(),
@@ -853,7 +820,7 @@ impl LabService {
             action,
             delay_ns,
         };
-        let record = json!({ "op": "add_fault", "args": req });
+        let record = Command::AddFault { args: req.clone() };
         self.command(sid, record, move |s| {
             if s.world.faults().len() >= s.limits.max_faults {
                 return Err(Error::LimitExceeded { limit: "max_faults", max: s.limits.max_faults as u64 });
@@ -883,7 +850,7 @@ impl LabService {
     /// # Errors
     /// Unknown ids.
     pub async fn delete_fault(&self, sid: u64, fid: u64) -> Result<(), Error> {
-        let record = json!({ "op": "delete_fault", "fault": fid });
+        let record = Command::DeleteFault { fault: fid };
         self.command(sid, record, move |s| Ok(s.world.remove_fault(fid)?)).await
     }
 
@@ -892,7 +859,7 @@ impl LabService {
     /// # Errors
     /// Unknown ids.
     pub async fn release_fault(&self, sid: u64, fid: u64) -> Result<u64, Error> {
-        let record = json!({ "op": "release_fault", "fault": fid });
+        let record = Command::ReleaseFault { fault: fid };
         self.command(sid, record, move |s| Ok(s.world.release_fault(fid)? as u64)).await
     }
 
@@ -903,7 +870,7 @@ impl LabService {
     pub async fn inject(&self, sid: u64, req: Inject) -> Result<InjectResult, Error> {
         let (from, src_port) = endpoint("from", "src_port", &req.from, req.src_port)?;
         let (to, dst_port) = endpoint("to", "dst_port", &req.to, req.dst_port)?;
-        let flags = flags_from("flags", &req.flags)?;
+        let flags = req.flags;
         let window = req.window.unwrap_or(65_535);
         let window = u16::try_from(window)
             .map_err(|_| Error::invalid("window", format!("must be at most 65535, got {window}")))?;
@@ -940,7 +907,7 @@ impl LabService {
             payload,
             delay_ns,
         };
-        let record = json!({ "op": "inject", "args": req });
+        let record = Command::Inject { args: req.clone() };
         self.command(sid, record, move |s| Ok(InjectResult { segment_id: s.world.inject(spec)? })).await
     }
 
@@ -966,18 +933,12 @@ impl LabService {
             }
         }
         let max_ms = req.max_ms.map(|ms| millis_ns("max_ms", ms)).transpose()?;
-        if !matches!(req.action.as_str(), "step" | "advance" | "run_until_idle" | "pause" | "resume" | "set_speed") {
-            return Err(Error::invalid(
-                "action",
-                format!("expected step, advance, run_until_idle, pause, resume or set_speed, got {:?}", req.action),
-            ));
-        }
-        if req.action == "set_speed" && req.speed.is_none() {
+        if req.action == ClockAction::SetSpeed && req.speed.is_none() {
             return Err(Error::invalid("speed", "set_speed needs speed"));
         }
         let cap_ns = limits.run_max_ms.saturating_mul(1_000_000);
-        let run = match req.action.as_str() {
-            "advance" => {
+        let run = match req.action {
+            ClockAction::Advance => {
                 let ms = ms.ok_or_else(|| Error::invalid("ms", "advance needs ms"))?;
                 if ms > cap_ns {
                     return Err(Error::over_budget(
@@ -988,32 +949,33 @@ impl LabService {
                 }
                 Some(ClockRun::advance(ms, limits))
             }
-            "run_until_idle" => Some(ClockRun::until_idle(req.max_events, max_ms, limits)),
-            _ => None,
+            ClockAction::RunUntilIdle => Some(ClockRun::until_idle(req.max_events, max_ms, limits)),
+            ClockAction::Step | ClockAction::Pause | ClockAction::Resume | ClockAction::SetSpeed => None,
         };
-        let record = json!({ "op": "clock", "args": req });
+        let record = Command::Clock { args: req.clone() };
         let handle = self.live_for_command(sid).await?;
         let Some(mut run) = run else {
             return handle
                 .command(move |s| {
                     s.record_command(record);
                     let mut steps = 0;
-                    match req.action.as_str() {
-                        "step" => {
+                    match req.action {
+                        ClockAction::Step => {
                             if s.world.step() {
                                 steps = 1;
                             }
                         }
-                        "pause" => s.paused = true,
-                        _ => {
-                            // resume, set_speed
-                            if req.action == "resume" {
+                        ClockAction::Pause => s.paused = true,
+                        ClockAction::Resume | ClockAction::SetSpeed => {
+                            if req.action == ClockAction::Resume {
                                 s.paused = false;
                             }
                             if let Some(speed) = req.speed {
                                 s.speed = speed;
                             }
                         }
+                        // Run in turns below.
+                        ClockAction::Advance | ClockAction::RunUntilIdle => {}
                     }
                     s.reanchor();
                     Ok(clock_state(s, steps, None, None))
@@ -1064,8 +1026,7 @@ impl LabService {
             )
             .await?;
         let next_after_seq = rows.last().map_or(after, |r| r.seq as u64);
-        let events = rows.into_iter().map(|r| serde_json::from_str(&r.body).unwrap_or_default()).collect();
-        Ok(EventPage { events, next_after_seq })
+        Ok(EventPage { events: typed_events(sid, rows)?, next_after_seq })
     }
 
     /// Waits until SQLite holds every event the session has logged so far:
@@ -1106,14 +1067,7 @@ impl LabService {
         };
         let rows = self.inner.store.events(sid as i64, &filter).await?;
         let next = rows.last().map_or(after, |r| r.seq as u64);
-        let events = rows
-            .into_iter()
-            .map(|row| {
-                serde_json::from_str::<Event>(&row.body)
-                    .map_err(|e| Error::Internal(format!("session {sid} event {}: {e}", row.seq)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((events, next))
+        Ok((typed_events(sid, rows)?, next))
     }
 
     async fn require_session(&self, sid: u64) -> Result<(), Error> {
@@ -1250,14 +1204,15 @@ impl LabService {
             let Some(last) = rows.last() else { break };
             after = last.seq;
             for row in &rows {
-                let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
-                if body["op"] == "add_host" {
-                    let args = &body["args"];
-                    if let (Some(name), Some(Ok(ip))) =
-                        (args["name"].as_str(), args["ip"].as_str().map(str::parse::<Ipv4Addr>))
-                    {
-                        hosts.insert(name.to_string(), ip);
-                    }
+                let command: Command = serde_json::from_str(&row.body).map_err(|e| {
+                    Error::Internal(format!("session {sid}: stored command {} does not read back: {e}", row.seq))
+                })?;
+                // A refused add_host is logged too (the log is what was asked):
+                // only a well-formed address can have made a host.
+                if let Command::AddHost { args } = command
+                    && let Ok(ip) = args.ip.parse::<Ipv4Addr>()
+                {
+                    hosts.insert(args.name, ip);
                 }
             }
         }
@@ -1298,6 +1253,19 @@ impl LabService {
 ///
 /// # Errors
 /// A spec that does not read back (a bug, named by the session).
+/// Stored events read back into the typed events they were written from.
+///
+/// # Errors
+/// A row that does not read back (a bug, named by its seq).
+fn typed_events(sid: u64, rows: Vec<crate::store::EventRow>) -> Result<Vec<Event>, Error> {
+    rows.into_iter()
+        .map(|row| {
+            serde_json::from_str::<Event>(&row.body)
+                .map_err(|e| Error::Internal(format!("session {sid} event {}: {e}", row.seq)))
+        })
+        .collect()
+}
+
 fn session_spec(row: &crate::store::SessionRow) -> Result<SessionSpec, Error> {
     serde_json::from_str(&row.spec).map_err(|e| Error::Internal(format!("session {}: stored spec: {e}", row.id)))
 }
@@ -1330,13 +1298,6 @@ fn endpoint(
             Ok((host.clone(), port(port_field, p)?))
         }
         InjectEndpoint::HostPort { host, port: p } => Ok((host.clone(), port(field, *p)?)),
-    }
-}
-
-fn host_kind_name(kind: HostKind) -> &'static str {
-    match kind {
-        HostKind::Tcp => "tcp",
-        HostKind::Raw => "raw",
     }
 }
 
@@ -1400,7 +1361,7 @@ fn fault_info(s: &SessionState, fid: u64) -> Result<FaultInfo, Error> {
         from: spec.from.clone(),
         to: spec.to.clone(),
         matcher: FaultMatch {
-            flags: m.flags.map(|f| f.names().map(str::to_string).collect()),
+            flags: m.flags,
             len: m.len,
             seq: m.seq,
             seq_range: m.seq_range.map(|(a, b)| [a, b]),
@@ -1410,7 +1371,7 @@ fn fault_info(s: &SessionState, fid: u64) -> Result<FaultInfo, Error> {
         },
         skip: spec.skip,
         count: spec.count,
-        action: serde_json::to_value(spec.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        action: spec.action,
         delay_ms: spec.delay_ns as f64 / 1e6,
         matched: rule.matched,
         acted: rule.acted,

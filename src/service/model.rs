@@ -7,8 +7,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::engine::{Profile, State, TcbStatus};
-use crate::sim::Side;
+use crate::engine::{Flags, Profile, State, TcbStatus};
+use crate::sim::{FaultAction, HostKind, Side};
 
 /// How a session's virtual clock moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
@@ -59,7 +59,7 @@ pub fn resolve_profile(value: serde_json::Value) -> Result<Profile, String> {
     crate::profiles::with_overrides(&Profile::default(), fields).map_err(|e| e.to_string())
 }
 
-fn named_or_plain_profile<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Profile>, D::Error> {
+pub(crate) fn named_or_plain_profile<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Profile>, D::Error> {
     let value = Option::<serde_json::Value>::deserialize(d)?;
     value.map(|v| resolve_profile(v).map_err(serde::de::Error::custom)).transpose()
 }
@@ -165,7 +165,8 @@ pub struct AddHost {
     pub ip: String,
     /// `tcp` (default) or `raw`.
     #[serde(default)]
-    pub kind: Option<String>,
+    #[schema(value_type = Option<String>, example = "tcp")]
+    pub kind: Option<HostKind>,
 }
 
 /// A host.
@@ -176,7 +177,8 @@ pub struct HostInfo {
     /// IPv4 address.
     pub ip: String,
     /// `tcp` or `raw`.
-    pub kind: String,
+    #[schema(value_type = String, example = "tcp")]
+    pub kind: HostKind,
 }
 
 /// `PUT .../links`: both directions between `a` and `b`.
@@ -399,7 +401,8 @@ pub struct AddFault {
     #[serde(default)]
     pub count: Option<u64>,
     /// `drop`, `delay`, `duplicate`, `corrupt` or `hold`.
-    pub action: String,
+    #[schema(value_type = String, example = "drop")]
+    pub action: FaultAction,
     /// For `delay`: milliseconds.
     #[serde(default)]
     pub delay_ms: Option<f64>,
@@ -409,9 +412,11 @@ pub struct AddFault {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultMatch {
-    /// The exact set of flags, e.g. `["ACK"]`.
+    /// The exact set of flags, e.g. `["ACK"]` (names as RFC 9293 writes
+    /// them, case-insensitive).
     #[serde(default)]
-    pub flags: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub flags: Option<Flags>,
     /// Payload length.
     #[serde(default)]
     pub len: Option<u32>,
@@ -449,7 +454,8 @@ pub struct FaultInfo {
     /// Matches acted on (absent: all).
     pub count: Option<u64>,
     /// The action.
-    pub action: String,
+    #[schema(value_type = String, example = "drop")]
+    pub action: FaultAction,
     /// Delay in ms for `delay`.
     pub delay_ms: f64,
     /// Segments matched so far.
@@ -518,9 +524,10 @@ pub struct Inject {
     /// Destination port (when `to` is a plain host name).
     #[serde(default)]
     pub dst_port: Option<u32>,
-    /// Flags, e.g. `["SYN"]`.
+    /// Flags, e.g. `["SYN"]` (case-insensitive).
     #[serde(default)]
-    pub flags: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub flags: Flags,
     /// SEG.SEQ.
     #[serde(default)]
     pub seq: u32,
@@ -560,7 +567,8 @@ pub struct InjectResult {
 #[serde(deny_unknown_fields)]
 pub struct ClockRequest {
     /// `step`, `advance`, `run_until_idle`, `pause`, `resume` or `set_speed`.
-    pub action: String,
+    #[schema(value_type = String, example = "run_until_idle")]
+    pub action: ClockAction,
     /// For `advance`: milliseconds.
     #[serde(default)]
     pub ms: Option<f64>,
@@ -573,6 +581,71 @@ pub struct ClockRequest {
     /// For `run_until_idle`: cap on virtual time, in ms (server default when absent).
     #[serde(default)]
     pub max_ms: Option<f64>,
+}
+
+/// What a clock call does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockAction {
+    /// Process the one item due soonest (a segment's arrival or a timer).
+    Step,
+    /// Run every item due in the next `ms` of virtual time, then set the clock there.
+    Advance,
+    /// Run until nothing is scheduled (within `max_events` and `max_ms`).
+    RunUntilIdle,
+    /// Stop a realtime clock.
+    Pause,
+    /// Start a paused realtime clock again (at `speed` when given).
+    Resume,
+    /// Change a realtime clock's speed.
+    SetSpeed,
+}
+
+impl ClockAction {
+    /// Every action, in the order the documentation lists them.
+    pub const ALL: [ClockAction; 6] = [
+        ClockAction::Step,
+        ClockAction::Advance,
+        ClockAction::RunUntilIdle,
+        ClockAction::Pause,
+        ClockAction::Resume,
+        ClockAction::SetSpeed,
+    ];
+
+    /// The REST name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockAction::Step => "step",
+            ClockAction::Advance => "advance",
+            ClockAction::RunUntilIdle => "run_until_idle",
+            ClockAction::Pause => "pause",
+            ClockAction::Resume => "resume",
+            ClockAction::SetSpeed => "set_speed",
+        }
+    }
+}
+
+/// Why a clock call stopped before it had done what it was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The request's own `max_events`.
+    Events,
+    /// The request's own `max_ms`.
+    Time,
+    /// A server limit (named in the reply's `limit`, with how to raise it).
+    Limit,
+}
+
+impl StopReason {
+    /// The REST name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Events => "events",
+            StopReason::Time => "time",
+            StopReason::Limit => "limit",
+        }
+    }
 }
 
 /// The clock after a clock call.
@@ -593,7 +666,8 @@ pub struct ClockState {
     /// What stopped the call before it was done, if anything: `events` or
     /// `time` (the request's own `max_events` / `max_ms`), or `limit` (a
     /// server limit, named in `limit`).
-    pub stopped_by: Option<String>,
+    #[schema(value_type = Option<String>, example = "limit")]
+    pub stopped_by: Option<StopReason>,
     /// With `"stopped_by": "limit"`: the limit and how to raise it.
     pub limit: Option<crate::service::LimitHit>,
 }
@@ -621,7 +695,7 @@ pub struct EventQuery {
 pub struct EventPage {
     /// Events, by `seq`.
     #[schema(value_type = Vec<Object>)]
-    pub events: Vec<serde_json::Value>,
+    pub events: Vec<crate::sim::Event>,
     /// Pass as `after_seq` for the next page (the last `seq` returned, or the one asked for).
     pub next_after_seq: u64,
 }

@@ -7,10 +7,10 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use super::model::{ClockMode, resolve_profile};
+use super::command::Command;
+use super::model::ClockMode;
 use super::session::SessionState;
 use super::{Error, LabService};
 use crate::engine::Profile;
@@ -28,9 +28,9 @@ pub struct RunPacketdrill {
     pub script: String,
     /// The tested stack's profile: settings, or `{"name": "freebsd", ...overrides}`
     /// as in `POST /api/v1/sessions` (the session's profile when absent).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::model::named_or_plain_profile")]
     #[schema(value_type = Option<Object>, example = json!({"name": "freebsd"}))]
-    pub profile: Option<serde_json::Value>,
+    pub profile: Option<Profile>,
     /// Names `#ifdef` sees as defined, besides `STANDARD`.
     #[serde(default)]
     pub defines: Vec<String>,
@@ -103,8 +103,7 @@ impl LabService {
                 None => Error::invalid("script", e.to_string()),
             })?;
         check_script_span(&script, limits.run_max_ms)?;
-        let profile: Option<Profile> =
-            req.profile.clone().map(resolve_profile).transpose().map_err(|e| Error::invalid("profile", e))?;
+        let profile = req.profile.clone();
         if let (None, Some(name)) = (&profile, script.option("profile")) {
             // The script names a profile for itself: a bad name is a bad request, like a bad line.
             crate::profiles::named_profile(name)
@@ -113,7 +112,11 @@ impl LabService {
         if let Some(p) = &profile {
             p.validate().map_err(|e| Error::invalid(format!("profile.{}", e.field), e.message))?;
         }
-        let record = json!({ "op": "packetdrill", "profile": req.profile, "defines": req.defines, "lines": req.script.lines().count() });
+        let record = Command::Packetdrill {
+            profile: req.profile.clone(),
+            defines: req.defines.clone(),
+            lines: req.script.lines().count(),
+        };
         let handle = self.live_for_command(sid).await?;
         let started = handle
             .command(move |s: &mut SessionState| {
@@ -164,7 +167,7 @@ impl LabService {
                             let more = run.step();
                             std::mem::swap(run.world_mut(), &mut s.world);
                             let events = s.world.take_events();
-                            s.publish_taken(&events);
+                            s.publish_taken(events.iter().cloned());
                             Ok((run, more, events))
                         })
                         .await?;
@@ -298,6 +301,7 @@ mod tests {
     use super::*;
     use crate::service::Limits;
     use crate::service::model::{AddHost, CreateSession, EventQuery};
+    use crate::sim::EventKind;
     use crate::store::Store;
 
     const SCRIPT: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n+0 listen(3, 1) = 0\n\
@@ -313,24 +317,29 @@ mod tests {
     async fn a_script_runs_step_by_step_in_the_session_and_its_events_are_stored() {
         let (svc, _dir) = service().await;
         let sid = svc.create_session(CreateSession::default()).await.expect("session").id;
-        let req =
-            RunPacketdrill { script: SCRIPT.into(), profile: Some(json!({"name": "rfc9293"})), ..Default::default() };
+        let req = RunPacketdrill {
+            script: SCRIPT.into(),
+            profile: Some(crate::profiles::named_profile("rfc9293").expect("a shipped profile")),
+            ..Default::default()
+        };
         let r = svc.run_packetdrill(sid, req.clone()).await.expect("run");
         assert_eq!((r.verdict.as_str(), r.now_ns), ("PASS", 10_000_000), "{r:?}");
         let page = svc.events(sid, EventQuery { limit: Some(1000), ..EventQuery::default() }).await.expect("events");
         assert_eq!(page.events.len() as u64, r.events);
-        let kinds: Vec<&str> = page.events.iter().filter_map(|e| e["kind"].as_str()).collect();
+        let kinds: Vec<&str> = page.events.iter().map(|e| e.kind.name()).collect();
         assert_eq!(kinds.iter().filter(|k| **k == "segment_sent").count(), 2, "{kinds:?}");
         // A second run in the same session binds a port the first did not
         // use, so the first run's listener and connection do not meet it.
         let again = svc.run_packetdrill(sid, req).await.expect("run");
         assert_eq!(again.verdict, "PASS", "{again:?}");
         let page = svc.events(sid, EventQuery { limit: Some(1000), ..EventQuery::default() }).await.expect("events");
-        let ports: BTreeSet<u64> = page
+        let ports: BTreeSet<u16> = page
             .events
             .iter()
-            .filter(|e| e["kind"] == "segment_sent" && e["segment"]["from"] == TESTED)
-            .filter_map(|e| e["segment"]["src_port"].as_u64())
+            .filter_map(|e| match &e.kind {
+                EventKind::SegmentSent { segment, .. } if &*segment.from == TESTED => Some(segment.segment.src_port),
+                _ => None,
+            })
             .collect();
         assert_eq!(ports, BTreeSet::from([8080, 8081]), "{:?}", page.events);
     }

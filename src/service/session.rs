@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::model::ClockMode;
 use super::{Error, Limits};
 use crate::engine::Profile;
-use crate::sim::{Event, EventKind, World};
+use crate::sim::{Event, World};
 use crate::store::{CommandRecord, EventRecord, StoreWriter};
 
 /// The session's most recent events, shared by the actor (the only writer,
@@ -94,7 +94,7 @@ impl Ring {
         let needed_from = self.needed_from();
         let over = self.events.len().saturating_sub(self.keep);
         let persisted = self.persisted;
-        let free = self.events.partition_point(|e| e.seq <= persisted && e.seq < needed_from);
+        let free = self.events.partition_point(|e| e.seq() <= persisted && e.seq() < needed_from);
         self.events.drain(..over.min(free));
         // Back to its usual size after a burst held many events for a while
         // (a subscriber behind, the writer behind), and the memory back to the system.
@@ -113,7 +113,7 @@ impl Ring {
     }
     /// The oldest seq still held (`next_seq` when empty).
     pub(crate) fn first_seq(&self) -> u64 {
-        self.events.front().map_or(self.next_seq, |e| e.seq)
+        self.events.front().map_or(self.next_seq, |e| e.seq())
     }
 
     /// The newest seq published (0 before any).
@@ -164,7 +164,7 @@ impl Ring {
 
     /// Appends up to `max` held events with a seq above `after` to `out`.
     pub(crate) fn copy_after(&self, after: u64, max: usize, out: &mut Vec<Arc<LiveEvent>>) {
-        let from = self.events.partition_point(|e| e.seq <= after);
+        let from = self.events.partition_point(|e| e.seq() <= after);
         out.extend(self.events.range(from..).take(max).cloned());
     }
 }
@@ -201,79 +201,47 @@ pub(crate) struct LiveFeed {
     pub durable: watch::Receiver<u64>,
 }
 
-/// An event as it leaves the actor: numbered, timed, serialised once.
+/// An event as it leaves the actor: the typed event, and its JSON made once
+/// (the stored row, the SSE `data`, gRPC's `json`). A replayed event is read
+/// back from that JSON into the same type.
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
-    /// Position in the session's log (from 1, no gaps).
-    pub seq: u64,
-    /// Virtual time.
-    pub t_ns: u64,
-    /// The `kind` tag.
-    pub kind: &'static str,
-    /// The connection it concerns, if any.
-    pub connection: Option<u64>,
-    /// The whole event as JSON.
+    /// The event.
+    pub event: Event,
+    /// The event as JSON, as stored and as REST returns it.
     pub body: Arc<str>,
-    /// For `state_changed`, the transition, so that typed APIs need not
-    /// parse `body`.
-    pub state_change: Option<StateChangeSummary>,
-}
-
-/// A `state_changed` event's fields with fixed names (RFC 9293 state names).
-#[derive(Debug, Clone)]
-pub struct StateChangeSummary {
-    /// The host whose end changed state.
-    pub host: Arc<str>,
-    /// `client` or `server`; `None` for a listener or an injected peer.
-    pub side: Option<&'static str>,
-    /// Old state.
-    pub from: &'static str,
-    /// New state.
-    pub to: &'static str,
-    /// The RFC 9293 section that prescribes the transition.
-    pub rfc: Arc<str>,
-}
-
-impl StateChangeSummary {
-    /// Reads the summary back from a stored event's JSON (replay from
-    /// SQLite); `None` when the body is not a well-formed `state_changed`.
-    pub fn from_json(body: &str) -> Option<StateChangeSummary> {
-        let v: serde_json::Value = serde_json::from_str(body).ok()?;
-        let state =
-            |key: &str| v[key].as_str().and_then(crate::engine::State::from_name).map(crate::engine::State::name);
-        Some(StateChangeSummary {
-            host: v["host"].as_str()?.into(),
-            side: match v["side"].as_str() {
-                Some("client") => Some("client"),
-                Some("server") => Some("server"),
-                _ => None,
-            },
-            from: state("from")?,
-            to: state("to")?,
-            rfc: v["rfc"].as_str().unwrap_or_default().into(),
-        })
-    }
 }
 
 impl LiveEvent {
-    fn from_event(event: &Event) -> LiveEvent {
-        LiveEvent {
-            seq: event.seq,
-            t_ns: event.t_ns,
-            kind: event.kind.name(),
-            connection: event.kind.connection(),
-            body: serde_json::to_string(event).unwrap_or_else(|_| "{}".to_string()).into(),
-            state_change: match &event.kind {
-                EventKind::StateChanged { host, side, from, to, rfc, .. } => Some(StateChangeSummary {
-                    host: host.clone(),
-                    side: side.map(|s| s.name()),
-                    from: from.name(),
-                    to: to.name(),
-                    rfc: rfc.as_ref().into(),
-                }),
-                _ => None,
-            },
-        }
+    /// A new event of the world, serialised once.
+    pub fn new(event: Event) -> LiveEvent {
+        // An event always serialises (no maps with non-string keys, no floats that are not finite).
+        let body = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_string()).into();
+        LiveEvent { event, body }
+    }
+
+    /// An event read back from its stored JSON.
+    ///
+    /// # Errors
+    /// The JSON is not an event (a row no version of tcplab wrote).
+    pub fn stored(body: String) -> Result<LiveEvent, serde_json::Error> {
+        let event = serde_json::from_str(&body)?;
+        Ok(LiveEvent { event, body: body.into() })
+    }
+
+    /// Its position in the session's log (from 1, no gaps).
+    pub fn seq(&self) -> u64 {
+        self.event.seq
+    }
+
+    /// Its `kind` tag (`state_changed`, `segment_sent`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.event.kind.name()
+    }
+
+    /// The connection it concerns, if any.
+    pub fn connection(&self) -> Option<u64> {
+        self.event.kind.connection()
     }
 }
 
@@ -389,55 +357,55 @@ impl SessionState {
     }
 
     /// Records a user command (persisted in order with the session's events).
-    pub fn record_command(&mut self, body: serde_json::Value) {
+    pub fn record_command(&mut self, command: super::command::Command) {
         self.command_seq += 1;
         self.writer.command(CommandRecord {
             session_id: self.id as i64,
             seq: self.command_seq,
             t_ns: self.world.now() as i64,
-            body: body.to_string(),
+            body: serde_json::to_string(&command).unwrap_or_else(|_| "{}".to_string()),
         });
     }
 
     /// Takes the world's new events: serialise, keep, broadcast, persist.
     pub(crate) fn publish(&mut self) {
         let events = self.world.take_events();
-        self.publish_taken(&events);
+        self.publish_taken(events);
     }
 
     /// Publishes events that someone else already took from the world, in
     /// order and with no gap after the last published one: a lab run takes
     /// each step's events to check them (see [`crate::lab::LabRun::step`]),
     /// and hands them here so subscribers and the store see them all the same.
-    pub(crate) fn publish_taken(&mut self, events: &[Event]) {
-        if events.is_empty() {
-            return;
-        }
-        let mut records = Vec::with_capacity(events.len());
-        let mut lives = Vec::with_capacity(events.len());
+    pub(crate) fn publish_taken(&mut self, events: impl IntoIterator<Item = Event>) {
+        let events = events.into_iter();
+        let mut records = Vec::with_capacity(events.size_hint().0);
+        let mut lives = Vec::with_capacity(events.size_hint().0);
         for event in events {
             self.segment_fates.count(&event.kind);
-            let live = Arc::new(LiveEvent::from_event(event));
+            let live = Arc::new(LiveEvent::new(event));
             records.push(EventRecord {
                 session_id: self.id as i64,
-                seq: live.seq as i64,
-                t_ns: live.t_ns as i64,
-                kind: live.kind,
-                connection: live.connection.map(|c| c as i64),
+                seq: live.seq() as i64,
+                t_ns: live.event.t_ns as i64,
+                kind: live.kind(),
+                connection: live.connection().map(|c| c as i64),
                 body: live.body.clone(),
             });
             lives.push(live);
         }
-        let newest = lives.last().map_or(0, |e| e.seq);
+        let Some(newest) = lives.last().map(|e| e.seq()) else { return };
+        let published;
         {
             // One short write per batch; readers only ever hold it to copy `Arc`s.
             let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            published = lives.len() as u64;
             ring.events.extend(lives);
             ring.next_seq = newest + 1;
             ring.evict();
         }
         self.live.send_replace(newest); // wakes every subscriber once; nobody listening is fine
-        self.published.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.published.fetch_add(published, Ordering::Relaxed);
         self.writer.events_tracked(records, self.persisted.clone());
     }
 

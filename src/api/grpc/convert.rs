@@ -15,10 +15,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::pb;
-use crate::engine::{Profile, TcpOption};
+use crate::engine::{Flags, Profile, TcpOption};
 use crate::service::model::*;
 use crate::service::{Error, LiveEvent};
-use crate::sim::Side;
+use crate::sim::{Event, EventKind, Side};
 
 /// Parses a value the REST JSON spells as a string (`"two_way"`, `"off"`,
 /// `"realtime"`, `"client"`) with the target type's own serde, so the accepted
@@ -44,6 +44,11 @@ fn json_text<T: Serialize>(value: &T) -> String {
 /// INVALID_ARGUMENT on `side`.
 pub fn parse_side(side: &str) -> Result<Side, Error> {
     parse_name("side", side)
+}
+
+/// A `repeated string` of flag names as [`Flags`] (the names REST takes).
+fn parse_flags(field: &str, names: Vec<String>) -> Result<Flags, Error> {
+    serde_json::from_value(serde_json::Value::from(names)).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
 /// A `uint32` port of a message as the model's `u16`.
@@ -168,10 +173,12 @@ impl From<pb::ListSessionsRequest> for Page {
     }
 }
 
-impl From<pb::AddHostRequest> for AddHost {
-    fn from(r: pb::AddHostRequest) -> AddHost {
+impl TryFrom<pb::AddHostRequest> for AddHost {
+    type Error = Error;
+
+    fn try_from(r: pb::AddHostRequest) -> Result<AddHost, Error> {
         let pb::AddHostRequest { session_id: _, name, ip, kind } = r;
-        AddHost { name, ip, kind }
+        Ok(AddHost { name, ip, kind: kind.map(|k| parse_name("kind", &k)).transpose()? })
     }
 }
 
@@ -236,7 +243,7 @@ impl TryFrom<pb::FaultMatch> for FaultMatch {
             (None, Some(_)) => return Err(Error::invalid("match.seq_from", "needed with match.seq_to")),
         };
         Ok(FaultMatch {
-            flags: (match_flags || !flags.is_empty()).then_some(flags),
+            flags: (match_flags || !flags.is_empty()).then(|| parse_flags("match.flags", flags)).transpose()?,
             len,
             seq,
             seq_range,
@@ -258,7 +265,7 @@ impl TryFrom<pb::AddFaultRequest> for AddFault {
             matcher: r#match.map(FaultMatch::try_from).transpose()?,
             skip,
             count,
-            action,
+            action: parse_name("action", &action)?,
             delay_ms,
         })
     }
@@ -296,7 +303,7 @@ impl TryFrom<pb::InjectRequest> for Inject {
             to: InjectEndpoint::Host(to),
             src_port: Some(src_port),
             dst_port: Some(dst_port),
-            flags,
+            flags: parse_flags("flags", flags)?,
             seq,
             ack,
             window,
@@ -309,10 +316,12 @@ impl TryFrom<pb::InjectRequest> for Inject {
     }
 }
 
-impl From<pb::ClockRequest> for ClockRequest {
-    fn from(r: pb::ClockRequest) -> ClockRequest {
+impl TryFrom<pb::ClockRequest> for ClockRequest {
+    type Error = Error;
+
+    fn try_from(r: pb::ClockRequest) -> Result<ClockRequest, Error> {
         let pb::ClockRequest { session_id: _, action, ms, speed, max_events, max_ms } = r;
-        ClockRequest { action, ms, speed, max_events, max_ms }
+        Ok(ClockRequest { action: parse_name("action", &action)?, ms, speed, max_events, max_ms })
     }
 }
 
@@ -360,7 +369,7 @@ impl From<SessionList> for pb::ListSessionsResponse {
 
 impl From<HostInfo> for pb::Host {
     fn from(h: HostInfo) -> pb::Host {
-        pb::Host { name: h.name, ip: h.ip, kind: h.kind }
+        pb::Host { name: h.name, ip: h.ip, kind: name_of(&h.kind) }
     }
 }
 
@@ -470,7 +479,7 @@ impl From<FaultMatch> for pb::FaultMatch {
     fn from(m: FaultMatch) -> pb::FaultMatch {
         let match_flags = m.flags.is_some();
         pb::FaultMatch {
-            flags: m.flags.unwrap_or_default(),
+            flags: m.flags.unwrap_or_default().names().map(str::to_owned).collect(),
             len: m.len,
             seq: m.seq,
             ack: m.ack,
@@ -492,7 +501,7 @@ impl From<FaultInfo> for pb::Fault {
             r#match: Some(f.matcher.into()),
             skip: f.skip,
             count: f.count,
-            action: f.action,
+            action: name_of(&f.action),
             delay_ms: f.delay_ms,
             matched: f.matched,
             acted: f.acted,
@@ -510,7 +519,7 @@ impl From<ClockState> for pb::ClockResponse {
             speed: c.speed,
             steps: c.steps,
             idle: c.idle,
-            stopped_by: c.stopped_by,
+            stopped_by: c.stopped_by.map(|s| s.name().to_owned()),
             limit: c.limit.map(Into::into),
         }
     }
@@ -523,53 +532,41 @@ impl From<crate::service::LimitHit> for pb::LimitHit {
 }
 
 impl From<&LiveEvent> for pb::Event {
-    /// A streamed event: its header fields and its stored JSON as is
-    /// (`durable` false: the stream sets it, see [`super::stream_item`]).
+    /// A streamed event: its typed fields and its JSON as stored (`durable`
+    /// false: the stream sets it, see [`super::stream_item`]).
     fn from(e: &LiveEvent) -> pb::Event {
-        pb::Event {
-            durable: false,
-            seq: e.seq,
-            t_ns: e.t_ns,
-            kind: e.kind.to_owned(),
-            connection: e.connection,
-            json: e.body.to_string(),
-            state_changed: e.state_change.as_ref().map(|c| pb::StateChange {
-                host: c.host.to_string(),
-                side: c.side.map(str::to_owned),
-                from_state: c.from.to_owned(),
-                to_state: c.to.to_owned(),
-                rfc: c.rfc.to_string(),
-            }),
-        }
+        event_message(&e.event, e.body.to_string())
     }
 }
 
-impl From<serde_json::Value> for pb::Event {
-    /// An event of a page (REST's JSON object): header fields read from it.
-    fn from(event: serde_json::Value) -> pb::Event {
-        pb::Event {
-            // Pages are read from SQLite.
-            durable: true,
-            seq: event["seq"].as_u64().unwrap_or(0),
-            t_ns: event["t_ns"].as_u64().unwrap_or(0),
-            kind: event["kind"].as_str().unwrap_or_default().to_owned(),
-            connection: event["connection"].as_u64(),
-            state_changed: (event["kind"] == "state_changed").then(|| pb::StateChange {
-                host: event["host"].as_str().unwrap_or_default().to_owned(),
-                side: event["side"].as_str().map(str::to_owned),
-                from_state: event["from"].as_str().unwrap_or_default().to_owned(),
-                to_state: event["to"].as_str().unwrap_or_default().to_owned(),
-                rfc: event["rfc"].as_str().unwrap_or_default().to_owned(),
+/// An event as gRPC carries it: header fields and the typed state change
+/// read from the event's fields, `json` as REST returns it.
+fn event_message(event: &Event, json: String) -> pb::Event {
+    pb::Event {
+        durable: false,
+        seq: event.seq,
+        t_ns: event.t_ns,
+        kind: event.kind.name().to_owned(),
+        connection: event.kind.connection(),
+        json,
+        state_changed: match &event.kind {
+            EventKind::StateChanged { host, side, from, to, rfc, .. } => Some(pb::StateChange {
+                host: host.to_string(),
+                side: side.map(|s| s.name().to_owned()),
+                from_state: from.name().to_owned(),
+                to_state: to.name().to_owned(),
+                rfc: rfc.to_string(),
             }),
-            json: event.to_string(),
-        }
+            _ => None,
+        },
     }
 }
 
 impl From<EventPage> for pb::ListEventsResponse {
     fn from(p: EventPage) -> pb::ListEventsResponse {
         pb::ListEventsResponse {
-            events: p.events.into_iter().map(Into::into).collect(),
+            // Pages are read from SQLite.
+            events: p.events.iter().map(|e| pb::Event { durable: true, ..event_message(e, json_text(e)) }).collect(),
             next_after_seq: p.next_after_seq,
         }
     }

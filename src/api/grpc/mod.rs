@@ -106,7 +106,7 @@ impl LabRpc for GrpcLab {
     async fn add_host(&self, request: Request<pb::AddHostRequest>) -> Result<Response<pb::Host>, Status> {
         let req = request.into_inner();
         let sid = req.session_id;
-        reply(self.service.add_host(sid, req.into()).await?.into())
+        reply(self.service.add_host(sid, req.try_into()?).await?.into())
     }
 
     async fn list_hosts(&self, request: Request<pb::SessionRef>) -> Result<Response<pb::ListHostsResponse>, Status> {
@@ -174,7 +174,7 @@ impl LabRpc for GrpcLab {
 
     async fn get_received(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::ReceivedResponse>, Status> {
         let r = request.into_inner();
-        reply(self.service.received(r.session_id, r.connection_id, &r.side).await?.try_into()?)
+        reply(self.service.received(r.session_id, r.connection_id, parse_side(&r.side)?).await?.try_into()?)
     }
 
     async fn close(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::Connection>, Status> {
@@ -225,7 +225,7 @@ impl LabRpc for GrpcLab {
     async fn clock(&self, request: Request<pb::ClockRequest>) -> Result<Response<pb::ClockResponse>, Status> {
         let req = request.into_inner();
         let sid = req.session_id;
-        reply(self.service.clock(sid, req.into()).await?.into())
+        reply(self.service.clock(sid, req.try_into()?).await?.into())
     }
 
     async fn list_events(
@@ -258,9 +258,11 @@ impl LabRpc for GrpcLab {
         let profile = if profile_json.trim().is_empty() {
             None
         } else {
+            let value = serde_json::from_str(&profile_json)
+                .map_err(|e| crate::service::Error::invalid("profile_json", e.to_string()))?;
             Some(
-                serde_json::from_str(&profile_json)
-                    .map_err(|e| crate::service::Error::invalid("profile_json", e.to_string()))?,
+                crate::service::model::resolve_profile(value)
+                    .map_err(|e| crate::service::Error::invalid("profile_json", e))?,
             )
         };
         let req = crate::service::packetdrill::RunPacketdrill { script, profile, defines };

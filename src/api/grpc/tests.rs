@@ -12,7 +12,7 @@ use tonic::Code;
 use super::convert::{kinds_filter, parse_side, renamed};
 use super::*;
 use crate::engine::tcb::Timers;
-use crate::engine::{ConnError, Handshake, Isn, Profile, State, Switch, TcbStatus, TcpOption};
+use crate::engine::{ConnError, Flags, Handshake, Isn, Profile, State, Switch, TcbStatus, TcpOption};
 use crate::service::model::*;
 use crate::service::{Error, LiveEvent, StreamItem};
 use crate::sim::Side;
@@ -229,11 +229,11 @@ fn send_carries_the_exact_bytes() {
 #[test]
 fn fault_match_flags_follow_match_flags() {
     let exact_none = FaultMatch::try_from(pb::FaultMatch { match_flags: true, ..Default::default() }).unwrap();
-    assert_eq!(exact_none.flags, Some(vec![]));
+    assert_eq!(exact_none.flags, Some(Flags::NONE));
     let any = FaultMatch::try_from(pb::FaultMatch::default()).unwrap();
     assert_eq!(any.flags, None);
     let ack = FaultMatch::try_from(pb::FaultMatch { flags: vec!["ACK".into()], ..Default::default() }).unwrap();
-    assert_eq!(ack.flags, Some(vec!["ACK".to_string()]));
+    assert_eq!(ack.flags, Some(Flags::ACK));
 }
 
 #[test]
@@ -292,9 +292,9 @@ fn add_fault_converts_its_match() {
     })
     .unwrap();
     assert_eq!(req.from.as_deref(), Some("A"));
-    assert_eq!(req.matcher.and_then(|m| m.flags), Some(vec!["SYN".to_string()]));
+    assert_eq!(req.matcher.and_then(|m| m.flags), Some(Flags::SYN));
     assert_eq!(req.count, Some(1));
-    assert_eq!(req.action, "drop");
+    assert_eq!(req.action, crate::sim::FaultAction::Drop);
 }
 
 #[test]
@@ -430,10 +430,10 @@ fn faults_and_listeners_convert() {
         id: 2,
         from: None,
         to: Some("B".into()),
-        matcher: FaultMatch { flags: Some(vec![]), seq_range: Some([1, 2]), ..Default::default() },
+        matcher: FaultMatch { flags: Some(Flags::NONE), seq_range: Some([1, 2]), ..Default::default() },
         skip: 1,
         count: None,
-        action: "hold".into(),
+        action: crate::sim::FaultAction::Hold,
         delay_ms: 0.0,
         matched: 3,
         acted: 2,
@@ -457,15 +457,8 @@ fn faults_and_listeners_convert() {
 
 #[test]
 fn events_keep_their_json() {
-    let body = r#"{"seq":4,"t_ns":99,"kind":"state_changed","connection":1,"host":"A","side":"client","from":"SYN_SENT","to":"ESTABLISHED","rfc":"3.10.7.3"}"#;
-    let live = LiveEvent {
-        seq: 4,
-        t_ns: 99,
-        kind: "state_changed",
-        connection: Some(1),
-        body: Arc::from(body),
-        state_change: crate::service::StateChangeSummary::from_json(body),
-    };
+    let body = r#"{"seq":4,"t_ns":99,"kind":"state_changed","connection":1,"host":"A","side":"client","from":"SYN_SENT","to":"ESTABLISHED","cause":{"kind":"segment","flags":["ACK","SYN"],"seq":300,"ack":101,"len":0},"rfc":"3.10.7.3"}"#;
+    let live = LiveEvent::stored(body.to_owned()).expect("an event");
     let e = pb::Event::from(&live);
     assert_eq!(
         (e.seq, e.t_ns, e.kind.as_str(), e.connection, e.json.as_str()),
@@ -477,13 +470,11 @@ fn events_keep_their_json() {
         ("A", Some("client"), "SYN_SENT", "ESTABLISHED")
     );
     assert_eq!(change.rfc, "3.10.7.3");
-    let value: serde_json::Value = serde_json::from_str(body).unwrap();
-    let e = pb::Event::from(value.clone());
-    assert_eq!((e.seq, e.t_ns, e.kind.as_str(), e.connection), (4, 99, "state_changed", Some(1)));
+    let page = EventPage { events: vec![live.event.clone()], next_after_seq: 4 };
+    let e = pb::ListEventsResponse::from(page).events.remove(0);
+    assert_eq!((e.seq, e.t_ns, e.kind.as_str(), e.connection, e.durable), (4, 99, "state_changed", Some(1), true));
     assert_eq!(e.state_changed.map(|c| c.to_state), Some("ESTABLISHED".to_owned()));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&e.json).unwrap(), value);
-    let no_conn = pb::Event::from(serde_json::json!({"seq": 5, "t_ns": 1, "kind": "segment_dropped"}));
-    assert_eq!(no_conn.connection, None);
+    assert_eq!(e.json, body, "a page's event is the stored JSON, byte for byte");
 }
 
 #[test]
@@ -530,14 +521,8 @@ fn a_lagged_subscription_ends_with_aborted_and_the_resume_point() {
     let status = stream_item(StreamItem::Lagged { last_seq: 41 }).expect("an item").unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(status.message(), "subscriber lagged; resume with after_seq=41");
-    let live = LiveEvent {
-        seq: 42,
-        t_ns: 0,
-        kind: "timer_fired",
-        connection: None,
-        body: Arc::from("{}"),
-        state_change: None,
-    };
+    let live = LiveEvent::stored(r#"{"seq":42,"t_ns":0,"kind":"timer_fired","host":"A","timer":"retransmit"}"#.into())
+        .expect("an event");
     assert_eq!(
         stream_item(StreamItem::Event { event: Arc::new(live), durable: true }).expect("an item").unwrap().seq,
         42

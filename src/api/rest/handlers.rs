@@ -12,6 +12,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, ConnectionPath, FaultPath, ListenerPath, SessionPath};
 use crate::service::LabService;
 use crate::service::model::*;
+use crate::sim::Side;
 
 /// Handler result: a reply or the error body.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -409,7 +410,10 @@ pub async fn received(
     ApiPath(p): ApiPath<ConnectionPath>,
     ApiQuery(q): ApiQuery<SideQuery>,
 ) -> ApiResult<Json<Received>> {
-    Ok(Json(svc.received(p.sid, p.cid, &q.side).await?))
+    use serde::de::IntoDeserializer as _;
+    let side = Side::deserialize(q.side.as_str().into_deserializer())
+        .map_err(|e: serde::de::value::Error| ApiError::invalid("side", e.to_string()))?;
+    Ok(Json(svc.received(p.sid, p.cid, side).await?))
 }
 
 /// CLOSE one end.

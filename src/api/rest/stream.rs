@@ -122,7 +122,9 @@ pub async fn event_stream(
     let events = subscription.into_stream().map(|item| {
         Ok::<_, Infallible>(match item {
             // Durability is the stream's choice (`?durable=true`); the data stays the stored JSON.
-            StreamItem::Event { event: e, .. } => Event::default().id(e.seq.to_string()).event(e.kind).data(&*e.body),
+            StreamItem::Event { event: e, .. } => {
+                Event::default().id(e.seq().to_string()).event(e.kind()).data(&*e.body)
+            }
             StreamItem::Lagged { last_seq } => Event::default()
                 .id(last_seq.to_string())
                 .event("lagged")
