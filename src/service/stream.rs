@@ -15,7 +15,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
-use super::session::{LiveFeed, Ring};
+use super::ring::{LiveFeed, Ring};
 
 use super::LiveEvent;
 use crate::store::{EventFilter, EventRow, Store, StoreWriter};
