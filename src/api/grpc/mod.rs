@@ -333,7 +333,7 @@ fn stream_item(item: StreamItem) -> Option<Result<pb::Event, Status>> {
         StreamItem::Lagged { last_seq } => {
             Some(Err(Status::aborted(format!("subscriber lagged; resume with after_seq={last_seq}"))))
         }
-        StreamItem::End { .. } => None,
+        StreamItem::End { .. } | StreamItem::CaughtUp { .. } => None,
     }
 }
 
