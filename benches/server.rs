@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tcplab::api::grpc::pb::WatchEventsRequest;
 use tcplab::api::grpc::pb::lab_service_client::LabServiceClient;
+use tcplab::api::grpc::pb::watch_events_response::Item;
 use tcplab::server::{Server, ServerConfig};
 use tcplab::service::Limits;
 use tokio_stream::StreamExt as _;
@@ -375,7 +376,10 @@ async fn watch(
                 anyhow::bail!("no event for {NO_PROGRESS:?} after seq {last_seq} (target {:?})", *target.borrow());
             };
             match item {
-                Some(Ok(event)) => {
+                Some(Ok(message)) => {
+                    let Some(Item::Event(event)) = message.item else {
+                        anyhow::bail!("not an event after seq {last_seq} (no caught_up was asked for)");
+                    };
                     anyhow::ensure!(event.seq == last_seq + 1, "gap or duplicate: {} after {}", event.seq, last_seq);
                     last_seq = event.seq;
                     seen += 1;

@@ -1,17 +1,21 @@
 //! History is typed on the way out as on the way in: every kind of event a
 //! session logs, read back from SQLite over REST and over gRPC, deserializes
 //! into the `tcplab::sim::Event` it was written from, and serializes again
-//! to the very same JSON.
+//! to the very same JSON; over gRPC, each event's kind and typed payload say
+//! what that event says, field by field.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use common::server::{TestServer, grpc_channel};
+use common::server::{TestServer, grpc_channel, rest_name};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tcplab::api::grpc::pb;
+use tcplab::api::grpc::pb::event::Payload;
 use tcplab::api::grpc::pb::lab_service_client::LabServiceClient;
-use tcplab::sim::{Event, EventKind};
+use tcplab::engine::{Cause, Flags};
+use tcplab::sim::{Event, EventKind, Side, WireSegment};
 
 /// A session that logs every kind of event: a SYN dropped by a fault rule
 /// (and its retransmission timer), a delayed SYN+ACK, a duplicated, a
@@ -57,6 +61,109 @@ fn round_trip(json: &Value) -> Event {
     event
 }
 
+/// A value's REST spelling (`"client"`, `"SYN_SENT"`, `"retransmit"`), to
+/// compare with a proto enum's name without its prefix.
+fn spelled<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).expect("serializes").as_str().expect("a name").to_lowercase()
+}
+
+/// A proto enum name without its prefix, as [`spelled`] writes it.
+fn named(proto_name: &str, prefix: &str) -> String {
+    rest_name(proto_name, prefix)
+}
+
+fn side_of(side: Option<Side>) -> String {
+    side.map_or("unspecified".to_string(), |s| spelled(&s))
+}
+
+fn flags_of(flags: Flags) -> Vec<String> {
+    flags.names().map(str::to_lowercase).collect()
+}
+
+fn pb_flags(flags: impl Iterator<Item = pb::Flag>) -> Vec<String> {
+    flags.map(|f| named(f.as_str_name(), "FLAG_")).collect()
+}
+
+/// The segment payload says what the written segment says.
+fn check_segment(got: &pb::SegmentEvent, w: &WireSegment, seq: u64) {
+    let s = &w.segment;
+    assert_eq!(
+        (got.id, got.src.as_str(), got.dst.as_str(), got.src_port, got.dst_port),
+        (w.id, &*w.from, &*w.to, u32::from(s.src_port), u32::from(s.dst_port)),
+        "event {seq}"
+    );
+    assert_eq!(
+        (got.seq, got.ack, got.window, got.len as usize, got.retransmission, got.injected),
+        (s.seq.0, s.ack.0, u32::from(s.window), s.payload.len(), w.retransmission, w.injected),
+        "event {seq}"
+    );
+    assert_eq!(pb_flags(got.flags()), flags_of(s.flags), "event {seq}");
+}
+
+/// A gRPC event's kind and payload against the event written, field by field.
+fn check_payload(message: &pb::Event, event: &Event) {
+    let seq = event.seq;
+    assert_eq!(named(message.kind().as_str_name(), "EVENT_KIND_"), event.kind.name(), "event {seq}");
+    assert_eq!(message.connection, event.kind.connection(), "event {seq}");
+    let payload = message.payload.as_ref().unwrap_or_else(|| panic!("event {seq} has a payload"));
+    let no_extras = |s: &pb::SegmentEvent| (s.drop_reason(), s.fault_id, s.delay_ns);
+    match (&event.kind, payload) {
+        (EventKind::StateChanged { listener, host, side, from, to, cause, rfc, .. }, Payload::StateChange(c)) => {
+            assert_eq!((c.host.as_str(), c.rfc.as_str(), c.listener), (&**host, &**rfc, *listener), "event {seq}");
+            assert_eq!(named(c.side().as_str_name(), "SIDE_"), side_of(*side), "event {seq}");
+            assert_eq!(c.from_state().as_str_name(), format!("STATE_{}", from.name()), "event {seq}");
+            assert_eq!(c.to_state().as_str_name(), format!("STATE_{}", to.name()), "event {seq}");
+            let got = c.cause.as_ref().and_then(|c| c.cause.as_ref()).expect("a cause");
+            match (cause, got) {
+                (Cause::User { call }, pb::cause::Cause::UserCall(n)) => {
+                    let n = pb::UserCall::try_from(*n).expect("a call");
+                    assert_eq!(named(n.as_str_name(), "USER_CALL_"), spelled(call), "event {seq}");
+                }
+                (Cause::Segment { flags, seq: s, ack, len }, pb::cause::Cause::Segment(g)) => {
+                    assert_eq!((g.seq, g.ack, g.len), (*s, *ack, *len), "event {seq}");
+                    assert_eq!(pb_flags(g.flags()), flags_of(*flags), "event {seq}");
+                }
+                (Cause::Timer { timer }, pb::cause::Cause::Timer(n)) => {
+                    let n = pb::TimerKind::try_from(*n).expect("a timer");
+                    assert_eq!(named(n.as_str_name(), "TIMER_KIND_"), spelled(timer), "event {seq}");
+                }
+                (want, got) => panic!("event {seq}: cause {want:?} became {got:?}"),
+            }
+        }
+        (EventKind::SegmentSent { segment, .. } | EventKind::SegmentDelivered { segment, .. }, Payload::Segment(s))
+        | (EventKind::SegmentDuplicated { fault: None, segment }, Payload::Segment(s)) => {
+            check_segment(s, segment, seq);
+            assert_eq!(no_extras(s), (pb::DropReason::Unspecified, None, None), "event {seq}");
+        }
+        (EventKind::SegmentDuplicated { fault: Some(f), segment }, Payload::Segment(s))
+        | (EventKind::SegmentHeld { fault: f, segment }, Payload::Segment(s))
+        | (EventKind::SegmentReleased { fault: f, segment }, Payload::Segment(s)) => {
+            check_segment(s, segment, seq);
+            assert_eq!(no_extras(s), (pb::DropReason::Unspecified, Some(*f), None), "event {seq}");
+        }
+        (EventKind::SegmentDropped { reason, fault, segment }, Payload::Segment(s)) => {
+            check_segment(s, segment, seq);
+            assert_eq!(named(s.drop_reason().as_str_name(), "DROP_REASON_"), spelled(reason), "event {seq}");
+            assert_eq!((s.fault_id, s.delay_ns), (*fault, None), "event {seq}");
+        }
+        (EventKind::SegmentDelayed { fault, delay_ns, segment }, Payload::Segment(s)) => {
+            check_segment(s, segment, seq);
+            assert_eq!(no_extras(s), (pb::DropReason::Unspecified, Some(*fault), Some(*delay_ns)), "event {seq}");
+        }
+        (EventKind::TimerFired { host, side, timer, .. }, Payload::Timer(t)) => {
+            assert_eq!(t.host, **host, "event {seq}");
+            assert_eq!(named(t.side().as_str_name(), "SIDE_"), side_of(*side), "event {seq}");
+            assert_eq!(named(t.timer().as_str_name(), "TIMER_KIND_"), spelled(timer), "event {seq}");
+        }
+        (EventKind::ConnectionError { host, side, error, .. }, Payload::Error(x)) => {
+            assert_eq!(x.host, **host, "event {seq}");
+            assert_eq!(named(x.side().as_str_name(), "SIDE_"), side_of(*side), "event {seq}");
+            assert_eq!(x.error().as_str_name(), format!("CONN_ERROR_{}", error.errno()), "event {seq}");
+        }
+        (want, got) => panic!("event {seq}: {want:?} became the payload {got:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_kind_reads_back_from_sqlite_over_rest_and_grpc_as_the_event_written() {
     let server = TestServer::start().await;
@@ -80,7 +187,28 @@ async fn every_event_kind_reads_back_from_sqlite_over_rest_and_grpc_as_the_event
         let json: Value = serde_json::from_str(&message.json).expect("the event's JSON");
         let typed = round_trip(&json);
         assert_eq!(&typed, event, "gRPC and REST read back the same event");
-        assert_eq!((message.seq, message.t_ns, message.kind.as_str()), (typed.seq, typed.t_ns, typed.kind.name()));
+        assert_eq!((message.seq, message.t_ns), (typed.seq, typed.t_ns));
+        check_payload(message, event);
     }
+
+    // A replay over WatchEvents (the session ended, so all of it is from
+    // SQLite) carries the same messages, then the caught-up marker.
+    let (status, body) = server.rest.delete(&format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let req = pb::WatchEventsRequest { session_id: sid, caught_up: true, ..Default::default() };
+    let mut stream = grpc.watch_events(req).await.expect("watch").into_inner();
+    let mut replayed = Vec::new();
+    loop {
+        let item = stream.message().await.expect("ok").expect("the marker before the end").item.expect("an item");
+        match item {
+            pb::watch_events_response::Item::Event(e) => replayed.push(e),
+            pb::watch_events_response::Item::CaughtUp(c) => {
+                assert_eq!(c.last_seq, events.len() as u64);
+                break;
+            }
+        }
+    }
+    assert_eq!(replayed, over_grpc, "WatchEvents and ListEvents send the same messages");
+    assert!(stream.message().await.expect("ok").is_none(), "then the stream ends");
     server.stop().await;
 }

@@ -173,17 +173,22 @@ async fn an_advance_in_a_world_that_is_never_idle_stops_at_run_max_events() {
     let reply = lab
         .clock(pb::ClockRequest {
             session_id: sid,
-            action: "advance".into(),
+            action: pb::ClockAction::Advance.into(),
             ms: Some(86_400_000.0),
             ..Default::default()
         })
         .await
         .expect("clock")
         .into_inner();
-    assert_eq!(reply.stopped_by.as_deref(), Some("limit"));
+    assert_eq!(reply.stopped_by(), pb::StopReason::Limit);
     assert_eq!(reply.limit.expect("limit").name, "run_max_events");
     let status = lab
-        .clock(pb::ClockRequest { session_id: sid, action: "advance".into(), ms: Some(3e10), ..Default::default() })
+        .clock(pb::ClockRequest {
+            session_id: sid,
+            action: pb::ClockAction::Advance.into(),
+            ms: Some(3e10),
+            ..Default::default()
+        })
         .await
         .expect_err("over run_max_ms");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);

@@ -6,10 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::server::{CLEAN_RUN, TestServer, WAIT, describe, grpc_channel};
+use common::server::{CLEAN_RUN, TestServer, WAIT, describe, describe_grpc, grpc_channel, grpc_flags, rest_name};
 use serde_json::Value;
 use tcplab::api::grpc::pb;
 use tcplab::api::grpc::pb::lab_service_client::LabServiceClient;
+use tcplab::api::grpc::pb::watch_events_response::Item;
+use tcplab::api::grpc::pb::{ClockAction as A, EventKind as K, Side, State as S};
 use tcplab::service::Limits;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -28,16 +30,16 @@ async fn client(server: &TestServer) -> Lab {
 }
 
 /// Selected TCB fields of one end: state, iss, irs, snd_una, snd_nxt, rcv_nxt.
-fn tcb(end: &Option<pb::End>) -> (String, u32, u32, u32, u32, u32) {
+fn tcb(end: &Option<pb::End>) -> (S, u32, u32, u32, u32, u32) {
     let e = end.as_ref().expect("the end exists");
-    (e.state.clone(), e.iss, e.irs, e.snd_una, e.snd_nxt, e.rcv_nxt)
+    (e.state(), e.iss, e.irs, e.snd_una, e.snd_nxt, e.rcv_nxt)
 }
 
-fn t(state: &str, iss: u32, irs: u32, una: u32, nxt: u32, rcv: u32) -> (String, u32, u32, u32, u32, u32) {
-    (state.to_string(), iss, irs, una, nxt, rcv)
+fn t(state: S, iss: u32, irs: u32, una: u32, nxt: u32, rcv: u32) -> (S, u32, u32, u32, u32, u32) {
+    (state, iss, irs, una, nxt, rcv)
 }
 
-async fn clock(lab: &mut Lab, sid: u64, action: &str, ms: Option<f64>) -> pb::ClockResponse {
+async fn clock(lab: &mut Lab, sid: u64, action: A, ms: Option<f64>) -> pb::ClockResponse {
     let req = pb::ClockRequest { session_id: sid, action: action.into(), ms, ..Default::default() };
     lab.clock(req).await.expect("clock").into_inner()
 }
@@ -46,7 +48,7 @@ async fn get(lab: &mut Lab, sid: u64, cid: u64) -> pb::Connection {
     lab.get_connection(pb::ConnectionRef { session_id: sid, connection_id: cid }).await.expect("get").into_inner()
 }
 
-async fn side(lab: &mut Lab, sid: u64, cid: u64, call: &str, side: &str) -> pb::Connection {
+async fn side(lab: &mut Lab, sid: u64, cid: u64, call: &str, side: Side) -> pb::Connection {
     let req = pb::SideRequest { session_id: sid, connection_id: cid, side: side.into() };
     match call {
         "close" => lab.close(req).await,
@@ -56,7 +58,7 @@ async fn side(lab: &mut Lab, sid: u64, cid: u64, call: &str, side: &str) -> pb::
     .into_inner()
 }
 
-async fn send(lab: &mut Lab, sid: u64, cid: u64, side: &str, data: Vec<u8>) -> u64 {
+async fn send(lab: &mut Lab, sid: u64, cid: u64, side: Side, data: Vec<u8>) -> u64 {
     let req = pb::SendRequest { session_id: sid, connection_id: cid, side: side.into(), data };
     lab.send(req).await.expect("send").into_inner().accepted
 }
@@ -67,22 +69,27 @@ async fn session(lab: &mut Lab, name: &str, seed: u64) -> u64 {
         .create_session(pb::CreateSessionRequest {
             name: Some(name.into()),
             seed: Some(seed),
-            clock: Some("manual".into()),
+            clock: pb::ClockMode::Manual.into(),
             profile: Some(pb::Profile { msl_ms: Some(500), ..Default::default() }),
             ..Default::default()
         })
         .await
         .expect("create")
         .into_inner();
-    assert_eq!((created.status.as_str(), created.clock.as_str(), created.name.as_str()), ("live", "manual", name));
+    assert_eq!(
+        (created.status(), created.clock(), created.name.as_str()),
+        (pb::SessionStatus::Live, pb::ClockMode::Manual, name)
+    );
+    let profile = created.profile.as_ref().expect("the profile");
+    assert_eq!((profile.msl_ms, profile.handshake()), (Some(500), pb::Handshake::ThreeWay));
     let sid = created.id;
     for (name, ip) in [("A", "10.0.0.1"), ("B", "10.0.0.2")] {
         let host = lab
-            .add_host(pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), kind: None })
+            .add_host(pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), ..Default::default() })
             .await
             .expect("host")
             .into_inner();
-        assert_eq!((host.name.as_str(), host.ip.as_str(), host.kind.as_str()), (name, ip, "tcp"));
+        assert_eq!((host.name.as_str(), host.ip.as_str(), host.kind()), (name, ip, pb::HostKind::Tcp));
     }
     let link = lab
         .set_link(pb::SetLinkRequest {
@@ -107,7 +114,7 @@ async fn session(lab: &mut Lab, name: &str, seed: u64) -> u64 {
         .await
         .expect("listen")
         .into_inner();
-    assert_eq!((listener.state.as_str(), listener.port), ("LISTEN", 80));
+    assert_eq!((listener.state(), listener.port), (S::Listen, 80));
     sid
 }
 
@@ -125,17 +132,17 @@ async fn handshake(lab: &mut Lab, sid: u64) -> u64 {
         .await
         .expect("connect")
         .into_inner();
-    assert_eq!(tcb(&conn.client), t("SYN_SENT", 300, 0, 300, 301, 0));
+    assert_eq!(tcb(&conn.client), t(S::SynSent, 300, 0, 300, 301, 0));
     assert_eq!(conn.server, None);
-    let c = clock(lab, sid, "step", None).await;
+    let c = clock(lab, sid, A::Step, None).await;
     assert_eq!((c.now_ns, c.steps, c.idle), (10_000_000, 1, false));
     let got = get(lab, sid, conn.id).await;
-    assert_eq!(tcb(&got.server), t("SYN_RECEIVED", 500, 300, 500, 501, 301));
-    let c = clock(lab, sid, "run_until_idle", None).await;
+    assert_eq!(tcb(&got.server), t(S::SynReceived, 500, 300, 500, 501, 301));
+    let c = clock(lab, sid, A::RunUntilIdle, None).await;
     assert_eq!((c.now_ns, c.idle), (30_000_000, true));
     let got = get(lab, sid, conn.id).await;
-    assert_eq!(tcb(&got.client), t("ESTABLISHED", 300, 500, 301, 301, 501));
-    assert_eq!(tcb(&got.server), t("ESTABLISHED", 500, 300, 501, 501, 301));
+    assert_eq!(tcb(&got.client), t(S::Established, 300, 500, 301, 301, 501));
+    assert_eq!(tcb(&got.server), t(S::Established, 500, 300, 501, 501, 301));
     let client = got.client.as_ref().unwrap();
     assert_eq!((client.local_port, client.remote_ip.as_str(), client.remote_port), (40000, "10.0.0.2", 80));
     conn.id
@@ -143,45 +150,45 @@ async fn handshake(lab: &mut Lab, sid: u64) -> u64 {
 
 /// Data both ways and the four-way close, with the clean run's exact states.
 async fn data_and_close(lab: &mut Lab, sid: u64, cid: u64) {
-    assert_eq!(send(lab, sid, cid, "client", vec![b'a'; 100]).await, 100);
-    clock(lab, sid, "run_until_idle", None).await;
-    assert_eq!(send(lab, sid, cid, "server", vec![b'b'; 200]).await, 200);
-    clock(lab, sid, "run_until_idle", None).await;
+    assert_eq!(send(lab, sid, cid, Side::Client, vec![b'a'; 100]).await, 100);
+    clock(lab, sid, A::RunUntilIdle, None).await;
+    assert_eq!(send(lab, sid, cid, Side::Server, vec![b'b'; 200]).await, 200);
+    clock(lab, sid, A::RunUntilIdle, None).await;
     let got = lab
-        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: "server".into() })
+        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: Side::Server.into() })
         .await
         .expect("received")
         .into_inner();
-    assert_eq!((got.side.as_str(), got.bytes, got.data), ("server", 100, vec![b'a'; 100]));
+    assert_eq!((got.side(), got.bytes, got.data), (Side::Server, 100, vec![b'a'; 100]));
     let got = lab
-        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: "client".into() })
+        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: Side::Client.into() })
         .await
         .expect("received")
         .into_inner();
-    assert_eq!((got.side.as_str(), got.bytes, got.data), ("client", 200, vec![b'b'; 200]));
+    assert_eq!((got.side(), got.bytes, got.data), (Side::Client, 200, vec![b'b'; 200]));
     let conn = get(lab, sid, cid).await;
-    assert_eq!(tcb(&conn.client), t("ESTABLISHED", 300, 500, 401, 401, 701));
-    assert_eq!(tcb(&conn.server), t("ESTABLISHED", 500, 300, 701, 701, 401));
+    assert_eq!(tcb(&conn.client), t(S::Established, 300, 500, 401, 401, 701));
+    assert_eq!(tcb(&conn.server), t(S::Established, 500, 300, 701, 701, 401));
 
-    let conn = side(lab, sid, cid, "close", "client").await;
-    assert_eq!(tcb(&conn.client), t("FIN_WAIT_1", 300, 500, 401, 402, 701));
-    clock(lab, sid, "run_until_idle", None).await;
+    let conn = side(lab, sid, cid, "close", Side::Client).await;
+    assert_eq!(tcb(&conn.client), t(S::FinWait1, 300, 500, 401, 402, 701));
+    clock(lab, sid, A::RunUntilIdle, None).await;
     let conn = get(lab, sid, cid).await;
-    assert_eq!(tcb(&conn.client), t("FIN_WAIT_2", 300, 500, 402, 402, 701));
-    assert_eq!(tcb(&conn.server), t("CLOSE_WAIT", 500, 300, 701, 701, 402));
-    let conn = side(lab, sid, cid, "close", "server").await;
-    assert_eq!(tcb(&conn.server), t("LAST_ACK", 500, 300, 701, 702, 402));
-    let c = clock(lab, sid, "advance", Some(15.0)).await;
+    assert_eq!(tcb(&conn.client), t(S::FinWait2, 300, 500, 402, 402, 701));
+    assert_eq!(tcb(&conn.server), t(S::CloseWait, 500, 300, 701, 701, 402));
+    let conn = side(lab, sid, cid, "close", Side::Server).await;
+    assert_eq!(tcb(&conn.server), t(S::LastAck, 500, 300, 701, 702, 402));
+    let c = clock(lab, sid, A::Advance, Some(15.0)).await;
     assert_eq!(c.now_ns, 105_000_000);
     let conn = get(lab, sid, cid).await;
-    assert_eq!(tcb(&conn.client), t("TIME_WAIT", 300, 500, 402, 402, 702));
+    assert_eq!(tcb(&conn.client), t(S::TimeWait, 300, 500, 402, 402, 702));
     assert_eq!(conn.client.as_ref().unwrap().timers.as_ref().unwrap().time_wait, Some(1_100_000_000));
-    assert_eq!(tcb(&conn.server), t("LAST_ACK", 500, 300, 701, 702, 402));
-    let c = clock(lab, sid, "run_until_idle", None).await;
+    assert_eq!(tcb(&conn.server), t(S::LastAck, 500, 300, 701, 702, 402));
+    let c = clock(lab, sid, A::RunUntilIdle, None).await;
     assert_eq!((c.now_ns, c.idle), (1_100_000_000, true));
     let conn = get(lab, sid, cid).await;
-    assert_eq!(conn.client.unwrap().state, "CLOSED");
-    assert_eq!(conn.server.unwrap().state, "CLOSED");
+    assert_eq!(conn.client.unwrap().state(), S::Closed);
+    assert_eq!(conn.server.unwrap().state(), S::Closed);
 }
 
 /// Every stored event, all pages.
@@ -194,14 +201,14 @@ fn json_of(e: &pb::Event) -> Value {
     let v: Value = serde_json::from_str(&e.json).expect("event JSON");
     assert_eq!(v["seq"].as_u64(), Some(e.seq));
     assert_eq!(v["t_ns"].as_u64(), Some(e.t_ns));
-    assert_eq!(v["kind"].as_str(), Some(e.kind.as_str()));
+    assert_eq!(v["kind"].as_str(), Some(rest_name(e.kind().as_str_name(), "EVENT_KIND_").as_str()));
     assert_eq!(v["connection"].as_u64(), e.connection);
     v
 }
 
 /// What an event says, independent of how its JSON text orders keys.
-fn norm(events: &[pb::Event]) -> Vec<(u64, u64, String, Option<u64>, Value)> {
-    events.iter().map(|e| (e.seq, e.t_ns, e.kind.clone(), e.connection, json_of(e))).collect()
+fn norm(events: &[pb::Event]) -> Vec<(u64, u64, i32, Option<u64>, Value)> {
+    events.iter().map(|e| (e.seq, e.t_ns, e.kind, e.connection, json_of(e))).collect()
 }
 
 fn seqs(events: &[pb::Event]) -> Vec<u64> {
@@ -219,11 +226,14 @@ async fn handshake_data_and_close_over_grpc() {
     let events = all_events(&mut lab, sid).await;
     let lines: Vec<String> = events.iter().map(|e| describe(&json_of(e))).collect();
     assert_eq!(lines, CLEAN_RUN);
+    // The typed payloads say the same as the JSON.
+    let typed: Vec<String> = events.iter().map(describe_grpc).collect();
+    assert_eq!(typed, CLEAN_RUN);
 
     let page = lab
         .list_events(pb::ListEventsRequest {
             session_id: sid,
-            kinds: vec!["state_changed".into(), "timer_fired".into()],
+            kinds: vec![K::StateChanged.into(), K::TimerFired.into()],
             connection: Some(cid),
             after_seq: Some(20),
             ..Default::default()
@@ -241,12 +251,12 @@ async fn handshake_data_and_close_over_grpc() {
     assert_eq!((seqs(&page.events), page.next_after_seq), (vec![1, 2, 3], 3));
 
     let segs = lab.list_segments(pb::SessionRef { session_id: sid }).await.expect("segments").into_inner().segments;
-    let summary: Vec<(u64, String, String, u32, u32, u32, String)> = segs
+    let summary: Vec<(u64, String, String, u32, u32, u32, pb::Fate)> = segs
         .iter()
-        .map(|s| (s.id, format!("{}>{}", s.from, s.to), s.flags.join(","), s.seq, s.ack, s.len, s.fate.clone()))
+        .map(|s| (s.id, format!("{}>{}", s.src, s.dst), grpc_flags(s.flags()), s.seq, s.ack, s.len, s.fate()))
         .collect();
     let d = |id: u64, dir: &str, flags: &str, seq: u32, ack: u32, len: u32| {
-        (id, dir.to_string(), flags.to_string(), seq, ack, len, "delivered".to_string())
+        (id, dir.to_string(), flags.to_string(), seq, ack, len, pb::Fate::Delivered)
     };
     assert_eq!(
         summary,
@@ -265,13 +275,14 @@ async fn handshake_data_and_close_over_grpc() {
         ]
     );
     assert_eq!((segs[0].src_port, segs[0].dst_port, segs[0].window, segs[0].sent_ns), (40000, 80, 65535, 0));
-    assert_eq!(segs[0].fates, ["delivered"]);
+    assert_eq!(segs[0].fates().collect::<Vec<_>>(), [pb::Fate::Delivered]);
 
     let info = lab.get_session(pb::SessionRef { session_id: sid }).await.expect("get").into_inner();
     assert_eq!((info.events, info.now_ns, info.connections, info.hosts), (35, 1_100_000_000, 1, 2));
-    assert_eq!(info.states.get("CLOSED"), Some(&2));
+    let closed = info.states.iter().find(|c| c.state() == S::Closed).map(|c| c.count);
+    assert_eq!(closed, Some(2));
     let ended = lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end").into_inner();
-    assert_eq!((ended.status.as_str(), ended.events), ("ended", 35));
+    assert_eq!((ended.status(), ended.events), (pb::SessionStatus::Ended, 35));
     assert!(ended.ended_at.is_some());
     // The history stays.
     let again = all_events(&mut lab, sid).await;
@@ -279,12 +290,18 @@ async fn handshake_data_and_close_over_grpc() {
     server.stop().await;
 }
 
-/// Reads a `WatchEvents` stream until it yields `last` (inclusive).
-async fn watch_until(stream: &mut tonic::Streaming<pb::Event>, last: u64) -> Vec<pb::Event> {
+/// The next message of a `WatchEvents` stream.
+async fn next_item(stream: &mut tonic::Streaming<pb::WatchEventsResponse>) -> Item {
+    let next = tokio::time::timeout(WAIT, stream.message()).await.expect("a message in time");
+    next.expect("stream ok").expect("the stream goes on").item.expect("an item")
+}
+
+/// Reads a `WatchEvents` stream (one that did not ask for `caught_up`)
+/// until it yields `last` (inclusive).
+async fn watch_until(stream: &mut tonic::Streaming<pb::WatchEventsResponse>, last: u64) -> Vec<pb::Event> {
     let mut out = Vec::new();
     loop {
-        let next = tokio::time::timeout(WAIT, stream.message()).await.expect("an event in time");
-        let e = next.expect("stream ok").expect("the stream goes on");
+        let Item::Event(e) = next_item(stream).await else { panic!("a marker nobody asked for") };
         let seq = e.seq;
         out.push(e);
         if seq >= last {
@@ -297,15 +314,15 @@ async fn watch(
     lab: &mut Lab,
     sid: u64,
     after_seq: u64,
-    kinds: &[&str],
+    kinds: &[K],
     connection: Option<u64>,
-) -> tonic::Streaming<pb::Event> {
+) -> tonic::Streaming<pb::WatchEventsResponse> {
     let req = pb::WatchEventsRequest {
         session_id: sid,
         after_seq,
-        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        kinds: kinds.iter().map(|k| i32::from(*k)).collect(),
         connection,
-        durable: false,
+        ..Default::default()
     };
     lab.watch_events(req).await.expect("watch").into_inner()
 }
@@ -319,7 +336,7 @@ async fn watch_events_replays_then_continues_live() {
 
     // Started mid-session: 6..=11 are replayed, the rest arrives live.
     let mut all = watch(&mut lab, sid, 5, &[], None).await;
-    let mut states = watch(&mut lab, sid, 0, &["state_changed"], Some(cid)).await;
+    let mut states = watch(&mut lab, sid, 0, &[K::StateChanged], Some(cid)).await;
     let mut seen = watch_until(&mut all, 11).await;
     assert_eq!(seqs(&seen), [6, 7, 8, 9, 10, 11]);
     data_and_close(&mut lab, sid, cid).await; // 12..=35
@@ -342,6 +359,58 @@ async fn watch_events_replays_then_continues_live() {
     let mut old = watch(&mut lab, sid, 33, &[], None).await;
     let tail = watch_until(&mut old, 35).await;
     assert_eq!(norm(&tail), norm(&stored[33..]));
+    let end = tokio::time::timeout(WAIT, old.message()).await.expect("in time");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    server.stop().await;
+}
+
+/// Asked for, a `CaughtUp` message separates the replayed events from the
+/// live ones; an ended session's replay ends with it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_events_can_mark_where_the_replay_ends() {
+    let server = TestServer::start().await;
+    let mut lab = client(&server).await;
+    let sid = session(&mut lab, "caught up", 7).await;
+    let cid = handshake(&mut lab, sid).await; // events 1..=11
+    let req = pb::WatchEventsRequest { session_id: sid, after_seq: 5, caught_up: true, ..Default::default() };
+    let mut stream = lab.watch_events(req).await.expect("watch").into_inner();
+    let mut replayed = Vec::new();
+    let marker = loop {
+        match next_item(&mut stream).await {
+            Item::Event(e) => replayed.push(e.seq),
+            Item::CaughtUp(c) => break c.last_seq,
+        }
+    };
+    assert_eq!((replayed, marker), ((6..=11).collect::<Vec<_>>(), 11));
+    data_and_close(&mut lab, sid, cid).await; // 12..=35, live
+    let live = watch_until(&mut stream, 35).await;
+    assert_eq!(seqs(&live), (12..=35).collect::<Vec<u64>>(), "one marker, then only events");
+
+    // Filtered by connection and kind: the marker still comes at the cursor.
+    let req = pb::WatchEventsRequest {
+        session_id: sid,
+        kinds: vec![K::TimerFired.into()],
+        caught_up: true,
+        ..Default::default()
+    };
+    let mut timers = lab.watch_events(req).await.expect("watch").into_inner();
+    let mut items = Vec::new();
+    loop {
+        let item = next_item(&mut timers).await;
+        let done = matches!(item, Item::CaughtUp(_));
+        items.push(item);
+        if done {
+            break;
+        }
+    }
+    assert!(matches!(items.last(), Some(Item::CaughtUp(pb::CaughtUp { last_seq: 35 }))), "{items:?}");
+    assert!(items[..items.len() - 1].iter().all(|i| matches!(i, Item::Event(e) if e.kind() == K::TimerFired)));
+
+    lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end");
+    let req = pb::WatchEventsRequest { session_id: sid, after_seq: 34, caught_up: true, ..Default::default() };
+    let mut old = lab.watch_events(req).await.expect("watch").into_inner();
+    assert!(matches!(next_item(&mut old).await, Item::Event(e) if e.seq == 35));
+    assert!(matches!(next_item(&mut old).await, Item::CaughtUp(pb::CaughtUp { last_seq: 35 })));
     let end = tokio::time::timeout(WAIT, old.message()).await.expect("in time");
     assert!(matches!(end, Ok(None)), "{end:?}");
     server.stop().await;
@@ -391,13 +460,13 @@ async fn watch_started_while_the_session_is_busy_has_no_gap_and_no_duplicate() {
     .expect("lossy link");
     let cid = handshake(&mut lab, sid).await;
     let data: Vec<u8> = (0..1_048_576u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    assert_eq!(send(&mut lab, sid, cid, "client", data.clone()).await, 1_048_576);
+    assert_eq!(send(&mut lab, sid, cid, Side::Client, data.clone()).await, 1_048_576);
 
     // A background task moves the clock in small steps until the transfer is done.
     let mut driver = lab.clone();
     let busy = tokio::spawn(async move {
         for _ in 0..100_000 {
-            let c = clock(&mut driver, sid, "advance", Some(20.0)).await;
+            let c = clock(&mut driver, sid, A::Advance, Some(20.0)).await;
             let conn = get(&mut driver, sid, cid).await;
             let server_end = conn.server.expect("server end");
             if server_end.received_bytes == 1_048_576 && c.idle {
@@ -425,7 +494,10 @@ async fn watch_started_while_the_session_is_busy_has_no_gap_and_no_duplicate() {
         loop {
             tokio::select! {
                 done = &mut busy => return done.expect("driver"),
-                e = stream.message() => seen.push(e.expect("stream ok").expect("stream goes on")),
+                e = stream.message() => match e.expect("stream ok").expect("stream goes on").item {
+                    Some(Item::Event(e)) => seen.push(e),
+                    other => panic!("only events: {other:?}"),
+                },
             }
         }
     })
@@ -443,14 +515,26 @@ async fn watch_started_while_the_session_is_busy_has_no_gap_and_no_duplicate() {
     assert_eq!(stored.len() as u64, total);
     assert!(norm(&seen) == norm(&stored[joined_at as usize..]), "streamed events equal the stored ones");
     let got = lab
-        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: "server".into() })
+        .get_received(pb::SideRequest { session_id: sid, connection_id: cid, side: Side::Server.into() })
         .await
         .expect("received")
         .into_inner();
     assert!(got.data == data, "the lossy transfer arrived whole");
-    let retransmitted =
-        seen.iter().filter(|e| e.kind == "segment_sent" && e.json.contains("\"retransmission\":true")).count();
-    let lost = seen.iter().filter(|e| e.kind == "segment_dropped" && e.json.contains("\"reason\":\"loss\"")).count();
+    // Read from the typed payloads, checked against the JSON.
+    let segment = |e: &pb::Event| match &e.payload {
+        Some(pb::event::Payload::Segment(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let retransmitted = seen
+        .iter()
+        .filter(|e| e.kind() == K::SegmentSent && segment(e).is_some_and(|s| s.retransmission))
+        .inspect(|e| assert!(e.json.contains("\"retransmission\":true"), "{}", e.json))
+        .count();
+    let lost = seen
+        .iter()
+        .filter(|e| segment(e).is_some_and(|s| s.drop_reason() == pb::DropReason::Loss))
+        .inspect(|e| assert!(e.kind() == K::SegmentDropped && e.json.contains("\"reason\":\"loss\""), "{}", e.json))
+        .count();
     assert!(
         lost > 0 && retransmitted > 0,
         "a 3% lossy link loses and retransmits: {lost} lost, {retransmitted} retransmitted"
@@ -459,7 +543,7 @@ async fn watch_started_while_the_session_is_busy_has_no_gap_and_no_duplicate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_map_to_invalid_argument_and_not_found() {
+async fn errors_map_to_invalid_argument_not_found_already_exists_and_failed_precondition() {
     let server = TestServer::start().await;
     let mut lab = client(&server).await;
     let sid = session(&mut lab, "errors", 7).await;
@@ -469,8 +553,7 @@ async fn errors_map_to_invalid_argument_and_not_found() {
         assert_eq!(got.code(), code, "{got:?}");
         assert!(got.message().starts_with(starts), "{:?} starts with {starts:?}", got.message());
     }
-    let host =
-        |name: &str, ip: &str| pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), kind: None };
+    let host = |name: &str, ip: &str| pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), kind: 0 };
     check(lab.add_host(host("C", "10.0.0.300")).await.unwrap_err(), Code::InvalidArgument, "ip: ");
     check(
         lab.add_listener(pb::AddListenerRequest {
@@ -499,38 +582,78 @@ async fn errors_map_to_invalid_argument_and_not_found() {
         "loss: ",
     );
     check(
-        lab.clock(pb::ClockRequest { session_id: sid, action: "sometimes".into(), ..Default::default() })
-            .await
-            .unwrap_err(),
+        lab.clock(pb::ClockRequest { session_id: sid, action: 99, ..Default::default() }).await.unwrap_err(),
         Code::InvalidArgument,
-        "action: ",
+        "action: unknown enum value 99",
+    );
+    // A required enum left UNSPECIFIED names its field and what it takes.
+    check(
+        lab.clock(pb::ClockRequest { session_id: sid, ..Default::default() }).await.unwrap_err(),
+        Code::InvalidArgument,
+        "action: required: one of CLOCK_ACTION_STEP",
     );
     check(
-        lab.create_session(pb::CreateSessionRequest { clock: Some("sometimes".into()), ..Default::default() })
-            .await
-            .unwrap_err(),
+        lab.add_fault(pb::AddFaultRequest { session_id: sid, ..Default::default() }).await.unwrap_err(),
+        Code::InvalidArgument,
+        "action: required: one of FAULT_ACTION_DROP",
+    );
+    check(
+        lab.create_session(pb::CreateSessionRequest { clock: 7, ..Default::default() }).await.unwrap_err(),
         Code::InvalidArgument,
         "clock: ",
     );
     check(
-        lab.send(pb::SendRequest { session_id: sid, connection_id: cid, side: "middle".into(), data: vec![1] })
-            .await
-            .unwrap_err(),
+        lab.send(pb::SendRequest { session_id: sid, connection_id: cid, side: 0, data: vec![1] }).await.unwrap_err(),
         Code::InvalidArgument,
-        "side: ",
+        "side: required",
     );
+    let no_kind = vec![K::Unspecified.into()];
     check(
-        lab.list_events(pb::ListEventsRequest { session_id: sid, kinds: vec!["bogus".into()], ..Default::default() })
+        lab.list_events(pb::ListEventsRequest { session_id: sid, kinds: no_kind.clone(), ..Default::default() })
             .await
             .unwrap_err(),
         Code::InvalidArgument,
         "kinds: ",
     );
     let err = lab
-        .watch_events(pb::WatchEventsRequest { session_id: sid, kinds: vec!["bogus".into()], ..Default::default() })
+        .watch_events(pb::WatchEventsRequest { session_id: sid, kinds: no_kind, ..Default::default() })
         .await
         .unwrap_err();
     check(err, Code::InvalidArgument, "kinds: ");
+    let bad_flag = pb::InjectRequest {
+        session_id: sid,
+        src: "A".into(),
+        src_port: 1,
+        dst: "B".into(),
+        dst_port: 80,
+        flags: vec![pb::Flag::Unspecified.into()],
+        ..Default::default()
+    };
+    check(lab.inject(bad_flag).await.unwrap_err(), Code::InvalidArgument, "flags: ");
+
+    // Duplicates: ALREADY_EXISTS (REST: 409 already_exists).
+    check(lab.add_host(host("A", "10.0.0.9")).await.unwrap_err(), Code::AlreadyExists, "host `A` already exists");
+    check(lab.add_host(host("C", "10.0.0.1")).await.unwrap_err(), Code::AlreadyExists, "address 10.0.0.1 is already");
+    let listener = pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 80, ..Default::default() };
+    check(lab.add_listener(listener).await.unwrap_err(), Code::AlreadyExists, "address in use");
+    let same_tuple = pb::OpenConnectionRequest {
+        session_id: sid,
+        client: "A".into(),
+        server: "B".into(),
+        port: 80,
+        client_port: Some(40000),
+        isn: None,
+    };
+    check(lab.open_connection(same_tuple).await.unwrap_err(), Code::AlreadyExists, "address in use");
+    // What RFC 9293 refuses in the connection's state: FAILED_PRECONDITION.
+    side(&mut lab, sid, cid, "close", Side::Client).await;
+    check(
+        lab.send(pb::SendRequest { session_id: sid, connection_id: cid, side: Side::Client.into(), data: vec![1] })
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+        "connection closing",
+    );
 
     check(
         lab.get_session(pb::SessionRef { session_id: 999 }).await.unwrap_err(),
@@ -548,7 +671,9 @@ async fn errors_map_to_invalid_argument_and_not_found() {
         "fault 5 not found",
     );
     check(
-        lab.clock(pb::ClockRequest { session_id: 999, action: "step".into(), ..Default::default() }).await.unwrap_err(),
+        lab.clock(pb::ClockRequest { session_id: 999, action: A::Step.into(), ..Default::default() })
+            .await
+            .unwrap_err(),
         Code::NotFound,
         "session 999 not found",
     );
@@ -570,7 +695,9 @@ async fn errors_map_to_invalid_argument_and_not_found() {
     // An ended session refuses commands.
     lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end");
     check(
-        lab.clock(pb::ClockRequest { session_id: sid, action: "step".into(), ..Default::default() }).await.unwrap_err(),
+        lab.clock(pb::ClockRequest { session_id: sid, action: A::Step.into(), ..Default::default() })
+            .await
+            .unwrap_err(),
         Code::FailedPrecondition,
         &format!("session {sid} has ended"),
     );

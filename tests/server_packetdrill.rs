@@ -126,11 +126,11 @@ async fn a_mismatch_names_its_line_and_bad_requests_are_refused() {
     let req = pb::RunPacketdrillRequest {
         session_id: sid2,
         script: SEED.into(),
-        profile_json: r#"{"name":"rfc9293"}"#.into(),
+        profile: Some(pb::Profile { name: Some("rfc9293".into()), ..Default::default() }),
         defines: vec![],
     };
     let r = lab.run_packetdrill(req).await.expect("run").into_inner();
-    assert_eq!((r.verdict.as_str(), r.mismatch.is_none()), ("PASS", true), "{r:?}");
+    assert_eq!((r.verdict(), r.mismatch.is_none()), (pb::Verdict::Pass, true), "{r:?}");
     let segments = rest.get_ok(&format!("/api/v1/sessions/{sid2}/segments")).await;
     assert_eq!(segments["segments"].as_array().map(Vec::len), Some(7));
     server.stop().await;

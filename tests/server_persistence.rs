@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tcplab::api::grpc::pb;
 use tcplab::api::grpc::pb::lab_service_client::LabServiceClient;
+use tcplab::api::grpc::pb::watch_events_response::Item;
 
 /// The stored state of a database, read directly: integrity check, sessions
 /// (id, status, ended) and each session's events (seq, body as JSON).
@@ -126,7 +127,7 @@ async fn sessions_and_their_history_survive_a_restart() {
         .expect("watch")
         .into_inner();
     let w = tokio::time::timeout(WAIT, watch.message()).await.expect("in time").expect("ok").expect("event 1");
-    assert_eq!(w.seq, 1);
+    assert!(matches!(w.item, Some(Item::Event(e)) if e.seq == 1));
     post(
         &rest,
         &format!("/api/v1/sessions/{s2}/connections"),
@@ -151,8 +152,8 @@ async fn sessions_and_their_history_survive_a_restart() {
         streamed += 1;
     }
     assert_eq!(streamed, 6, "the SSE stream got every event, then ended");
-    while let Ok(Some(e)) = tokio::time::timeout(WAIT, watch.message()).await.expect("the watch ends") {
-        assert!(e.seq <= 6);
+    while let Ok(Some(w)) = tokio::time::timeout(WAIT, watch.message()).await.expect("the watch ends") {
+        assert!(matches!(w.item, Some(Item::Event(e)) if e.seq <= 6));
     }
     drop((watch, lab));
 
@@ -207,7 +208,7 @@ async fn sessions_and_their_history_survive_a_restart() {
     // The same history over gRPC.
     let mut lab = LabServiceClient::new(grpc_channel(&second.grpc_url()).await);
     let info = lab.get_session(pb::SessionRef { session_id: s1 }).await.expect("get").into_inner();
-    assert_eq!((info.status.as_str(), info.events, info.name.as_str()), ("ended", 35, "before restart"));
+    assert_eq!((info.status(), info.events, info.name.as_str()), (pb::SessionStatus::Ended, 35, "before restart"));
     let page = lab
         .list_events(pb::ListEventsRequest { session_id: s1, ..Default::default() })
         .await
@@ -217,7 +218,7 @@ async fn sessions_and_their_history_survive_a_restart() {
     assert_eq!(got, events1);
     let segs = lab.list_segments(pb::SessionRef { session_id: s1 }).await.expect("segments").into_inner().segments;
     assert_eq!(segs.len(), 11);
-    assert!(segs.iter().all(|s| s.fate == "delivered"));
+    assert!(segs.iter().all(|s| s.fate() == pb::Fate::Delivered));
     assert_eq!(segs.iter().map(|s| s.id).collect::<Vec<_>>(), (1..=11).collect::<Vec<u64>>());
     let mut replay = lab
         .watch_events(pb::WatchEventsRequest { session_id: s2, after_seq: 4, ..Default::default() })
@@ -225,7 +226,8 @@ async fn sessions_and_their_history_survive_a_restart() {
         .expect("watch")
         .into_inner();
     let mut replayed = Vec::new();
-    while let Some(e) = tokio::time::timeout(WAIT, replay.message()).await.expect("in time").expect("ok") {
+    while let Some(w) = tokio::time::timeout(WAIT, replay.message()).await.expect("in time").expect("ok") {
+        let Some(Item::Event(e)) = w.item else { panic!("only events: {w:?}") };
         replayed.push(e.seq);
     }
     assert_eq!(replayed, [5, 6]);

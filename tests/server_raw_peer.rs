@@ -302,8 +302,10 @@ async fn profiles_are_listed_and_sessions_name_one_and_override_settings() {
     let mut lab = LabServiceClient::new(grpc_channel(&server.grpc).await);
     let listed = lab.list_profiles(pb::ListProfilesRequest {}).await.expect("list").into_inner();
     assert_eq!(listed.profiles.len(), 4);
-    let settings: Value = serde_json::from_str(&listed.profiles[2].settings_json).expect("json");
-    assert_eq!(settings, freebsd["settings"]);
+    let settings = listed.profiles[2].settings.clone().expect("settings");
+    let rest_settings: tcplab::engine::Profile =
+        serde_json::from_value(freebsd["settings"].clone()).expect("a profile");
+    assert_eq!(tcplab::engine::Profile::try_from(settings).expect("every setting"), rest_settings);
     let profile = pb::Profile { name: Some("freebsd".into()), msl_ms: Some(1000), ..Default::default() };
     let created = lab
         .create_session(pb::CreateSessionRequest { profile: Some(profile), ..Default::default() })

@@ -7,7 +7,9 @@
 // lab's first SYN is dropped by a fault rule, A retransmits it after the
 // 1 s RTO, the handshake completes), then replays the lab session's events
 // with WatchEvents and prints each state change and segment as the stream
-// delivers it, and fetches the session's capture with GetPcap. It checks
+// delivers it, read from the events' typed payloads (enums arrive as their
+// names, e.g. "STATE_SYN_SENT", "FLAG_SYN"), and fetches the session's
+// capture with GetPcap. It checks
 // what it saw: the lab passed; A sent SYN seq=300 twice, the second marked
 // as a retransmission 1 s later; SYN+ACK seq=500 ack=301; ACK seq=301
 // ack=501; the client went CLOSED -> SYN_SENT -> ESTABLISHED; the capture is
@@ -43,9 +45,9 @@ const definition = protoLoader.loadSync("tcplab/v1/lab.proto", {
   includeDirs: [protoRoot],
   keepCase: true, // field names as the proto spells them (session_id)
   longs: Number, // uint64 ids and nanoseconds fit a double here
-  enums: String,
+  enums: String, // enum values by name: "SIDE_CLIENT", "EVENT_KIND_SEGMENT_SENT"
   defaults: true,
-  oneofs: true,
+  oneofs: true, // a oneof's name says which field is set: event.payload === "segment"
 });
 const { LabService } = grpc.loadPackageDefinition(definition).tcplab.v1;
 const client = new LabService(args.target, grpc.credentials.createInsecure());
@@ -65,13 +67,16 @@ function call(method, request) {
 function watch(sessionId, onEvent) {
   return new Promise((resolve, reject) => {
     const stream = client.WatchEvents({ session_id: sessionId, after_seq: 0 }, metadata, { deadline: deadline() });
-    stream.on("data", onEvent);
+    // Each message is an event (item === "event"), or with caught_up a marker.
+    stream.on("data", (message) => message.item === "event" && onEvent(message.event));
     stream.on("error", reject);
     stream.on("end", resolve);
   });
 }
 
 const ms = (ns) => (Number(ns) / 1e6).toFixed(3);
+/** An enum value's name without its prefix ("STATE_SYN_SENT" -> "SYN_SENT"). */
+const bare = (value, prefix) => (value.startsWith(prefix) ? value.slice(prefix.length) : value);
 
 async function main() {
   const problems = [];
@@ -90,17 +95,20 @@ async function main() {
   const sent = [];
   const clientStates = [];
   await watch(run.session_id, (event) => {
-    const e = JSON.parse(event.json);
-    if (event.kind === "state_changed") {
-      const sc = event.state_changed;
-      const who = e.connection ? `conn ${e.connection} ${sc.host}(${sc.side || "-"})` : `listener ${sc.host}`;
-      console.log(`t=${ms(event.t_ns)}ms ${who} ${sc.from_state} -> ${sc.to_state}   [RFC 9293 ${sc.rfc}]`);
-      if (sc.side === "client") clientStates.push(`${sc.from_state}->${sc.to_state}`);
-    } else if (event.kind === "segment_sent" || event.kind === "segment_dropped") {
-      const s = e.segment;
-      const note = event.kind === "segment_dropped" ? `  DROPPED (${e.reason})` : s.retransmission ? "  (retransmission)" : "";
-      console.log(`t=${ms(event.t_ns)}ms ${s.from} -> ${s.to} ${s.flags.join(",")} seq=${s.seq} ack=${s.ack}${note}`);
-      if (event.kind === "segment_sent") sent.push({ t_ns: Number(event.t_ns), ...s });
+    if (event.payload === "state_change") {
+      const sc = event.state_change;
+      const side = sc.side === "SIDE_UNSPECIFIED" ? "-" : bare(sc.side, "SIDE_").toLowerCase();
+      const [from, to] = [bare(sc.from_state, "STATE_"), bare(sc.to_state, "STATE_")];
+      const who = sc.side === "SIDE_UNSPECIFIED" ? `listener ${sc.listener} ${sc.host}` : `${sc.host}(${side})`;
+      console.log(`t=${ms(event.t_ns)}ms ${who} ${from} -> ${to}   [RFC 9293 ${sc.rfc}]`);
+      if (sc.side === "SIDE_CLIENT") clientStates.push(`${from}->${to}`);
+    } else if (event.kind === "EVENT_KIND_SEGMENT_SENT" || event.kind === "EVENT_KIND_SEGMENT_DROPPED") {
+      const s = { ...event.segment, flags: event.segment.flags.map((f) => bare(f, "FLAG_")) };
+      const dropped = event.kind === "EVENT_KIND_SEGMENT_DROPPED";
+      const reason = bare(s.drop_reason, "DROP_REASON_").toLowerCase();
+      const note = dropped ? `  DROPPED (${reason})` : s.retransmission ? "  (retransmission)" : "";
+      console.log(`t=${ms(event.t_ns)}ms ${s.src} -> ${s.dst} ${s.flags.join(",")} seq=${s.seq} ack=${s.ack}${note}`);
+      if (!dropped) sent.push({ t_ns: Number(event.t_ns), ...s });
     }
   });
 

@@ -2,11 +2,13 @@
 """A tcplab gRPC client: one connection's life, watched as it happens.
 
 It creates a session (manual clock, fixed ISNs: client 300, server 500),
-hosts A and B joined by a 5 ms link and a listener on B:80, starts a
-WatchEvents stream of the session's state changes in a thread, then opens a
-connection from A, sends data both ways, closes both sides and runs the
-virtual clock until nothing is scheduled (which includes TIME_WAIT's 2*MSL).
-Each state change is printed as the stream delivers it:
+hosts A and B joined by a 5 ms link, starts a WatchEvents stream of the
+session's state changes in a thread (waiting for its CaughtUp marker: from
+there on the stream is live), adds a listener on B:80, opens a connection
+from A, sends data both ways, closes both sides and runs the virtual clock
+until nothing is scheduled (which includes TIME_WAIT's 2*MSL). Each state
+change is printed as the stream delivers it, read from the event's typed
+`state_change` payload (enums, no JSON):
 
     t=10.000ms conn 1 A(client) SYN_SENT -> ESTABLISHED
 
@@ -21,7 +23,6 @@ not, and 2 if the server could not be reached or an RPC failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -76,30 +77,31 @@ def load_stubs():
     return lab_pb2, lab_pb2_grpc
 
 
-def describe(event) -> tuple[str, dict]:
+def describe(pb, event) -> tuple[str, dict]:
     """One state change as a line of text, and its fields as a dict.
 
-    The typed `state_changed` field carries host, side and both states, so
-    no JSON parsing is needed; `event.json` has every other field (the
-    listener id, the cause) exactly as REST returns it.
+    The event's `state_change` payload carries host, side, both states, the
+    RFC section and the cause as typed fields and enums, so no JSON parsing
+    is needed (`event.json` still has the event exactly as REST returns it).
     """
-    change = event.state_changed
-    side = change.side if change.HasField("side") else None
+    assert event.WhichOneof("payload") == "state_change", event
+    change = event.state_change
+    state = lambda s: pb.State.Name(s).removeprefix("STATE_")  # STATE_SYN_SENT -> SYN_SENT
+    side = None if change.side == pb.SIDE_UNSPECIFIED else pb.Side.Name(change.side).removeprefix("SIDE_").lower()
     fields = {
         "connection": event.connection if event.HasField("connection") else None,
         "host": change.host,
         "side": side,
-        "from": change.from_state,
-        "to": change.to_state,
+        "from": state(change.from_state),
+        "to": state(change.to_state),
         "rfc": change.rfc,
     }
     t_ms = event.t_ns / 1e6
     if fields["connection"] is not None:
         who = f"conn {fields['connection']} {change.host}({side or 'peer'})"
     else:
-        listener = json.loads(event.json).get("listener", "?")
-        who = f"listener {listener} {change.host}"
-    return f"t={t_ms:.3f}ms {who} {change.from_state} -> {change.to_state}", fields
+        who = f"listener {change.listener} {change.host}"
+    return f"t={t_ms:.3f}ms {who} {fields['from']} -> {fields['to']}", fields
 
 
 class Watcher(threading.Thread):
@@ -107,25 +109,33 @@ class Watcher(threading.Thread):
 
     def __init__(self, stub, pb, session_id: int, deadline_s: float):
         super().__init__(daemon=True)
+        self.pb = pb
         self.call = stub.WatchEvents(
-            pb.WatchEventsRequest(session_id=session_id, after_seq=0, kinds=["state_changed"]),
+            pb.WatchEventsRequest(
+                session_id=session_id,
+                after_seq=0,
+                kinds=[pb.EVENT_KIND_STATE_CHANGED],
+                caught_up=True,  # one CaughtUp message once the replay is over
+            ),
             timeout=deadline_s,
         )
         self.events: list[dict] = []
         self.seqs: list[int] = []
         self.error: Exception | None = None
-        self.listening = threading.Event()
+        self.live = threading.Event()
 
     def run(self):
         try:
-            for event in self.call:
-                line, body = describe(event)
+            for message in self.call:
+                if message.WhichOneof("item") == "caught_up":
+                    self.live.set()
+                    continue
+                event = message.event
+                line, body = describe(self.pb, event)
                 print(line, flush=True)
                 self.seqs.append(event.seq)
                 self.events.append(body)
-                if body.get("to") == "LISTEN":
-                    self.listening.set()
-        except Exception as e:  # grpc.RpcError, or a bad JSON body
+        except Exception as e:  # grpc.RpcError, or an unexpected payload
             self.error = e
 
 
@@ -173,51 +183,54 @@ def main() -> int:
             pb.CreateSessionRequest(
                 name="python-client",
                 seed=1,
-                clock="manual",
-                profile=pb.Profile(isn="300", msl_ms=30000),
+                clock=pb.CLOCK_MODE_MANUAL,
+                profile=pb.Profile(fixed_isn=300, msl_ms=30000),
             ),
             timeout=t,
         )
         sid = session.id
-        print(f"session {sid}: clock {session.clock}, client ISN 300, server ISN 500", flush=True)
+        clock_name = pb.ClockMode.Name(session.clock).removeprefix("CLOCK_MODE_").lower()
+        print(f"session {sid}: clock {clock_name}, client ISN 300, server ISN 500", flush=True)
         stub.AddHost(pb.AddHostRequest(session_id=sid, name="A", ip="10.0.0.1"), timeout=t)
         stub.AddHost(pb.AddHostRequest(session_id=sid, name="B", ip="10.0.0.2"), timeout=t)
         stub.SetLink(pb.SetLinkRequest(session_id=sid, a="A", b="B", latency_ms=5.0), timeout=t)
 
-        # Watch from the start; the listener's LISTEN arrives live.
+        # Watch from the start; once it has caught up, everything else arrives live.
         watcher = Watcher(stub, pb, sid, left())
         watcher.start()
-        stub.AddListener(pb.AddListenerRequest(session_id=sid, host="B", port=80, isn=500), timeout=t)
-        if not watcher.listening.wait(timeout=min(10.0, left())):
+        if not watcher.live.wait(timeout=min(10.0, left())):
             why = f": {watcher.error}" if watcher.error else ""
-            print(f"error: the stream did not deliver the listener's LISTEN{why}", file=sys.stderr)
+            print(f"error: the stream did not say it caught up{why}", file=sys.stderr)
             watcher.call.cancel()
             return 1
+        stub.AddListener(pb.AddListenerRequest(session_id=sid, host="B", port=80, isn=500), timeout=t)
 
         conn = stub.OpenConnection(
             pb.OpenConnectionRequest(session_id=sid, client="A", server="B", port=80, client_port=40000, isn=300),
             timeout=t,
         )
         cid = conn.id
-        run = lambda: stub.Clock(pb.ClockRequest(session_id=sid, action="run_until_idle"), timeout=t)
+        run = lambda: stub.Clock(pb.ClockRequest(session_id=sid, action=pb.CLOCK_ACTION_RUN_UNTIL_IDLE), timeout=t)
+        client, server = pb.SIDE_CLIENT, pb.SIDE_SERVER
 
         run()  # the three-way handshake
         conn = stub.GetConnection(pb.ConnectionRef(session_id=sid, connection_id=cid), timeout=t)
-        if (conn.client.state, conn.server.state) != ("ESTABLISHED", "ESTABLISHED"):
-            print(f"error: after the handshake: {conn.client.state} / {conn.server.state}", file=sys.stderr)
+        if (conn.client.state, conn.server.state) != (pb.STATE_ESTABLISHED, pb.STATE_ESTABLISHED):
+            states = f"{pb.State.Name(conn.client.state)} / {pb.State.Name(conn.server.state)}"
+            print(f"error: after the handshake: {states}", file=sys.stderr)
             watcher.call.cancel()
             return 1
 
         hello, reply = b"hello from python", b"hello back"
-        stub.Send(pb.SendRequest(session_id=sid, connection_id=cid, side="client", data=hello), timeout=t)
-        stub.Send(pb.SendRequest(session_id=sid, connection_id=cid, side="server", data=reply), timeout=t)
+        stub.Send(pb.SendRequest(session_id=sid, connection_id=cid, side=client, data=hello), timeout=t)
+        stub.Send(pb.SendRequest(session_id=sid, connection_id=cid, side=server, data=reply), timeout=t)
         run()
-        got_s = stub.GetReceived(pb.SideRequest(session_id=sid, connection_id=cid, side="server"), timeout=t)
-        got_c = stub.GetReceived(pb.SideRequest(session_id=sid, connection_id=cid, side="client"), timeout=t)
+        got_s = stub.GetReceived(pb.SideRequest(session_id=sid, connection_id=cid, side=server), timeout=t)
+        got_c = stub.GetReceived(pb.SideRequest(session_id=sid, connection_id=cid, side=client), timeout=t)
 
-        stub.Close(pb.SideRequest(session_id=sid, connection_id=cid, side="client"), timeout=t)
+        stub.Close(pb.SideRequest(session_id=sid, connection_id=cid, side=client), timeout=t)
         run()  # FIN, ACK: the client in FIN_WAIT_2, the server in CLOSE_WAIT
-        stub.Close(pb.SideRequest(session_id=sid, connection_id=cid, side="server"), timeout=t)
+        stub.Close(pb.SideRequest(session_id=sid, connection_id=cid, side=server), timeout=t)
         clock = run()  # FIN, ACK, then TIME_WAIT's 2*MSL
 
         # Ending the session ends the stream.
@@ -236,6 +249,8 @@ def main() -> int:
 
     print(f"stream ended with the session; clock idle at t={clock.now_ns / 1e6:.3f}ms", flush=True)
     problems = check(watcher, cid)
+    if not any(e["connection"] is None and e["to"] == "LISTEN" for e in watcher.events):
+        problems.append("the listener's CLOSED -> LISTEN did not arrive live")
     if watcher.error is not None:
         problems.append(f"stream failed: {watcher.error}")
     if got_s.data != hello:

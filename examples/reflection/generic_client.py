@@ -12,7 +12,8 @@ offers v1 too), as grpcurl or Postman would:
 3. calls the service with messages built from those descriptors alone: it
    creates a session, adds hosts A and B and a listener on B:80 (ISN 500),
    opens a connection from A (ISN 300), runs the clock until idle and reads
-   the connection back.
+   the connection back. Enum fields are given by name (the descriptors say
+   which numbers they stand for) and read back as names the same way.
 
 It exits 0 when the service and its methods are listed and the connection
 is ESTABLISHED at both ends with the handshake's numbers (client iss=300
@@ -58,6 +59,11 @@ class Generic:
     def methods(self) -> list[str]:
         return [f"{m.name}({m.input_type.full_name}) -> {m.output_type.full_name}" for m in self.service.methods]
 
+    def enum_name(self, message, field: str) -> str:
+        """The name of an enum field's value, from the message's own descriptor."""
+        enum = message.DESCRIPTOR.fields_by_name[field].enum_type
+        return enum.values_by_number[getattr(message, field)].name
+
     def call(self, method: str, **fields):
         m = self.service.FindMethodByName(method)
         request_class = message_factory.GetMessageClass(m.input_type)
@@ -100,24 +106,26 @@ def main() -> int:
                 problems.append(f"method {want} is not described")
 
         try:
-            session = lab.call("CreateSession", name="reflection", clock="manual")
+            # protobuf takes an enum field's value by its name as well as its number.
+            session = lab.call("CreateSession", name="reflection", clock="CLOCK_MODE_MANUAL")
             sid = session.id
             print(f"CreateSession -> session {sid} ({type(session).DESCRIPTOR.full_name})")
             for name, ip in (("A", "10.0.0.1"), ("B", "10.0.0.2")):
                 lab.call("AddHost", session_id=sid, name=name, ip=ip)
             lab.call("AddListener", session_id=sid, host="B", port=80, isn=500)
             conn = lab.call("OpenConnection", session_id=sid, client="A", server="B", port=80, isn=300)
-            clock = lab.call("Clock", session_id=sid, action="run_until_idle")
+            clock = lab.call("Clock", session_id=sid, action="CLOCK_ACTION_RUN_UNTIL_IDLE")
             conn = lab.call("GetConnection", session_id=sid, connection_id=conn.id)
         except grpc.RpcError as e:
             print(f"FAIL: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1
-        print(f"Clock(run_until_idle) -> now_ns={clock.now_ns}")
+        print(f"Clock(CLOCK_ACTION_RUN_UNTIL_IDLE) -> now_ns={clock.now_ns}")
         for side, iss, irs in (("client", 300, 500), ("server", 500, 300)):
             end = getattr(conn, side)
-            print(f"{side}: {end.state} iss={end.iss} irs={end.irs} snd_nxt={end.snd_nxt} rcv_nxt={end.rcv_nxt}")
-            if (end.state, end.iss, end.irs) != ("ESTABLISHED", iss, irs):
-                problems.append(f"{side}: expected ESTABLISHED iss={iss} irs={irs}, got {end.state} {end.iss} {end.irs}")
+            state = lab.enum_name(end, "state")
+            print(f"{side}: {state} iss={end.iss} irs={end.irs} snd_nxt={end.snd_nxt} rcv_nxt={end.rcv_nxt}")
+            if (state, end.iss, end.irs) != ("STATE_ESTABLISHED", iss, irs):
+                problems.append(f"{side}: expected STATE_ESTABLISHED iss={iss} irs={irs}, got {state} {end.iss} {end.irs}")
         lab.call("EndSession", session_id=sid)
 
     for p in problems:

@@ -2,6 +2,7 @@
 //! status with a JSON body, gRPC once to a `tonic::Status`; both use
 //! [`Error::code`] so the two APIs name failures the same way.
 
+use crate::engine::StackError;
 use crate::sim::WorldError;
 use crate::store::StoreError;
 
@@ -24,8 +25,14 @@ pub enum Error {
         /// The id or name asked for.
         id: String,
     },
-    /// The request is well formed but the state refuses it (the TCP state,
-    /// an ended session, an address in use).
+    /// What the request would create exists already: a host name or an
+    /// address taken, a port (or four-tuple) in use. Its own code, so a
+    /// client can tell "exists" from "refused in this state".
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well formed but the state refuses it: the TCP state
+    /// (RFC 9293's "connection does not exist", "connection closing"), an
+    /// ended session, a raw host asked for TCP.
     #[error("{0}")]
     FailedPrecondition(String),
     /// A capacity limit is reached: the server or the session is full
@@ -71,6 +78,7 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::NotFound { .. } => "not_found",
+            Error::AlreadyExists(_) => "already_exists",
             Error::FailedPrecondition(_) => "failed_precondition",
             Error::LimitExceeded { .. } | Error::BudgetExceeded { .. } => "resource_exhausted",
             Error::Unauthenticated(_) => "unauthenticated",
@@ -104,7 +112,9 @@ impl From<WorldError> for Error {
             WorldError::UnknownFault(id) => Error::not_found("fault", id),
             WorldError::UnknownListener(id) => Error::not_found("listener", id),
             WorldError::NoSuchEnd(conn, side) => Error::not_found("connection end", format!("{conn}/{side}")),
-            WorldError::DuplicateHost(_) | WorldError::DuplicateAddress(_) => Error::FailedPrecondition(e.to_string()),
+            WorldError::DuplicateHost(_)
+            | WorldError::DuplicateAddress(_)
+            | WorldError::Stack(StackError::AddressInUse) => Error::AlreadyExists(e.to_string()),
             WorldError::BadHostName => Error::invalid("name", e.to_string()),
             WorldError::Link(l) => Error::invalid(l.field, l.message),
             WorldError::Profile(p) => Error::invalid(format!("profile.{}", p.field), p.message),

@@ -163,7 +163,8 @@ pub struct LabVariantRun {
     /// `limit` when a budget limit stopped the run part-way (`error` says at
     /// which step; what ran is in the session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_by: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub stopped_by: Option<super::model::StopReason>,
     /// The limit that stopped it, and how to raise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitHit>,
@@ -195,7 +196,8 @@ pub struct LabRunResult {
     pub error: Option<String>,
     /// `limit` when a budget limit stopped the first run variant part-way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_by: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub stopped_by: Option<super::model::StopReason>,
     /// The limit that stopped it, and how to raise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitHit>,
@@ -499,7 +501,7 @@ impl LabService {
             passed: report.passed,
             checks: report.checks.into_iter().map(LabCheck::from).collect(),
             error,
-            stopped_by: limit.as_ref().map(|_| "limit".to_string()),
+            stopped_by: limit.as_ref().map(|_| super::model::StopReason::Limit),
             limit,
             ladder: report.ladder,
             events,

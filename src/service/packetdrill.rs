@@ -36,6 +36,19 @@ pub struct RunPacketdrill {
     pub defines: Vec<String>,
 }
 
+/// A script's verdict, spelled `PASS`, `FAIL`, `SKIP` in JSON: a type, so
+/// gRPC converts it with a `match` rather than by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ScriptVerdict {
+    /// tcplab behaved as the script expects.
+    Pass,
+    /// A line differs (the result's `mismatch` says which).
+    Fail,
+    /// The script needs a feature tcplab does not model (`skipped` says which).
+    Skip,
+}
+
 /// The first line where tcplab differs from the script.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct PacketdrillMismatch {
@@ -57,7 +70,8 @@ pub struct PacketdrillResult {
     /// The session it ran in.
     pub session_id: u64,
     /// `PASS`, `FAIL` or `SKIP`.
-    pub verdict: String,
+    #[schema(value_type = String)]
+    pub verdict: ScriptVerdict,
     /// For `FAIL`: the first mismatch.
     pub mismatch: Option<PacketdrillMismatch>,
     /// For `SKIP`: the feature tcplab does not model, and its line.
@@ -210,16 +224,16 @@ impl LabService {
         let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now()))).await?;
         taken.retain(|e| e.kind.segment().is_none_or(|w| &*w.from == TESTED || &*w.from == PEER));
         let ladder = ladder(&taken, TESTED, PEER, &Default::default(), &[]);
-        let (verdict_name, mismatch, skipped) = match verdict {
-            Verdict::Pass => ("PASS", None, None),
-            Verdict::Skip { line, feature } => ("SKIP", None, Some(format!("line {line}: {feature}"))),
+        let (verdict, mismatch, skipped) = match verdict {
+            Verdict::Pass => (ScriptVerdict::Pass, None, None),
+            Verdict::Skip { line, feature } => (ScriptVerdict::Skip, None, Some(format!("line {line}: {feature}"))),
             // The service parses the script before it runs it, so a broken
             // script is an INVALID_ARGUMENT above and never reaches here.
             Verdict::Error { line, message, .. } => {
                 return Err(Error::invalid("script", format!("line {line}: {message}")));
             }
             Verdict::Fail(f) => (
-                "FAIL",
+                ScriptVerdict::Fail,
                 Some(PacketdrillMismatch {
                     line: f.line as u64,
                     expected: f.expected,
@@ -230,15 +244,7 @@ impl LabService {
                 None,
             ),
         };
-        Ok(PacketdrillResult {
-            session_id: sid,
-            verdict: verdict_name.to_string(),
-            mismatch,
-            skipped,
-            ladder,
-            now_ns,
-            events,
-        })
+        Ok(PacketdrillResult { session_id: sid, verdict, mismatch, skipped, ladder, now_ns, events })
     }
 }
 
@@ -323,7 +329,7 @@ mod tests {
             ..Default::default()
         };
         let r = svc.run_packetdrill(sid, req.clone()).await.expect("run");
-        assert_eq!((r.verdict.as_str(), r.now_ns), ("PASS", 10_000_000), "{r:?}");
+        assert_eq!((r.verdict, r.now_ns), (ScriptVerdict::Pass, 10_000_000), "{r:?}");
         let page = svc.events(sid, EventQuery { limit: Some(1000), ..EventQuery::default() }).await.expect("events");
         assert_eq!(page.events.len() as u64, r.events);
         let kinds: Vec<&str> = page.events.iter().map(|e| e.kind.name()).collect();
@@ -331,7 +337,7 @@ mod tests {
         // A second run in the same session binds a port the first did not
         // use, so the first run's listener and connection do not meet it.
         let again = svc.run_packetdrill(sid, req).await.expect("run");
-        assert_eq!(again.verdict, "PASS", "{again:?}");
+        assert_eq!(again.verdict, ScriptVerdict::Pass, "{again:?}");
         let page = svc.events(sid, EventQuery { limit: Some(1000), ..EventQuery::default() }).await.expect("events");
         let ports: BTreeSet<u16> = page
             .events
@@ -350,7 +356,7 @@ mod tests {
         let sid = svc.create_session(CreateSession::default()).await.expect("session").id;
         let named = RunPacketdrill { script: format!("--profile=freebsd\n{SCRIPT}"), ..Default::default() };
         let r = svc.run_packetdrill(sid, named).await.expect("run");
-        assert_eq!(r.verdict, "PASS", "{r:?}");
+        assert_eq!(r.verdict, ScriptVerdict::Pass, "{r:?}");
         let bad = RunPacketdrill { script: format!("--profile=bsd\n{SCRIPT}"), ..Default::default() };
         let err = svc.run_packetdrill(sid, bad).await.expect_err("refused");
         assert!(

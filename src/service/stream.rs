@@ -9,6 +9,10 @@
 //! from the ring, so the switch from replay to live is the same cursor moving
 //! on and can neither skip nor repeat an event. There is no per-subscriber
 //! task or queue; the session wakes subscribers once per published batch.
+//!
+//! A subscriber may ask ([`Subscription::with_caught_up`]) to be told where
+//! the replay ends: one [`StreamItem::CaughtUp`] once the cursor has passed
+//! every event the session had when the subscription was opened.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -32,6 +36,14 @@ pub enum StreamItem {
         /// from the stored history after a SIGKILL (which stays a gap-free
         /// prefix of what was streamed).
         durable: bool,
+    },
+    /// Every event the session had when the subscription was opened has been
+    /// handed over (or skipped by the filter): what follows is live. Sent
+    /// once, and only to a subscription opened [`Subscription::with_caught_up`];
+    /// for an ended session, right before [`StreamItem::End`].
+    CaughtUp {
+        /// The last `seq` delivered (or skipped by the filter).
+        last_seq: u64,
     },
     /// The subscriber fell behind the live broadcast; the stream ends here.
     /// Resume with `after_seq = last_seq`.
@@ -62,6 +74,8 @@ pub struct Subscription {
     /// SQLite lacked the next event once already: flush the writer before
     /// reading it again, and end the stream if it still lacks it.
     store_missed: bool,
+    /// A [`StreamItem::CaughtUp`] is still to be sent.
+    caught_up_pending: bool,
     done: bool,
     _guard: Option<SubscriberGuard>,
 }
@@ -108,11 +122,43 @@ enum Next {
 const BATCH: usize = 256;
 
 impl Subscription {
-    /// The next items in `seq` order (never an empty batch): events, or a
-    /// final [`StreamItem::Lagged`] or [`StreamItem::End`]; `None` once the
-    /// stream has ended.
+    /// Asks for one [`StreamItem::CaughtUp`] after the replayed part: the
+    /// events numbered below the first one published after the subscription
+    /// was opened (all of them, for an ended session). Opt-in, because SSE
+    /// has no message for it.
+    #[must_use]
+    pub fn with_caught_up(mut self) -> Subscription {
+        self.caught_up_pending = true;
+        self
+    }
+
+    /// The first seq that is live rather than replayed, while a
+    /// [`StreamItem::CaughtUp`] is still to be sent to a live session's
+    /// subscriber; `None` otherwise.
+    fn replay_ends_before(&self) -> Option<u64> {
+        self.live.as_ref().filter(|_| self.caught_up_pending).map(|live| live.live_from)
+    }
+
+    /// `items` after a [`StreamItem::CaughtUp`], if one is still to be sent
+    /// (the stream is about to end: the whole history was the replay).
+    fn caught_up_then(&mut self, items: Vec<StreamItem>) -> Vec<StreamItem> {
+        if !std::mem::take(&mut self.caught_up_pending) {
+            return items;
+        }
+        let mut all = vec![StreamItem::CaughtUp { last_seq: self.last }];
+        all.extend(items);
+        all
+    }
+
+    /// The next items in `seq` order (never an empty batch): events, one
+    /// [`StreamItem::CaughtUp`] if asked for, or a final [`StreamItem::Lagged`]
+    /// or [`StreamItem::End`]; `None` once the stream has ended.
     pub async fn next_batch(&mut self) -> Option<Vec<StreamItem>> {
         while !self.done {
+            if self.replay_ends_before().is_some_and(|live_from| self.last.saturating_add(1) >= live_from) {
+                self.caught_up_pending = false;
+                return Some(vec![StreamItem::CaughtUp { last_seq: self.last }]);
+            }
             let next = match &self.live {
                 Some(live) => {
                     live.cursor.store(self.last, Ordering::Relaxed);
@@ -121,8 +167,17 @@ impl Subscription {
                 None => Next::FromStore,
             };
             match next {
-                Next::Events(events, persisted) => {
+                Next::Events(mut events, persisted) => {
                     self.store_missed = false;
+                    if let Some(live_from) = self.replay_ends_before() {
+                        // The marker goes between the last replayed event and
+                        // the first live one; the rest stays in the ring for
+                        // the next batch (the cursor keeps it).
+                        let replayed = events.iter().take_while(|e| e.seq() < live_from).count();
+                        if replayed > 0 {
+                            events.truncate(replayed);
+                        }
+                    }
                     self.last = events.last().map_or(self.last, |e| e.seq());
                     if let Some(live) = &self.live {
                         live.read_through(self.last);
@@ -166,7 +221,9 @@ impl Subscription {
                         self.done = true;
                         let ring = live.ring.read().unwrap_or_else(PoisonError::into_inner);
                         let all_handed_over = !durable_only || ring.persisted() >= ring.newest_seq();
-                        return all_handed_over.then(|| vec![StreamItem::End { last_seq: self.last }]);
+                        drop(ring);
+                        let end = vec![StreamItem::End { last_seq: self.last }];
+                        return all_handed_over.then(|| self.caught_up_then(end));
                     }
                     let ended = if durable_only {
                         tokio::select! {
@@ -240,7 +297,8 @@ impl Subscription {
                 self.done = true;
                 let ended =
                     matches!(self.store.get_session(self.sid as i64).await, Ok(Some(row)) if row.status != "live");
-                return ended.then(|| vec![StreamItem::End { last_seq: self.last }]);
+                let end = vec![StreamItem::End { last_seq: self.last }];
+                return ended.then(|| self.caught_up_then(end));
             }
             Ok(_) if self.live.is_some() && !self.store_missed => {
                 self.store_missed = true;
@@ -252,8 +310,13 @@ impl Subscription {
             }
         };
         self.store_missed = false;
+        let replay_ends_before = self.replay_ends_before();
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
+            if replay_ends_before.is_some_and(|live_from| row.seq as u64 >= live_from) {
+                // Live already: after the caught-up marker (the next batch reads it again).
+                break;
+            }
             let (sid, seq) = (self.sid, row.seq);
             let event = match LiveEvent::stored(row.body) {
                 Ok(event) => event,
@@ -334,7 +397,18 @@ pub(super) fn open(
         let LiveFeed { ring, changed, live_from, cursor, durable } = feed;
         Live { ring, changed, live_from, lag_limit: lag_limit as u64, cursor, durable, ended: false }
     });
-    Subscription { store, writer, sid, last: after_seq, filter, live, store_missed: false, done: false, _guard: guard }
+    Subscription {
+        store,
+        writer,
+        sid,
+        last: after_seq,
+        filter,
+        live,
+        store_missed: false,
+        caught_up_pending: false,
+        done: false,
+        _guard: guard,
+    }
 }
 
 #[cfg(test)]
@@ -400,6 +474,7 @@ mod tests {
                         return Err(last);
                     }
                     StreamItem::End { last_seq } => panic!("the session ended at {last_seq}, before {until}"),
+                    StreamItem::CaughtUp { .. } => panic!("a caught-up marker nobody asked for"),
                 }
             }
         }
@@ -451,6 +526,7 @@ mod tests {
                     StreamItem::Event { event, .. } => event,
                     StreamItem::End { .. } => continue,
                     StreamItem::Lagged { .. } => panic!("lagged"),
+                    StreamItem::CaughtUp { .. } => panic!("a caught-up marker nobody asked for"),
                 };
                 assert_eq!(e.kind(), "state_changed");
                 seqs.push(e.seq());
@@ -517,6 +593,81 @@ mod tests {
             published_when_first_read < published_in_all,
             "the subscriber read nothing before the run was over ({published_when_first_read} of {published_in_all} published)"
         );
+    }
+
+    /// Every item until (and with) the first one `stop` accepts.
+    async fn items_until(sub: &mut Subscription, stop: impl Fn(&StreamItem) -> bool) -> Vec<StreamItem> {
+        let mut out = Vec::new();
+        loop {
+            let batch = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next_batch())
+                .await
+                .expect("in time")
+                .expect("the stream goes on");
+            for item in batch {
+                let last = stop(&item);
+                out.push(item);
+                if last {
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// What a list of items says: an event's seq, `C(n)` for caught up, `E(n)` for the end.
+    fn said(items: &[StreamItem]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                StreamItem::Event { event, .. } => event.seq().to_string(),
+                StreamItem::CaughtUp { last_seq } => format!("C({last_seq})"),
+                StreamItem::End { last_seq } => format!("E({last_seq})"),
+                StreamItem::Lagged { last_seq } => format!("L({last_seq})"),
+            })
+            .collect()
+    }
+
+    /// Asked for, the marker comes once, right after the last event the
+    /// session had when the subscription was opened, whether the replay came
+    /// from SQLite or the ring, filtered or not; live events follow it.
+    #[tokio::test]
+    async fn caught_up_separates_the_replay_from_live_events() {
+        for max_events_in_memory in [100_000, 20] {
+            let (svc, sid, cid, _dir) = session(Limits { max_events_in_memory, ..Limits::default() }).await;
+            transfer(&svc, sid, cid, 20_000).await;
+            let stored = events(&svc, sid).await;
+            let mut sub = svc.subscribe(sid, 3, None, None, false).await.expect("subscribe").with_caught_up();
+            let replay = items_until(&mut sub, |i| matches!(i, StreamItem::CaughtUp { .. })).await;
+            let mut want: Vec<String> = (4..=stored).map(|n| n.to_string()).collect();
+            want.push(format!("C({stored})"));
+            assert_eq!(said(&replay), want, "ring of {max_events_in_memory}");
+            transfer(&svc, sid, cid, 1_000).await;
+            let now = events(&svc, sid).await;
+            let live =
+                items_until(&mut sub, |i| matches!(i, StreamItem::Event { event, .. } if event.seq() == now)).await;
+            assert_eq!(said(&live), (stored + 1..=now).map(|n| n.to_string()).collect::<Vec<_>>());
+
+            // Filtered: the marker still says where the cursor is.
+            let mut states =
+                svc.subscribe(sid, 0, Some("state_changed"), None, false).await.expect("subscribe").with_caught_up();
+            let replay = items_until(&mut states, |i| matches!(i, StreamItem::CaughtUp { .. })).await;
+            assert!(matches!(replay.last(), Some(StreamItem::CaughtUp { last_seq }) if *last_seq == now), "{replay:?}");
+            assert!(replay[..replay.len() - 1].iter().all(|i| matches!(i, StreamItem::Event { .. })));
+
+            // At the head: the marker comes first. Without asking: never.
+            let mut head = svc.subscribe(sid, now, None, None, false).await.expect("subscribe").with_caught_up();
+            assert_eq!(said(&items_until(&mut head, |_| true).await), [format!("C({now})")]);
+            let mut plain = svc.subscribe(sid, now - 2, None, None, false).await.expect("subscribe");
+            let got =
+                items_until(&mut plain, |i| matches!(i, StreamItem::Event { event, .. } if event.seq() == now)).await;
+            assert_eq!(said(&got), [(now - 1).to_string(), now.to_string()]);
+
+            // An ended session's history is all replay: the marker, then the end.
+            svc.end_session(sid).await.expect("end");
+            let mut old = svc.subscribe(sid, now - 1, None, None, false).await.expect("subscribe").with_caught_up();
+            let all = items_until(&mut old, |i| matches!(i, StreamItem::End { .. })).await;
+            assert_eq!(said(&all), [now.to_string(), format!("C({now})"), format!("E({now})")]);
+            assert!(old.next_batch().await.is_none());
+        }
     }
 
     /// A subscriber that does not read while the session runs ahead is told

@@ -296,6 +296,51 @@ pub fn describe(e: &Value) -> String {
     format!("{} {}ms {kind} {conn} {what}", e["seq"], t_ns / 1_000_000)
 }
 
+/// An enum value's name without its prefix, lower-cased as REST spells
+/// kinds, timers and reasons (`EVENT_KIND_STATE_CHANGED` -> `state_changed`).
+pub fn rest_name(proto_name: &str, prefix: &str) -> String {
+    proto_name.strip_prefix(prefix).expect("the enum's prefix").to_lowercase()
+}
+
+/// A gRPC flag list as REST joins it (`ACK,SYN`).
+pub fn grpc_flags(flags: impl Iterator<Item = tcplab::api::grpc::pb::Flag>) -> String {
+    flags.map(|f| f.as_str_name().trim_start_matches("FLAG_").to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// [`describe`], read from a gRPC event's typed fields and payload instead
+/// of its JSON: the same line when the payload says what the JSON says.
+pub fn describe_grpc(e: &tcplab::api::grpc::pb::Event) -> String {
+    use tcplab::api::grpc::pb::{self, event::Payload};
+    assert_eq!(e.t_ns % 1_000_000, 0, "whole milliseconds here: {e:?}");
+    let conn = e.connection.map_or("c-".to_string(), |c| format!("c{c}"));
+    let kind = rest_name(e.kind().as_str_name(), "EVENT_KIND_");
+    let side = |s: pb::Side| match s {
+        pb::Side::Unspecified => "-".to_string(),
+        s => rest_name(s.as_str_name(), "SIDE_"),
+    };
+    let state = |s: pb::State| s.as_str_name().trim_start_matches("STATE_").to_string();
+    let what = match e.payload.as_ref().expect("every event has a payload") {
+        Payload::StateChange(c) => {
+            format!("{} {} {}>{}", c.host, side(c.side()), state(c.from_state()), state(c.to_state()))
+        }
+        Payload::Timer(t) => {
+            format!("{} {} {}", t.host, side(t.side()), rest_name(t.timer().as_str_name(), "TIMER_KIND_"))
+        }
+        Payload::Error(x) => format!("{} {} {}", x.host, side(x.side()), x.error().as_str_name()),
+        Payload::Segment(s) => {
+            let mut text = format!("{}>{} {} {}/{} len{}", s.src, s.dst, grpc_flags(s.flags()), s.seq, s.ack, s.len);
+            if s.retransmission {
+                text.push_str(" retx");
+            }
+            if s.drop_reason() != pb::DropReason::Unspecified {
+                text.push_str(&format!(" reason={}", rest_name(s.drop_reason().as_str_name(), "DROP_REASON_")));
+            }
+            text
+        }
+    };
+    format!("{} {}ms {kind} {conn} {what}", e.seq, e.t_ns / 1_000_000)
+}
+
 /// The whole log of the clean run (handshake, 100 octets A->B, 200 B->A,
 /// client closes first, MSL 500 ms so TIME_WAIT lasts 1 s).
 pub const CLEAN_RUN: [&str; 35] = [

@@ -15,6 +15,7 @@ fn code(error: &service::Error) -> Code {
     match error {
         service::Error::InvalidArgument { .. } => Code::InvalidArgument,
         service::Error::NotFound { .. } => Code::NotFound,
+        service::Error::AlreadyExists(_) => Code::AlreadyExists,
         service::Error::FailedPrecondition(_) => Code::FailedPrecondition,
         service::Error::LimitExceeded { .. } | service::Error::BudgetExceeded { .. } => Code::ResourceExhausted,
         service::Error::Unauthenticated(_) => Code::Unauthenticated,

@@ -43,7 +43,7 @@ impl From<LabVariantInfo> for pb::LabVariant {
             description: v.description,
             steps: count(v.steps),
             expectations: count(v.expectations),
-            profile_json: serde_json::to_string(&v.profile).unwrap_or_else(|_| "{}".to_owned()),
+            profile: Some(v.profile.into()),
         }
     }
 }
@@ -94,7 +94,7 @@ impl From<LabVariantRun> for pb::LabVariantRun {
             ladder: v.ladder,
             events: v.events,
             now_ns: v.now_ns,
-            stopped_by: v.stopped_by,
+            stopped_by: super::convert::stop_reason_to_pb(v.stopped_by),
             limit: v.limit.map(Into::into),
         }
     }
@@ -112,7 +112,7 @@ impl From<LabRunResult> for pb::RunLabResponse {
             error: r.error,
             ladder: r.ladder,
             variants: r.variants.into_iter().map(Into::into).collect(),
-            stopped_by: r.stopped_by,
+            stopped_by: super::convert::stop_reason_to_pb(r.stopped_by),
             limit: r.limit.map(Into::into),
         }
     }
@@ -160,7 +160,8 @@ mod tests {
         let one = lab.get_lab(Request::new(pb::LabRef { name: "why-not-two-way".into() })).await.expect("get");
         let one = one.into_inner();
         assert!(one.toml.is_some_and(|t| t.contains("[[variant]]")));
-        assert!(one.variants[1].profile_json.contains("\"handshake\":\"two_way\""), "{}", one.variants[1].profile_json);
+        let two_way = one.variants[1].profile.clone().expect("a profile");
+        assert_eq!(two_way.handshake(), pb::Handshake::TwoWay, "{two_way:?}");
         let missing = lab.get_lab(Request::new(pb::LabRef { name: "nope".into() })).await.unwrap_err();
         assert_eq!(missing.code(), Code::NotFound);
         assert_eq!(missing.message(), "lab nope not found");

@@ -54,9 +54,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// service reports it.
 pub const SERVICE_NAME: &str = <LabServiceServer<GrpcLab> as NamedService>::NAME;
 
-/// The stream `WatchEvents` answers with: events, then possibly one final
-/// `ABORTED` status if the subscriber lagged.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send + 'static>>;
+/// The stream `WatchEvents` answers with: events (and the caught-up marker,
+/// if asked for), then possibly one final `ABORTED` status if the subscriber
+/// lagged.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send + 'static>>;
 
 /// The implementation of the generated `LabService` trait: holds the shared
 /// service layer and nothing else, because every RPC is convert, call,
@@ -174,18 +175,18 @@ impl LabRpc for GrpcLab {
 
     async fn get_received(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::ReceivedResponse>, Status> {
         let r = request.into_inner();
-        reply(self.service.received(r.session_id, r.connection_id, parse_side(&r.side)?).await?.try_into()?)
+        reply(self.service.received(r.session_id, r.connection_id, parse_side(r.side)?).await?.try_into()?)
     }
 
     async fn close(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::Connection>, Status> {
         let r = request.into_inner();
-        let side = crate::service::model::SideRequest { side: parse_side(&r.side)? };
+        let side = crate::service::model::SideRequest { side: parse_side(r.side)? };
         reply(self.service.close(r.session_id, r.connection_id, side).await?.into())
     }
 
     async fn abort(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::Connection>, Status> {
         let r = request.into_inner();
-        let side = crate::service::model::SideRequest { side: parse_side(&r.side)? };
+        let side = crate::service::model::SideRequest { side: parse_side(r.side)? };
         reply(self.service.abort(r.session_id, r.connection_id, side).await?.into())
     }
 
@@ -234,7 +235,7 @@ impl LabRpc for GrpcLab {
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let req = request.into_inner();
         let sid = req.session_id;
-        let page = self.service.events(sid, req.into()).await.map_err(|e| renamed(e, "kind", "kinds"))?;
+        let page = self.service.events(sid, req.try_into()?).await.map_err(|e| renamed(e, "kind", "kinds"))?;
         reply(page.into())
     }
 
@@ -254,34 +255,10 @@ impl LabRpc for GrpcLab {
         &self,
         request: Request<pb::RunPacketdrillRequest>,
     ) -> Result<Response<pb::RunPacketdrillResponse>, Status> {
-        let pb::RunPacketdrillRequest { session_id, script, profile_json, defines } = request.into_inner();
-        let profile = if profile_json.trim().is_empty() {
-            None
-        } else {
-            let value = serde_json::from_str(&profile_json)
-                .map_err(|e| crate::service::Error::invalid("profile_json", e.to_string()))?;
-            Some(
-                crate::service::model::resolve_profile(value)
-                    .map_err(|e| crate::service::Error::invalid("profile_json", e))?,
-            )
-        };
+        let pb::RunPacketdrillRequest { session_id, script, profile, defines } = request.into_inner();
+        let profile = profile.map(crate::engine::Profile::try_from).transpose()?;
         let req = crate::service::packetdrill::RunPacketdrill { script, profile, defines };
-        let r = self.service.run_packetdrill(session_id, req).await?;
-        reply(pb::RunPacketdrillResponse {
-            session_id: r.session_id,
-            verdict: r.verdict,
-            mismatch: r.mismatch.map(|m| pb::PacketdrillMismatch {
-                line: m.line,
-                expected: m.expected,
-                got: m.got,
-                reason: m.reason,
-                t_ns: m.t_ns,
-            }),
-            skipped: r.skipped,
-            ladder: r.ladder,
-            now_ns: r.now_ns,
-            events: r.events,
-        })
+        reply(self.service.run_packetdrill(session_id, req).await?.into())
     }
 
     async fn list_profiles(
@@ -310,31 +287,36 @@ impl LabRpc for GrpcLab {
     type WatchEventsStream = EventStream;
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<EventStream>, Status> {
-        let req = request.into_inner();
-        let kinds = convert::kinds_filter(&req.kinds);
+        let pb::WatchEventsRequest { session_id, after_seq, kinds, connection, durable, caught_up } =
+            request.into_inner();
+        let kinds = convert::kinds_filter(&kinds)?;
         let subscription = self
             .service
-            .subscribe(req.session_id, req.after_seq, kinds.as_deref(), req.connection, req.durable)
+            .subscribe(session_id, after_seq, kinds.as_deref(), connection, durable)
             .await
             .map_err(|e| renamed(e, "kind", "kinds"))?;
+        let subscription = if caught_up { subscription.with_caught_up() } else { subscription };
         // A gRPC stream says "the session ended" by closing with OK.
         let events = subscription.into_stream().filter_map(stream_item);
         reply(Box::pin(events) as EventStream)
     }
 }
 
-/// One item of a subscription as a `WatchEvents` item: an event, or the
-/// final ABORTED status that tells a lagging client where to resume (the
-/// subscription ends right after it); the session's end is the stream's
-/// own end (status OK), so it is no item.
-fn stream_item(item: StreamItem) -> Option<Result<pb::Event, Status>> {
-    match item {
-        StreamItem::Event { event, durable } => Some(Ok(pb::Event { durable, ..pb::Event::from(&*event) })),
+/// One item of a subscription as a `WatchEvents` item: an event, the
+/// caught-up marker, or the final ABORTED status that tells a lagging client
+/// where to resume (the subscription ends right after it); the session's end
+/// is the stream's own end (status OK), so it is no item.
+fn stream_item(item: StreamItem) -> Option<Result<pb::WatchEventsResponse, Status>> {
+    use pb::watch_events_response::Item;
+    let item = match item {
+        StreamItem::Event { event, durable } => Item::Event(pb::Event { durable, ..pb::Event::from(&*event) }),
+        StreamItem::CaughtUp { last_seq } => Item::CaughtUp(pb::CaughtUp { last_seq }),
         StreamItem::Lagged { last_seq } => {
-            Some(Err(Status::aborted(format!("subscriber lagged; resume with after_seq={last_seq}"))))
+            return Some(Err(Status::aborted(format!("subscriber lagged; resume with after_seq={last_seq}"))));
         }
-        StreamItem::End { .. } => None,
-    }
+        StreamItem::End { .. } => return None,
+    };
+    Some(Ok(pb::WatchEventsResponse { item: Some(item) }))
 }
 
 /// The gRPC routes and the handle of their health service, for a caller that

@@ -26,7 +26,7 @@ pub struct ErrorBody {
 /// `code` and `message` of an error response.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: `invalid_argument`, `not_found`, `failed_precondition`,
+    /// Machine-readable: `invalid_argument`, `not_found`, `already_exists`, `failed_precondition`,
     /// `resource_exhausted`, `unauthenticated`, `permission_denied`, `unavailable`, `internal`, or for
     /// HTTP-level failures `method_not_allowed`, `unsupported_media_type`,
     /// `payload_too_large`.
@@ -83,7 +83,7 @@ impl ApiError {
             ApiError::Service(e) => match e {
                 service::Error::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
                 service::Error::NotFound { .. } => StatusCode::NOT_FOUND,
-                service::Error::FailedPrecondition(_) => StatusCode::CONFLICT,
+                service::Error::AlreadyExists(_) | service::Error::FailedPrecondition(_) => StatusCode::CONFLICT,
                 service::Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
                 service::Error::BudgetExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 service::Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,

@@ -119,8 +119,9 @@ pub async fn event_stream(
         }
     }
     // After `lagged` or `end` the subscription ends, and so does the stream.
-    let events = subscription.into_stream().map(|item| {
-        Ok::<_, Infallible>(match item {
+    // REST never asks for `caught_up` (SSE has no message for it).
+    let events = subscription.into_stream().filter_map(|item| {
+        std::future::ready(Some(Ok::<_, Infallible>(match item {
             // Durability is the stream's choice (`?durable=true`); the data stays the stored JSON.
             StreamItem::Event { event: e, .. } => {
                 Event::default().id(e.seq().to_string()).event(e.kind()).data(&*e.body)
@@ -133,7 +134,8 @@ pub async fn event_stream(
                 .id(last_seq.to_string())
                 .event("end")
                 .data(serde_json::json!({ "last_seq": last_seq, "reason": "session_ended" }).to_string()),
-        })
+            StreamItem::CaughtUp { .. } => return std::future::ready(None),
+        })))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response())
 }

@@ -470,7 +470,7 @@ async fn service_errors_get_their_statuses() {
     let (status, body) = lab
         .call(Method::POST, &format!("/api/v1/sessions/{sid}/hosts"), Some(json!({"name": "A", "ip": "10.0.0.9"})))
         .await;
-    assert_error(status, &body, StatusCode::CONFLICT, "failed_precondition", "A");
+    assert_error(status, &body, StatusCode::CONFLICT, "already_exists", "A");
     let (status, body) = lab.call(Method::GET, &format!("/api/v1/sessions/{sid}/connections/77"), None).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", "connection 77");
     lab.ok(Method::DELETE, &format!("/api/v1/sessions/{sid}"), None, StatusCode::OK).await;
@@ -487,6 +487,7 @@ fn the_one_error_table() {
     let cases = [
         (service::Error::invalid("profile.mss", "too small"), StatusCode::BAD_REQUEST, "invalid_argument"),
         (service::Error::not_found("session", 3), StatusCode::NOT_FOUND, "not_found"),
+        (service::Error::AlreadyExists("host `A` already exists".into()), StatusCode::CONFLICT, "already_exists"),
         (service::Error::FailedPrecondition("state".into()), StatusCode::CONFLICT, "failed_precondition"),
         (
             service::Error::LimitExceeded { limit: "max_hosts", max: 1 },
