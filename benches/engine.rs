@@ -44,6 +44,7 @@ use tcplab::engine::{Output, Profile, Segment, SocketId, Stack, Tcb};
 use tcplab::sim::{
     ConnId, ConnectSpec, Connection, End, EventKind, HostKind, LinkParams, ListenSpec, Side, World, WorldConfig,
 };
+use tcplab::time;
 
 // ----- a counting allocator -----
 
@@ -137,7 +138,7 @@ fn link_1ms() -> LinkParams {
 }
 
 fn run_idle(world: &mut World) {
-    let outcome = world.run_until_idle(u64::MAX, u64::MAX);
+    let outcome = world.run_until_idle(u64::MAX, time::Duration::MAX);
     debug_assert!(outcome.idle);
 }
 
@@ -221,7 +222,7 @@ struct StackBulk {
     server: Stack,
     socket: SocketId,
     rng: ChaCha8Rng,
-    now: u64,
+    now: time::Instant,
     out: Vec<Output>,
     next: Vec<Output>,
     chunk: bytes::Bytes,
@@ -241,7 +242,7 @@ impl StackBulk {
             server,
             socket: SocketId(0),
             rng: ChaCha8Rng::seed_from_u64(7),
-            now: 1_000,
+            now: time::Instant::from_nanos(1_000),
             out: Vec::new(),
             next: Vec::new(),
             chunk: (0..BULK_CHUNK).map(|i| i as u8).collect::<Vec<u8>>().into(),
@@ -260,7 +261,7 @@ impl StackBulk {
     fn pump(&mut self) -> (u64, u64) {
         let (mut segments, mut octets) = (0, 0);
         while !self.out.is_empty() {
-            self.now += 1_000;
+            self.now += time::Duration::from_nanos(1_000);
             for output in std::mem::take(&mut self.out) {
                 let Output::Transmit { dst_ip, segment, .. } = output else {
                     continue;
@@ -463,7 +464,7 @@ impl Lifecycles {
         assert!(time_wait, "the client went through TIME_WAIT");
         assert_eq!(closed, 2, "both ends reached CLOSED");
         assert!(self.world.connection(conn).is_none(), "the world forgot the connection");
-        assert!(self.world.now() - before >= Profile::default().time_wait_ns());
+        assert!((self.world.now() - before).as_nanos() >= Profile::default().time_wait_ns());
         LIFECYCLE_SEGMENTS.store(delivered as isize, Ordering::Relaxed);
     }
 }
@@ -562,7 +563,7 @@ fn engine_memory() -> f64 {
     let mut out: Vec<Output> = Vec::with_capacity(16 * MEM_BATCH);
     let mut next: Vec<Output> = Vec::with_capacity(16 * MEM_BATCH);
     let mut transit: Vec<(Ipv4Addr, Segment)> = Vec::with_capacity(16 * MEM_BATCH);
-    let now = 1_000;
+    let now = time::Instant::from_nanos(1_000);
     let ((), bytes) = live_bytes_of(|| {
         for _ in 0..MEM_CONNS / MEM_BATCH {
             for _ in 0..MEM_BATCH {

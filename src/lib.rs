@@ -24,7 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub use tcplab_core::{engine, lab, ladder, packetdrill, pcap, profiles, sim, suggest};
+pub use tcplab_core::{engine, lab, ladder, packetdrill, pcap, profiles, sim, suggest, time};
 pub mod auth;
 pub mod config;
 #[doc(hidden)]

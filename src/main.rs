@@ -548,17 +548,17 @@ fn demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> anyhow::Result<ExitCod
         ..ConnectSpec::default()
     })?;
     const STEPS: u64 = 1_000_000;
-    world.run_until_idle(STEPS, u64::MAX);
+    world.run_until_idle(STEPS, tcplab::time::Duration::MAX);
     world.send(conn, Side::Client, &vec![b'a'; args.client_bytes])?;
-    world.run_until_idle(STEPS, u64::MAX);
+    world.run_until_idle(STEPS, tcplab::time::Duration::MAX);
     world.send(conn, Side::Server, &vec![b'b'; args.server_bytes])?;
-    world.run_until_idle(STEPS, u64::MAX);
+    world.run_until_idle(STEPS, tcplab::time::Duration::MAX);
     world.close(conn, Side::Client)?;
-    world.run_until_idle(STEPS, u64::MAX);
+    world.run_until_idle(STEPS, tcplab::time::Duration::MAX);
     if world.status(conn, Side::Server)?.state == tcplab::engine::State::CloseWait {
         world.close(conn, Side::Server)?;
     }
-    world.run_until_idle(STEPS, u64::MAX);
+    world.run_until_idle(STEPS, tcplab::time::Duration::MAX);
     for event in world.take_events() {
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&event)?)?;

@@ -22,8 +22,14 @@ use tcplab::engine::Flags;
 use tcplab::sim::{
     ConnectSpec, FaultAction, FaultSpec, HostKind, LinkParams, ListenSpec, SegmentMatch, Side, World, WorldConfig,
 };
+use tcplab::time::Duration;
 
 const MS: u64 = 1_000_000;
+
+/// `n` milliseconds of virtual time.
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -233,10 +239,10 @@ impl Harness {
                 w.step();
             }
             Op::Advance { ms } => {
-                w.advance(ms * MS);
+                w.advance(Duration::from_millis(ms));
             }
             Op::RunUntilIdle => {
-                w.run_until_idle(20_000, 120_000 * MS);
+                w.run_until_idle(20_000, ms(120_000));
             }
         }
     }
@@ -298,7 +304,7 @@ fn run_case(seed: u64, ops: &[Op]) -> (u64, u64) {
         h.world.remove_fault(id).expect("remove");
     }
     h.world.set_link("A", "B", LinkParams::default()).expect("link");
-    h.world.run_until_idle(50_000, 600_000 * MS);
+    h.world.run_until_idle(50_000, ms(600_000));
     h.check("the final run");
     let delivered = h
         .conns

@@ -11,6 +11,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State as SmolState;
 use tcplab::engine::{Isn, Profile, State};
 use tcplab::sim::{ConnectSpec, DropReason, EventKind, HostKind, LinkParams, ListenSpec, Side, World, WorldConfig};
+use tcplab::time::Instant;
 
 const MS: u64 = 1_000_000;
 const A_IP: [u8; 4] = [10, 0, 0, 1];
@@ -34,24 +35,25 @@ impl Pair {
     /// Moves both sides forward in virtual time until `done` holds or
     /// `limit_ns` of virtual time has passed; returns whether `done` held.
     fn run(&mut self, limit_ns: u64, mut done: impl FnMut(&mut Pair) -> bool) -> bool {
-        let deadline = self.world.now() + limit_ns;
+        let deadline = self.world.now().as_nanos() + limit_ns;
         loop {
             for packet in self.world.take_raw_inbox("S").unwrap() {
                 self.smol.receive_tcp(packet.src_ip, &packet.bytes);
             }
-            for (dst, bytes) in self.smol.poll(self.world.now()) {
+            for (dst, bytes) in self.smol.poll(self.world.now().as_nanos()) {
                 self.world.raw_send("S", dst, bytes.into()).unwrap();
             }
             if done(self) {
                 return true;
             }
-            let now = self.world.now();
-            let next = [self.world.next_event_at(), self.smol.poll_at(now)].into_iter().flatten().min();
+            let now = self.world.now().as_nanos();
+            let next =
+                [self.world.next_event_at().map(Instant::as_nanos), self.smol.poll_at(now)].into_iter().flatten().min();
             match next {
-                Some(t) if t <= deadline => self.world.run_until(t.max(now)),
+                Some(t) if t <= deadline => self.world.run_until(Instant::from_nanos(t.max(now))),
                 _ => return done(self),
             }
-            if self.world.now() == now && self.smol.poll_at(now) == Some(now) {
+            if self.world.now().as_nanos() == now && self.smol.poll_at(now) == Some(now) {
                 // smoltcp wants another poll at the same instant: loop again.
                 continue;
             }
@@ -221,7 +223,7 @@ fn bulk_both_ways(tcplab_opens: bool, seed: u64) {
     assert!(
         finished,
         "transfer incomplete after {} ms: smoltcp got {} of {MIB}, tcplab got {} of {MIB}; tcplab: {:?}",
-        (p.world.now() - start) / MS,
+        (p.world.now() - start).as_nanos() / MS,
         app.got.len(),
         p.world.received(conn, side).unwrap().len(),
         p.world.status(conn, side).unwrap(),

@@ -7,8 +7,14 @@ use tcplab::sim::{
     ConnectSpec, DropReason, Event, EventKind, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec,
     SegmentMatch, Side, World, WorldConfig,
 };
+use tcplab::time::Duration;
 
 const MS: u64 = 1_000_000;
+
+/// `n` milliseconds of virtual time.
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 fn world_with(profile: Profile, seed: u64) -> World {
     let mut world = World::new(WorldConfig { seed, profile, ..WorldConfig::default() }).unwrap();
@@ -43,7 +49,7 @@ fn established() -> (World, u64) {
     let mut world = seed_world();
     listen(&mut world, Some(500));
     let conn = connect(&mut world);
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     assert_eq!(world.status(conn, Side::Client).unwrap().state, State::Established);
     assert_eq!(world.status(conn, Side::Server).unwrap().state, State::Established);
     world.take_events();
@@ -106,7 +112,7 @@ fn three_way_handshake() {
     let mut world = seed_world();
     listen(&mut world, Some(500));
     let conn = connect(&mut world);
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -138,12 +144,12 @@ fn seed_sequence_numbers() {
     let (mut world, conn) = established();
     // "seq 301 carrying 100 bytes: the next segment's seq is 401".
     world.send(conn, Side::Client, &[b'a'; 100]).unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     world.send(conn, Side::Client, &[b'b'; 10]).unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     // "B receives 200 bytes at 501 and acknowledges with 701".
     world.send(conn, Side::Server, &[b'c'; 200]).unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -164,12 +170,12 @@ fn seed_sequence_numbers() {
 fn four_way_close() {
     let (mut world, conn) = established();
     world.close(conn, Side::Client).unwrap();
-    world.run_until_idle(1000, 100 * MS);
+    world.run_until_idle(1000, ms(100));
     assert_eq!(world.status(conn, Side::Client).unwrap().state, State::FinWait2);
     assert_eq!(world.status(conn, Side::Server).unwrap().state, State::CloseWait);
     world.close(conn, Side::Server).unwrap();
-    let t_close = world.now();
-    world.run_until_idle(1000, u64::MAX);
+    let t_close = world.now().as_nanos();
+    world.run_until_idle(1000, Duration::MAX);
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -201,10 +207,10 @@ fn four_way_close() {
 fn half_close_server_keeps_sending_in_close_wait() {
     let (mut world, conn) = established();
     world.close(conn, Side::Client).unwrap();
-    world.run_until_idle(1000, 100 * MS);
+    world.run_until_idle(1000, ms(100));
     assert_eq!(world.status(conn, Side::Server).unwrap().state, State::CloseWait);
     world.send(conn, Side::Server, b"still talking").unwrap();
-    world.run_until_idle(1000, 100 * MS);
+    world.run_until_idle(1000, ms(100));
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -236,16 +242,16 @@ fn lost_final_ack_is_answered_again_from_time_wait() {
         })
         .unwrap();
     world.close(conn, Side::Client).unwrap();
-    world.run_until_idle(1000, 100 * MS);
+    world.run_until_idle(1000, ms(100));
     world.close(conn, Side::Server).unwrap();
-    world.run_until_idle(1000, 200 * MS);
+    world.run_until_idle(1000, ms(200));
     let first_deadline = world.status(conn, Side::Client).unwrap().timers.time_wait.unwrap();
     // The server's FIN is retransmitted after its RTO and answered from TIME_WAIT.
-    world.run_until_idle(10_000, 5_000 * MS);
+    world.run_until_idle(10_000, ms(5_000));
     let restarted = world.status(conn, Side::Client).unwrap();
     assert_eq!(restarted.state, State::TimeWait);
     assert!(restarted.timers.time_wait.unwrap() > first_deadline, "2*MSL restarted");
-    world.run_until_idle(10_000, u64::MAX);
+    world.run_until_idle(10_000, Duration::MAX);
     let events = world.take_events();
     let segs = sent(&events);
     assert_eq!(
@@ -270,7 +276,7 @@ fn lost_final_ack_without_time_wait_meets_a_reset() {
     let mut world = world_with(Profile { isn: Isn::Fixed(300), time_wait: Switch::Off, ..Profile::default() }, 1);
     listen(&mut world, Some(500));
     let conn = connect(&mut world);
-    world.run_until_idle(1000, 100 * MS);
+    world.run_until_idle(1000, ms(100));
     world
         .add_fault(FaultSpec {
             from: Some("A".into()),
@@ -284,9 +290,9 @@ fn lost_final_ack_without_time_wait_meets_a_reset() {
         .unwrap();
     world.take_events();
     world.close(conn, Side::Client).unwrap();
-    world.run_until_idle(1000, 100 * MS);
+    world.run_until_idle(1000, ms(100));
     world.close(conn, Side::Server).unwrap();
-    world.run_until_idle(10_000, u64::MAX);
+    world.run_until_idle(10_000, Duration::MAX);
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -322,7 +328,7 @@ fn old_duplicate_syn_is_refused_with_three_way_handshake() {
             ..InjectSpec::default()
         })
         .unwrap();
-    world.run_until_idle(1000, u64::MAX);
+    world.run_until_idle(1000, Duration::MAX);
     let events = world.take_events();
     assert_eq!(sent(&events), [seg("A", "SYN", 90, 0, 0), seg("B", "SYN+ACK", 500, 91, 0), seg("A", "RST", 91, 0, 0)]);
     assert_eq!(states(&events, "B"), [State::Listen, State::SynReceived, State::Closed]);
@@ -363,7 +369,7 @@ fn old_duplicate_syn_during_a_new_open_rfc9293_figure_9() {
         .unwrap();
     let conn = connect(&mut world);
     world.take_events();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -396,7 +402,7 @@ fn old_duplicate_syn_opens_a_ghost_with_two_way_handshake() {
             ..InjectSpec::default()
         })
         .unwrap();
-    world.run_until_idle(1000, u64::MAX);
+    world.run_until_idle(1000, Duration::MAX);
     let events = world.take_events();
     assert_eq!(sent(&events), [seg("A", "SYN", 90, 0, 0), seg("B", "SYN+ACK", 500, 91, 0)]);
     assert_eq!(states(&events, "B"), [State::Listen, State::Established]);
@@ -431,7 +437,7 @@ fn simultaneous_open() {
         })
         .unwrap();
     assert_eq!(a, b, "both opens belong to one connection");
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -447,7 +453,7 @@ fn simultaneous_open() {
     }
     world.send(a, Side::Client, b"ping").unwrap();
     world.send(a, Side::Server, b"pong").unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     assert_eq!(world.received(a, Side::Server).unwrap(), b"ping");
     assert_eq!(world.received(a, Side::Client).unwrap(), b"pong");
 }
@@ -457,7 +463,7 @@ fn simultaneous_close_through_closing() {
     let (mut world, conn) = established();
     world.close(conn, Side::Client).unwrap();
     world.close(conn, Side::Server).unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -471,7 +477,7 @@ fn simultaneous_close_through_closing() {
     for host in ["A", "B"] {
         assert_eq!(states(&events, host), [State::Established, State::FinWait1, State::Closing, State::TimeWait]);
     }
-    world.run_until_idle(1000, u64::MAX);
+    world.run_until_idle(1000, Duration::MAX);
     assert_eq!(world.status(conn, Side::Client).unwrap().state, State::Closed);
     assert_eq!(world.status(conn, Side::Server).unwrap().state, State::Closed);
 }
@@ -492,7 +498,7 @@ fn lost_syn_is_retransmitted_after_the_initial_rto() {
         })
         .unwrap();
     let conn = connect(&mut world);
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     assert_eq!(
         sent(&events),
@@ -531,7 +537,7 @@ fn syn_retries_run_out_and_the_connection_times_out() {
         })
         .unwrap();
     let conn = connect(&mut world);
-    world.run_until_idle(1000, u64::MAX);
+    world.run_until_idle(1000, Duration::MAX);
     let events = world.take_events();
     let syn_times: Vec<u64> =
         events.iter().filter_map(|e| matches!(&e.kind, EventKind::SegmentSent { .. }).then_some(e.t_ns / MS)).collect();
@@ -546,7 +552,7 @@ fn syn_retries_run_out_and_the_connection_times_out() {
 fn rst_to_a_closed_port() {
     let mut world = seed_world();
     let conn = connect(&mut world); // nothing listens on B:80
-    world.run_until_idle(1000, u64::MAX);
+    world.run_until_idle(1000, Duration::MAX);
     let events = world.take_events();
     assert_eq!(sent(&events), [seg("A", "SYN", 300, 0, 0), seg("B", "RST+ACK", 0, 301, 0)]);
     assert_eq!(drops(&events), [(DropReason::NoListener, 300, "SYN".to_string())]);
@@ -566,7 +572,7 @@ fn rst_to_a_closed_port() {
             ..InjectSpec::default()
         })
         .unwrap();
-    world.run_until_idle(1000, u64::MAX);
+    world.run_until_idle(1000, Duration::MAX);
     let events = world.take_events();
     assert_eq!(sent(&events)[1], seg("B", "RST", 777, 0, 0));
 }
@@ -576,11 +582,11 @@ fn zero_window_is_probed_until_it_opens() {
     let mut world = world_with(Profile { isn: Isn::Fixed(300), window: 1000, ..Profile::default() }, 1);
     listen(&mut world, Some(500));
     let conn = connect(&mut world);
-    world.run_until_idle(1000, 100 * MS);
+    world.run_until_idle(1000, ms(100));
     world.set_auto_read(conn, Side::Server, false).unwrap();
     world.take_events();
     world.send(conn, Side::Client, &[7u8; 3000]).unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     let segs = sent(&events);
     assert_eq!(segs[0], seg("A", "ACK", 301, 501, 1000));
@@ -614,7 +620,7 @@ fn zero_window_is_probed_until_it_opens() {
     assert_eq!(world.status(conn, Side::Client).unwrap().state, State::Established, "probing never gives up");
     // The application reads: a window update lets the rest through.
     world.set_auto_read(conn, Side::Server, true).unwrap();
-    world.run_until_idle(10_000, 100_000 * MS);
+    world.run_until_idle(10_000, ms(100_000));
     assert_eq!(world.received(conn, Side::Server).unwrap(), [7u8; 3000]);
 }
 
@@ -635,7 +641,7 @@ fn out_of_order_segments_are_delivered_once_in_order() {
         .unwrap();
     let data: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
     world.send(conn, Side::Client, &data).unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     assert_eq!(world.received(conn, Side::Server).unwrap(), data);
     let events = world.take_events();
     let acks: Vec<u32> = sent(&events).iter().filter(|s| s.0 == "B").map(|s| s.3).collect();
@@ -648,7 +654,7 @@ fn rfc5961_challenge_ack_versus_rfc793_reset() {
         let mut world = world_with(Profile { isn: Isn::Fixed(300), rfc5961, ..Profile::default() }, 1);
         listen(&mut world, Some(500));
         let conn = connect(&mut world);
-        world.run_until_idle(1000, 100 * MS);
+        world.run_until_idle(1000, ms(100));
         world.take_events();
         // An in-window SYN on the established four-tuple.
         world
@@ -662,7 +668,7 @@ fn rfc5961_challenge_ack_versus_rfc793_reset() {
                 ..InjectSpec::default()
             })
             .unwrap();
-        world.run_until_idle(1000, 100 * MS);
+        world.run_until_idle(1000, ms(100));
         let events = world.take_events();
         let server = world.status(conn, Side::Server).unwrap();
         if expect_reset {
@@ -686,7 +692,7 @@ fn rfc5961_challenge_ack_versus_rfc793_reset() {
                 ..InjectSpec::default()
             })
             .unwrap();
-        world.run_until_idle(1000, 100 * MS);
+        world.run_until_idle(1000, ms(100));
         let events = world.take_events();
         let client = world.status(conn, Side::Client).unwrap();
         if expect_reset {
@@ -714,7 +720,7 @@ fn corrupted_segments_fail_the_checksum_and_are_retransmitted() {
         })
         .unwrap();
     world.send(conn, Side::Client, b"hello").unwrap();
-    world.run_until_idle(1000, 10_000 * MS);
+    world.run_until_idle(1000, ms(10_000));
     let events = world.take_events();
     assert_eq!(drops(&events), [(DropReason::BadChecksum, 301, "PSH+ACK".to_string())]);
     assert_eq!(world.received(conn, Side::Server).unwrap(), b"hello");
@@ -735,10 +741,10 @@ fn held_segments_wait_for_release() {
         })
         .unwrap();
     world.send(conn, Side::Client, b"abc").unwrap();
-    world.run_until(500 * MS + world.now());
+    world.run_until(world.now() + ms(500));
     assert!(world.received(conn, Side::Server).unwrap().is_empty());
     assert_eq!(world.release_fault(fault).unwrap(), 1);
-    world.run_until(world.now() + 100 * MS);
+    world.run_until(world.now() + ms(100));
     assert_eq!(world.received(conn, Side::Server).unwrap(), b"abc");
     let events = world.take_events();
     assert!(events.iter().any(|e| matches!(e.kind, EventKind::SegmentHeld { .. })));

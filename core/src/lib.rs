@@ -21,6 +21,7 @@
 //!   script is written for.
 //! - [`pcap`]: a world's segments as a pcap file for Wireshark.
 //! - [`suggest`]: "did you mean" for mistyped names.
+//! - [`time`]: virtual time as types ([`time::Instant`], [`time::Duration`]).
 //!
 //! # A world in a few lines
 //! Two hosts, a listener, a connection, the clock run until nothing is
@@ -46,7 +47,7 @@
 //!         profile: None,
 //!     })
 //!     .expect("connect");
-//! let outcome = world.run_until_idle(1_000, u64::MAX);
+//! let outcome = world.run_until_idle(1_000, tcplab_core::time::Duration::MAX);
 //! assert!(outcome.idle);
 //! let ladder = tcplab_core::ladder::ladder(world.events(), "A", "B", &Default::default(), &[]);
 //! assert!(ladder.contains("SYN seq=300"), "{ladder}");
@@ -63,3 +64,4 @@ pub mod pcap;
 pub mod profiles;
 pub mod sim;
 pub mod suggest;
+pub mod time;

@@ -82,7 +82,7 @@ impl LabService {
             .command_in_turns(move |s| {
                 if let Some(record) = record.take() {
                     s.record_command(record);
-                    run.start(s.world.now());
+                    run.start(s.world.now().as_nanos());
                 }
                 let poll = run.turn(s);
                 if poll.is_ready() {
@@ -102,7 +102,7 @@ pub(super) fn clock_state(
     limit: Option<LimitHit>,
 ) -> ClockState {
     ClockState {
-        now_ns: s.world.now(),
+        now_ns: s.world.now().as_nanos(),
         clock: s.clock,
         paused: s.paused,
         speed: s.speed,
@@ -167,7 +167,10 @@ impl ClockRun {
         use std::task::Poll;
         let chunk = (self.max_steps - self.steps).min(session::STEPS_PER_TURN);
         let stopped = if self.until_idle {
-            let outcome = s.world.run_until_idle(chunk, self.until.saturating_sub(s.world.now()));
+            let outcome = s.world.run_until_idle(
+                chunk,
+                crate::time::Instant::from_nanos(self.until).saturating_duration_since(s.world.now()),
+            );
             self.steps += outcome.steps;
             match outcome.stopped_by {
                 None => Some(None),
@@ -179,7 +182,7 @@ impl ClockRun {
                 Some(crate::sim::RunCap::Steps) => None,
             }
         } else {
-            let (n, reached) = s.world.run_until_bounded(self.until, chunk);
+            let (n, reached) = s.world.run_until_bounded(crate::time::Instant::from_nanos(self.until), chunk);
             self.steps += n;
             reached.then_some(None)
         };

@@ -126,7 +126,7 @@ impl LabService {
             urgent,
             options: req.options.clone(),
             payload,
-            delay_ns,
+            delay: crate::time::Duration::from_nanos(delay_ns),
         };
         let record = Command::Inject { args: req.clone() };
         self.command(sid, record, move |s| Ok(InjectResult { segment_id: s.world.inject(spec)? })).await

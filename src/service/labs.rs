@@ -478,7 +478,7 @@ impl LabService {
                 break;
             }
         }
-        let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now()))).await?;
+        let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now().as_nanos()))).await?;
         drop(handle);
         let items = run.items();
         let report = run.finish();

@@ -188,7 +188,7 @@ impl LabService {
                     run = back;
                     taken.extend(events);
                     if taken.len() > limits.max_report_events {
-                        let t_ns = handle.call(|s| Ok(s.world.now())).await?;
+                        let t_ns = handle.call(|s| Ok(s.world.now().as_nanos())).await?;
                         return Err(Error::over_budget(
                             "max_report_events",
                             limits.max_report_events as u64,
@@ -221,7 +221,7 @@ impl LabService {
                 (outcome.verdict, taken)
             }
         };
-        let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now()))).await?;
+        let (events, now_ns) = handle.call(|s| Ok((s.world.next_event_seq() - 1, s.world.now().as_nanos()))).await?;
         taken.retain(|e| e.kind.segment().is_none_or(|w| &*w.from == TESTED || &*w.from == PEER));
         let ladder = ladder(&taken, TESTED, PEER, &Default::default(), &[]);
         let (verdict, mismatch, skipped) = match verdict {

@@ -139,7 +139,7 @@ impl SessionState {
         self.writer.command(CommandRecord {
             session_id: self.id as i64,
             seq: self.command_seq,
-            t_ns: self.world.now() as i64,
+            t_ns: self.world.now().as_nanos() as i64,
             body: serde_json::to_string(&command).unwrap_or_else(|_| "{}".to_string()),
         });
     }
@@ -222,8 +222,8 @@ impl SessionState {
         if let Some((wall, virt)) = self.anchor {
             let elapsed = wall.elapsed().as_nanos() as f64 * self.speed;
             let target = virt.saturating_add(elapsed.min(u64::MAX as f64 / 2.0) as u64);
-            if target > self.world.now() {
-                self.world.run_until_bounded(target, STEPS_PER_TURN);
+            if target > self.world.now().as_nanos() {
+                self.world.run_until_bounded(crate::time::Instant::from_nanos(target), STEPS_PER_TURN);
             }
         }
     }
@@ -231,7 +231,7 @@ impl SessionState {
     /// Re-anchors realtime at the current virtual time (after pause, resume,
     /// a speed change or a manual jump).
     pub(crate) fn reanchor(&mut self) {
-        self.anchor = self.realtime_running().then(|| (Instant::now(), self.world.now()));
+        self.anchor = self.realtime_running().then(|| (Instant::now(), self.world.now().as_nanos()));
     }
 }
 

@@ -220,7 +220,7 @@ pub(super) fn live_info(s: &SessionState) -> SessionInfo {
         speed: s.speed,
         paused: s.paused,
         status: "live".into(),
-        now_ns: s.world.now(),
+        now_ns: s.world.now().as_nanos(),
         created_at: s.created_at.clone(),
         ended_at: None,
         profile: s.profile.clone(),

@@ -1,7 +1,8 @@
 //! The TCP engine: RFC 9293 as a sans-IO state machine.
 //!
 //! Nothing in here reads a clock, touches a socket or spawns a task. Time is an
-//! argument (`now`, virtual nanoseconds), randomness is an RNG the caller owns,
+//! argument (`now`: a [`crate::time::Instant`] at the [`Stack`]'s API, kept as
+//! nanoseconds inside a [`Tcb`]), randomness is an RNG the caller owns,
 //! and every effect is an [`Output`] value pushed onto a list, so a test can
 //! feed segments and instants and check exactly what comes out.
 //!

@@ -21,6 +21,7 @@ use super::segment::{Flags, Segment};
 use super::seq::SeqNumber;
 use super::state::State;
 use super::tcb::{Tcb, TcbStatus, UserError};
+use crate::time::Instant;
 
 /// Why a stack-level call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -338,8 +339,8 @@ impl Stack {
     ///
     /// # Errors
     /// [`StackError::UnknownSocket`].
-    pub fn abort(&mut self, now: u64, id: SocketId, out: &mut Vec<Output>) -> Result<(), StackError> {
-        self.slot_mut(id)?.tcb.abort(now, out);
+    pub fn abort(&mut self, now: Instant, id: SocketId, out: &mut Vec<Output>) -> Result<(), StackError> {
+        self.slot_mut(id)?.tcb.abort(now.as_nanos(), out);
         self.mark_dirty(id);
         Ok(())
     }
@@ -383,12 +384,13 @@ impl Stack {
     /// A segment from `src_ip` arrives (RFC 9293 section 3.10.7).
     pub fn process(
         &mut self,
-        now: u64,
+        now: Instant,
         src_ip: Ipv4Addr,
         seg: &Segment,
         rng: &mut dyn RngCore,
         out: &mut Vec<Output>,
     ) -> Delivery {
+        let now = now.as_nanos();
         let tuple = (seg.dst_port, src_ip, seg.src_port);
         if let Some(&id) = self.by_tuple.get(&tuple) {
             if let Some(Some(slot)) = self.slots.get_mut(id.0 as usize) {
@@ -466,7 +468,8 @@ impl Stack {
 
     /// Lets every endpoint touched since the last call send what is due, and
     /// re-arms their timers. Call after each batch of inputs.
-    pub fn dispatch(&mut self, now: u64, out: &mut Vec<Output>) {
+    pub fn dispatch(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let now = now.as_nanos();
         let mut dirty = std::mem::take(&mut self.dirty);
         for &id in &dirty {
             let Some(Some(slot)) = self.slots.get_mut(id.0 as usize) else {
@@ -507,7 +510,7 @@ impl Stack {
     /// The earliest timer deadline of any endpoint. Entries whose endpoint
     /// has since moved its deadline (an ACK stopped the retransmission timer,
     /// say) are dropped or moved here, so the answer is exact.
-    pub fn poll_at(&mut self) -> Option<u64> {
+    pub fn poll_at(&mut self) -> Option<Instant> {
         while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
             if !self.entry_is_live(index, generation) {
                 self.timers.pop();
@@ -519,7 +522,7 @@ impl Stack {
             };
             let deadline = slot.tcb.poll_at();
             if deadline == Some(at) {
-                return Some(at);
+                return Some(Instant::from_nanos(at));
             }
             self.timers.pop();
             slot.timer_at = NO_TIMER;
@@ -533,9 +536,9 @@ impl Stack {
     }
 
     /// Fires the timers due at `now` and dispatches the endpoints concerned.
-    pub fn on_timer(&mut self, now: u64, out: &mut Vec<Output>) {
+    pub fn on_timer(&mut self, now: Instant, out: &mut Vec<Output>) {
         while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
-            if at > now {
+            if at > now.as_nanos() {
                 break;
             }
             self.timers.pop();
@@ -545,7 +548,7 @@ impl Stack {
             let id = SocketId(index);
             if let Some(Some(slot)) = self.slots.get_mut(index as usize) {
                 slot.timer_at = NO_TIMER;
-                slot.tcb.on_timer(now, out);
+                slot.tcb.on_timer(now.as_nanos(), out);
             }
             self.mark_dirty(id);
         }
@@ -589,6 +592,11 @@ mod tests {
     const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const MS: u64 = 1_000_000;
 
+    /// The instant `ns` nanoseconds after the start.
+    fn at(ns: u64) -> Instant {
+        Instant::from_nanos(ns)
+    }
+
     struct Fixture {
         stack: Stack,
         rng: ChaCha8Rng,
@@ -619,13 +627,13 @@ mod tests {
                 payload: Bytes::copy_from_slice(payload),
                 ..Segment::default()
             };
-            self.stack.process(now, PEER, &seg, &mut self.rng, &mut self.out);
-            self.stack.dispatch(now, &mut self.out);
+            self.stack.process(at(now), PEER, &seg, &mut self.rng, &mut self.out);
+            self.stack.dispatch(at(now), &mut self.out);
             self.sent()
         }
 
         fn tick(&mut self, now: u64) -> Vec<Segment> {
-            self.stack.on_timer(now, &mut self.out);
+            self.stack.on_timer(at(now), &mut self.out);
             self.sent()
         }
 
@@ -687,9 +695,9 @@ mod tests {
     fn syn_ack_is_retransmitted_with_backoff_then_the_endpoint_times_out() {
         let mut f = Fixture::listening(Profile { max_retries: 2, ..profile() });
         f.recv(0, Flags::SYN, 100, 0, b"");
-        assert_eq!(f.stack.poll_at(), Some(1000 * MS));
+        assert_eq!(f.stack.poll_at(), Some(at(1000 * MS)));
         assert_eq!(summary(&f.tick(1000 * MS)), [s("SYN+ACK", 500, 101, 0)]);
-        assert_eq!(f.stack.poll_at(), Some(3000 * MS));
+        assert_eq!(f.stack.poll_at(), Some(at(3000 * MS)));
         assert_eq!(summary(&f.tick(3000 * MS)), [s("SYN+ACK", 500, 101, 0)]);
         assert_eq!(summary(&f.tick(7000 * MS)), []);
         assert_eq!(f.state(), State::Closed);
@@ -730,7 +738,7 @@ mod tests {
         assert_eq!(summary(&f.recv(2 * MS, Flags::FIN | Flags::ACK, 101, 501, b"")), [s("ACK", 501, 102, 0)]);
         assert_eq!(f.state(), State::CloseWait);
         f.stack.close(SocketId(0), &mut f.out).unwrap();
-        f.stack.dispatch(3 * MS, &mut f.out);
+        f.stack.dispatch(at(3 * MS), &mut f.out);
         assert_eq!(summary(&f.sent()), [s("FIN+ACK", 501, 102, 0)]);
         assert_eq!(f.state(), State::LastAck);
         f.recv(4 * MS, Flags::ACK, 102, 502, b"");
@@ -742,16 +750,16 @@ mod tests {
     fn time_wait_restarts_on_a_retransmitted_fin_and_expires() {
         let mut f = Fixture::established(Profile { msl_ms: 1000, ..profile() });
         f.stack.close(SocketId(0), &mut f.out).unwrap();
-        f.stack.dispatch(2 * MS, &mut f.out);
+        f.stack.dispatch(at(2 * MS), &mut f.out);
         f.sent();
         f.recv(3 * MS, Flags::ACK, 101, 502, b"");
         assert_eq!(f.state(), State::FinWait2);
         f.recv(4 * MS, Flags::FIN | Flags::ACK, 101, 502, b"");
         assert_eq!(f.state(), State::TimeWait);
-        assert_eq!(f.stack.poll_at(), Some(4 * MS + 2000 * MS));
+        assert_eq!(f.stack.poll_at(), Some(at(4 * MS + 2000 * MS)));
         // The peer did not get our ACK and sends its FIN again.
         assert_eq!(summary(&f.recv(500 * MS, Flags::FIN | Flags::ACK, 101, 502, b"")), [s("ACK", 502, 102, 0)]);
-        assert_eq!(f.stack.poll_at(), Some(500 * MS + 2000 * MS));
+        assert_eq!(f.stack.poll_at(), Some(at(500 * MS + 2000 * MS)));
         f.tick(2499 * MS);
         assert_eq!(f.state(), State::TimeWait);
         f.tick(2500 * MS);
@@ -763,7 +771,7 @@ mod tests {
         for bsd in [Switch::Off, Switch::On] {
             let mut f = Fixture::established(Profile { time_wait_acks_all: bsd, ..profile() });
             f.stack.close(SocketId(0), &mut f.out).unwrap();
-            f.stack.dispatch(2 * MS, &mut f.out);
+            f.stack.dispatch(at(2 * MS), &mut f.out);
             f.sent();
             f.recv(3 * MS, Flags::FIN | Flags::ACK, 101, 502, b"");
             assert_eq!(f.state(), State::TimeWait);
@@ -793,7 +801,7 @@ mod tests {
     #[test]
     fn abort_sends_rst_from_snd_nxt() {
         let mut f = Fixture::established(profile());
-        f.stack.abort(2 * MS, SocketId(0), &mut f.out).unwrap();
+        f.stack.abort(at(2 * MS), SocketId(0), &mut f.out).unwrap();
         let changes: Vec<_> = f
             .out
             .iter()
@@ -816,7 +824,7 @@ mod tests {
         // 900 octets held out of order behind a hole at 101: the peer's SND.NXT is 1101, our right edge.
         assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 201, 501, &[7; 900])), [s("ACK", 501, 101, 0)]);
         f.stack.send(SocketId(0), b"0123456789").unwrap();
-        f.stack.dispatch(3 * MS, &mut f.out);
+        f.stack.dispatch(at(3 * MS), &mut f.out);
         assert_eq!(summary(&f.sent()), [s("PSH+ACK", 501, 101, 10)]);
         assert_eq!(summary(&f.recv(4 * MS, Flags::ACK, 1101, 511, b"")), [], "accepted, nothing to answer");
         let status = f.stack.status(SocketId(0)).unwrap();
@@ -824,7 +832,7 @@ mod tests {
         assert_eq!(status.timers.retransmit, None);
         // Text beyond the window is dropped, but its ACK still counts.
         f.stack.send(SocketId(0), b"abc").unwrap();
-        f.stack.dispatch(5 * MS, &mut f.out);
+        f.stack.dispatch(at(5 * MS), &mut f.out);
         f.sent();
         assert_eq!(summary(&f.recv(6 * MS, Flags::ACK, 1101, 514, b"z")), [s("ACK", 514, 101, 0)]);
         assert_eq!(f.stack.status(SocketId(0)).unwrap().snd_una, 514);
@@ -836,7 +844,7 @@ mod tests {
         f.recv(2 * MS, Flags::ACK, 101, 501, &[1; 1000]);
         assert_eq!(f.stack.status(SocketId(0)).unwrap().rcv_wnd, 0);
         f.stack.close(SocketId(0), &mut f.out).unwrap();
-        f.stack.dispatch(3 * MS, &mut f.out);
+        f.stack.dispatch(at(3 * MS), &mut f.out);
         assert_eq!(summary(&f.sent()), [s("FIN+ACK", 501, 1101, 0)]);
         // The peer probes our zero window; the probe's ACK covers our FIN.
         assert_eq!(summary(&f.recv(4 * MS, Flags::ACK, 1101, 502, b"p")), [s("ACK", 502, 1101, 0)]);
@@ -847,7 +855,7 @@ mod tests {
     fn five_segments_in_flight() -> Fixture {
         let mut f = Fixture::established(profile());
         f.stack.send(SocketId(0), &[9; 5 * 536]).unwrap();
-        f.stack.dispatch(10 * MS, &mut f.out);
+        f.stack.dispatch(at(10 * MS), &mut f.out);
         let seqs: Vec<u32> = f.sent().iter().map(|s| s.seq.0).collect();
         assert_eq!(seqs, [501, 1037, 1573, 2109, 2645]);
         f
@@ -893,7 +901,7 @@ mod tests {
     fn rtt_samples_shape_the_rto() {
         let mut f = Fixture::established(Profile { rto_min_ms: 1, ..profile() });
         f.stack.send(SocketId(0), b"hello").unwrap();
-        f.stack.dispatch(10 * MS, &mut f.out);
+        f.stack.dispatch(at(10 * MS), &mut f.out);
         f.sent();
         f.recv(110 * MS, Flags::ACK, 101, 506, b"");
         let status = f.stack.status(SocketId(0)).unwrap();
@@ -970,7 +978,7 @@ mod tests {
     fn bsd_repeats_an_unacknowledged_fin_on_its_acks_but_not_on_challenge_acks() {
         let mut f = Fixture::established(Profile { ack_repeats_fin: Switch::On, ..profile() });
         f.stack.close(SocketId(0), &mut f.out).unwrap();
-        f.stack.dispatch(2 * MS, &mut f.out);
+        f.stack.dispatch(at(2 * MS), &mut f.out);
         assert_eq!(summary(&f.sent()), [s("FIN+ACK", 501, 101, 0)]);
         // The peer's FIN crosses ours: CLOSING, and the ACK goes out as the FIN again.
         assert_eq!(summary(&f.recv(3 * MS, Flags::FIN | Flags::ACK, 101, 501, b"")), [s("FIN+ACK", 501, 102, 0)]);
@@ -995,8 +1003,8 @@ mod tests {
             options: vec![crate::engine::TcpOption::Mss { value: 1460 }],
             ..Segment::default()
         };
-        f.stack.process(0, PEER, &syn, &mut f.rng, &mut f.out);
-        f.stack.dispatch(0, &mut f.out);
+        f.stack.process(at(0), PEER, &syn, &mut f.rng, &mut f.out);
+        f.stack.dispatch(at(0), &mut f.out);
         assert_eq!(summary(&f.sent()), [s("SYN+ACK", 500, 101, 0)], "advertises 65535");
         // In SYN-RECEIVED (BSD's syncache) the window is what was advertised: 101 + 65535 is outside.
         assert_eq!(summary(&f.recv(MS, Flags::RST, 101 + 65_535, 0, b"")), []);

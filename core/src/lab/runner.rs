@@ -22,6 +22,7 @@ use crate::sim::{
     ConnId, ConnectSpec, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch, SegmentOutcome,
     Side, World, WorldConfig, WorldError,
 };
+use crate::time::{Duration, Instant};
 
 const MS: u64 = 1_000_000;
 
@@ -123,7 +124,7 @@ pub struct BudgetLimit {
 #[derive(Clone, Copy, Debug)]
 struct Running {
     /// Virtual time it runs to (`advance`) or may not pass (`run_until_idle`).
-    until: u64,
+    until: Instant,
     /// Items it may still process by its own count (`max_steps`, `step = N`).
     left: u64,
     /// Items processed so far by this step.
@@ -320,7 +321,7 @@ impl LabRun {
                     "stopped at the limit {} = {} events kept for the report, at t={:.3}ms",
                     limit.name,
                     limit.max,
-                    world.now() as f64 / 1e6
+                    world.now().as_millis_f64()
                 ))
             }
             other => other,
@@ -343,13 +344,15 @@ impl LabRun {
     fn run_world(&mut self, world: &mut World, step: &Step) -> Result<Progress, String> {
         let now = world.now();
         let running = self.running.get_or_insert_with(|| match step {
-            Step::Advance(ms) => Running { until: now.saturating_add(ms.saturating_mul(MS)), left: u64::MAX, items: 0 },
+            Step::Advance(ms) => {
+                Running { until: now.saturating_add(Duration::from_millis(*ms)), left: u64::MAX, items: 0 }
+            }
             Step::RunUntilIdle(r) => Running {
-                until: r.max_ms.map_or(u64::MAX, |ms| now.saturating_add(ms.saturating_mul(MS))),
+                until: r.max_ms.map_or(Instant::MAX, |ms| now.saturating_add(Duration::from_millis(ms))),
                 left: r.max_steps.unwrap_or(DEFAULT_MAX_STEPS),
                 items: 0,
             },
-            Step::Step(n) => Running { until: u64::MAX, left: *n, items: 0 },
+            Step::Step(n) => Running { until: Instant::MAX, left: *n, items: 0 },
             _ => Running { until: now, left: 0, items: 0 },
         });
         let budget = self.budget.max_items.saturating_sub(self.items);
@@ -357,7 +360,7 @@ impl LabRun {
         let (items, done) = match step {
             Step::Advance(_) => world.run_until_bounded(running.until, turn),
             Step::RunUntilIdle(_) => {
-                let outcome = world.run_until_idle(turn, running.until.saturating_sub(now));
+                let outcome = world.run_until_idle(turn, running.until.saturating_duration_since(now));
                 (outcome.steps, outcome.stopped_by != Some(RunCap::Steps))
             }
             _ => {
@@ -388,7 +391,7 @@ impl LabRun {
                 "stopped at the limit {} = {} scheduled items in one run, at t={:.3}ms",
                 limit.name,
                 limit.max,
-                world.now() as f64 / 1e6
+                world.now().as_millis_f64()
             ));
         }
         Ok(Progress::More)
@@ -497,7 +500,7 @@ impl LabRun {
                         flags: i.flags.0,
                         window: i.window.unwrap_or(65535),
                         payload: i.data.clone().unwrap_or_default().into_bytes().into(),
-                        delay_ns: ms_to_ns(i.delay_ms.unwrap_or(0.0)),
+                        delay: Duration::from_nanos(ms_to_ns(i.delay_ms.unwrap_or(0.0))),
                         ..InjectSpec::default()
                     })
                     .map_err(w)?;
@@ -507,7 +510,7 @@ impl LabRun {
             }
             Step::Note(text) => {
                 let at = self.events.len() + world.events().len();
-                self.notes.push(Note { before_event: at, t_ns: world.now(), text: text.clone() });
+                self.notes.push(Note { before_event: at, t_ns: world.now().as_nanos(), text: text.clone() });
             }
             expectation => {
                 // Checks see every event up to now.
@@ -551,7 +554,7 @@ impl LabRun {
             passed,
             expected: format!("error containing \"{want}\""),
             got,
-            t_ms: world.now() as f64 / 1e6,
+            t_ms: world.now().as_millis_f64(),
         });
         Ok(value)
     }
@@ -586,7 +589,7 @@ impl Ctx<'_> {
 
     fn compare(&mut self, what: String, expected: String, got: String) {
         let passed = expected == got;
-        let now = self.world.now();
+        let now = self.world.now().as_nanos();
         self.push(what, expected, got, passed, now);
     }
 
@@ -599,7 +602,7 @@ impl Ctx<'_> {
             Step::ExpectNextSegments(list) => self.segments(list, false),
             Step::ExpectFate(f) => {
                 let got = SegmentOutcome::of_segment(&self.run.events, f.segment);
-                let now = self.world.now();
+                let now = self.world.now().as_nanos();
                 self.push(
                     format!("fate of segment #{}", f.segment),
                     f.fate.name().to_string(),
@@ -701,7 +704,7 @@ impl Ctx<'_> {
                 return;
             }
         };
-        let now = self.world.now();
+        let now = self.world.now().as_nanos();
         let numbers: [(&str, Option<u64>, u64); 11] = [
             ("ISS", e.iss.map(u64::from), u64::from(status.iss)),
             ("IRS", e.irs.map(u64::from), u64::from(status.irs)),
@@ -743,7 +746,7 @@ impl Ctx<'_> {
             let what = format!("segment {} of {}", i + 1, expected.len());
             let want = describe_expect(exp);
             match sent.get(i) {
-                None => results.push((what, want, "no segment".to_string(), false, self.world.now())),
+                None => results.push((what, want, "no segment".to_string(), false, self.world.now().as_nanos())),
                 Some((_, ev)) => {
                     let (got, ok) = self.match_segment(exp, ev);
                     results.push((what, want, got, ok, ev.t_ns));

@@ -20,6 +20,7 @@ use crate::ladder::ladder;
 use crate::sim::{
     ConnId, ConnectSpec, HostKind, InjectSpec, LinkParams, ListenSpec, Side, World, WorldConfig, WorldError,
 };
+use crate::time::{Duration, Instant};
 
 /// The tested host's name in the world (the left line of the ladder).
 pub const TESTED: &str = "tcplab";
@@ -329,7 +330,7 @@ impl ScriptRun {
             .or_else(|| script.option("tolerance_usecs").and_then(|v| v.parse().ok()))
             .unwrap_or(DEFAULT_TOLERANCE_US)
             .max(0);
-        let base_ns = world.now();
+        let base_ns = world.now().as_nanos();
         let bind_port = fresh_bind_port(&world);
         let runner = Runner {
             world,
@@ -377,7 +378,7 @@ impl ScriptRun {
     /// Makes the world's now the script's time 0, and picks the bind port
     /// afresh (after another world was swapped in before the first step).
     pub fn start_at_now(&mut self) {
-        self.runner.base_ns = self.runner.world.now();
+        self.runner.base_ns = self.runner.world.now().as_nanos();
         self.runner.bind_port = fresh_bind_port(&self.runner.world);
     }
 
@@ -392,7 +393,7 @@ impl ScriptRun {
             // A call still blocked may yet return within its line's time.
             if let Some(until) = self.runner.parked.as_ref().map(|p| p.window_ns.1) {
                 // Bounded: a `*` line allows any time, which is not a time to run to.
-                let now = self.runner.world.now();
+                let now = self.runner.world.now().as_nanos();
                 let until = *self.final_wait_until.get_or_insert(until.min(now.saturating_add(BLOCK_LIMIT_NS)));
                 match self.runner.catch_up(until) {
                     Err(Stop::Yield) if self.runner.parked_failure.is_none() => return true,
@@ -469,7 +470,7 @@ impl ScriptRun {
             expected: self.script.events.iter().find(|e| e.line == line).map_or_else(String::new, |e| e.text.clone()),
             actual,
             reason,
-            t_ns: self.runner.world.now(),
+            t_ns: self.runner.world.now().as_nanos(),
             ladder: self.runner.ladder(),
         }))
     }
@@ -480,7 +481,7 @@ impl ScriptRun {
         Outcome {
             path: self.script.path,
             verdict: self.verdict.unwrap_or(Verdict::Pass),
-            virtual_ns: self.runner.world.now(),
+            virtual_ns: self.runner.world.now().as_nanos(),
             ladder,
             events: self.runner.world.events().to_vec(),
             profile: self.chosen,
@@ -693,10 +694,10 @@ impl Runner {
     }
 
     fn run_to(&mut self, t_ns: u64, may_yield: bool) -> Step {
-        while self.world.next_event_at().is_some_and(|at| at <= t_ns) {
+        while self.world.next_event_at().map(Instant::as_nanos).is_some_and(|at| at <= t_ns) {
             self.world_step(may_yield)?;
         }
-        self.world.run_until(t_ns);
+        self.world.run_until(Instant::from_nanos(t_ns));
         self.collect();
         Ok(())
     }
@@ -705,7 +706,7 @@ impl Runner {
         if let Ok(packets) = self.world.take_raw_inbox(PEER) {
             for p in packets {
                 if let Ok(segment) = Segment::decode_unverified(&p.bytes) {
-                    self.sniffed.push_back(Sniffed { t_ns: p.t_ns, segment });
+                    self.sniffed.push_back(Sniffed { t_ns: p.at.as_nanos(), segment });
                 }
             }
         }
@@ -720,7 +721,7 @@ impl Runner {
         let is_connect = parked.call.name == "connect";
         let max = parked.call.args.get(2).and_then(Expr::int).unwrap_or(0);
         let outcome = if is_connect { self.connect_outcome(fd) } else { self.read_outcome(fd, max) };
-        let now = self.world.now();
+        let now = self.world.now().as_nanos();
         let Ok(Some(got)) = outcome else {
             if now > deadline {
                 // Still blocked after its time: that is the first difference,
@@ -784,7 +785,7 @@ impl Runner {
                     return skip(format!("{}() while a blocking call waits", call.name));
                 }
                 self.syscall(call)?;
-                let now = self.world.now();
+                let now = self.world.now().as_nanos();
                 self.run_until(now)
             }
             EventKind::Shell(cmd) => {
@@ -818,12 +819,12 @@ impl Runner {
             urgent: 0,
             options,
             payload: Bytes::from(vec![0u8; p.len as usize]),
-            delay_ns: 0,
+            delay: Duration::ZERO,
         };
         if let Err(e) = self.world.inject(spec) {
             return fail(format!("cannot inject: {e}"));
         }
-        let now = self.world.now();
+        let now = self.world.now().as_nanos();
         self.run_until(now)
     }
 
@@ -851,7 +852,7 @@ impl Runner {
         let lo = self.at(lo_us).saturating_sub(tol);
         let hi = self.at(hi_us).saturating_add(tol);
         while self.sniffed.is_empty() {
-            match self.world.next_event_at() {
+            match self.world.next_event_at().map(Instant::as_nanos) {
                 // Nothing has been checked yet: the wait may end the turn.
                 Some(at) if at <= hi => self.world_step(true)?,
                 _ => {
@@ -1109,9 +1110,9 @@ impl Runner {
         if ready.is_none() && !f.nonblocking {
             // Nothing has happened for this line yet: the wait may end the turn
             // and continue on the next (its deadline fixed on the first).
-            let limit = *self.accept_until.get_or_insert(self.world.now().saturating_add(BLOCK_LIMIT_NS));
+            let limit = *self.accept_until.get_or_insert(self.world.now().as_nanos().saturating_add(BLOCK_LIMIT_NS));
             while ready.is_none() {
-                match self.world.next_event_at() {
+                match self.world.next_event_at().map(Instant::as_nanos) {
                     Some(at) if at <= limit => {
                         let seen = self.world.events().len();
                         self.world_step(true)?;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::time::{Duration, Instant};
+
 /// What one direction of a link does to the segments it carries.
 ///
 /// Probabilities are per segment and drawn from the world's seeded RNG, so a
@@ -72,21 +74,23 @@ impl LinkParams {
         Ok(())
     }
 
-    pub(crate) fn latency_ns(&self) -> u64 {
-        (self.latency_ms * 1e6) as u64
+    /// The one-way propagation delay, to the nanosecond.
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_nanos((self.latency_ms * 1e6) as u64)
     }
 
-    pub(crate) fn jitter_ns(&self) -> u64 {
-        (self.jitter_ms * 1e6) as u64
+    /// The most extra delay jitter may add, to the nanosecond.
+    pub(crate) fn jitter(&self) -> Duration {
+        Duration::from_nanos((self.jitter_ms * 1e6) as u64)
     }
 
     /// Time to put `bytes` on the wire at `bandwidth_bps`.
-    pub(crate) fn serialisation_ns(&self, bytes: usize) -> u64 {
+    pub(crate) fn serialisation(&self, bytes: usize) -> Duration {
         if self.bandwidth_bps == 0 {
-            return 0;
+            return Duration::ZERO;
         }
         // IPv4 header (20 octets) counted too: it occupies the wire.
-        ((bytes as u128 + 20) * 8 * 1_000_000_000 / u128::from(self.bandwidth_bps)) as u64
+        Duration::from_nanos(((bytes as u128 + 20) * 8 * 1_000_000_000 / u128::from(self.bandwidth_bps)) as u64)
     }
 }
 
@@ -95,5 +99,5 @@ impl LinkParams {
 pub(crate) struct LinkDir {
     pub params: LinkParams,
     /// When the transmitter is free again (bandwidth).
-    pub busy_until: u64,
+    pub busy_until: Instant,
 }
