@@ -20,6 +20,7 @@
 //! - [`memory`]: freed memory handed back to the system after a burst.
 //! - [`auth`]: who may use a server (full and read-only tokens), decided once for REST and gRPC.
 //! - [`config`]: the server's TOML configuration file and its precedence (flags > env > file > defaults).
+//! - [`scripts`]: lab and packetdrill files from disk, timed on the wall clock (the core runners take text).
 //! - [`server`]: binds both listeners and shuts them down gracefully.
 #![warn(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod config;
 pub mod fuzz_targets;
 pub mod memory;
 pub mod metrics;
+pub mod scripts;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -402,7 +402,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// `tcplab packetdrill run`: the report goes to stdout; exit status 1 when a
 /// script failed, 2 when none failed but one could not be read or parsed.
 fn packetdrill(args: PacketdrillRunArgs, out: &mut dyn std::io::Write) -> anyhow::Result<ExitCode> {
-    let cmd = tcplab::packetdrill::Command {
+    let cmd = tcplab::scripts::Command {
         paths: args.paths,
         profile: args.profile,
         defines: args.defines,
@@ -412,7 +412,7 @@ fn packetdrill(args: PacketdrillRunArgs, out: &mut dyn std::io::Write) -> anyhow
         verbose: args.verbose,
         pcap: args.pcap,
     };
-    let summary = tcplab::packetdrill::run_command(&cmd, out)?;
+    let summary = tcplab::scripts::run_command(&cmd, out)?;
     Ok(if summary.failed > 0 {
         ExitCode::FAILURE
     } else if summary.errors > 0 {
@@ -441,7 +441,7 @@ fn lab(command: LabCommand, out: &mut dyn std::io::Write) -> anyhow::Result<Exit
             let mut reports = Vec::new();
             let mut failed = Vec::new();
             for name in &names {
-                let mut lab = tcplab::lab::load(name)?;
+                let mut lab = tcplab::scripts::load_lab(name)?;
                 if !args.variants.is_empty() {
                     select_variants(&mut lab, &args.variants)?;
                 }

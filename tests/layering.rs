@@ -132,3 +132,38 @@ fn no_top_level_module_of_the_server_imports_from_one_that_imports_it_back() {
     assert!(graph["api"].contains("service"), "the graph was read: {graph:?}");
     assert_eq!(cycles(&graph), Vec::<(String, String)>::new(), "{graph:#?}");
 }
+
+/// What would make the core read the wall clock, the file system, the
+/// environment or a socket behind its callers' back.
+const AMBIENT_IO: &[&str] =
+    &["std::fs", "std::time::Instant", "SystemTime", "std::net::Tcp", "std::net::Udp", "std::env", "std::process"];
+
+#[test]
+fn the_core_reads_no_clock_file_socket_or_environment_itself() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a source folder") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("core/src"), &mut files);
+    assert!(files.len() > 20, "the core's sources were read: {files:?}");
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("a source file");
+        // Unit tests may use the disk (a temporary lab file, say); the library may not.
+        let library = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let is_test_file = file.file_name().is_some_and(|n| n == "tests.rs");
+        for needle in AMBIENT_IO {
+            if !is_test_file && library.contains(needle) {
+                found.push(format!("{}: {needle}", file.display()));
+            }
+        }
+    }
+    assert_eq!(found, Vec::<String>::new(), "the core takes time and text from its caller");
+}

@@ -52,24 +52,6 @@ pub fn builtin_lab(name: &str) -> Result<Lab, LabError> {
     Lab::parse(&format!("labs/{name}.toml"), text)
 }
 
-/// A lab by built-in name or by file path (a path is anything that exists on
-/// disk or ends in `.toml`), so `tcplab lab run` takes either.
-///
-/// # Errors
-/// An unknown name, an unreadable file, or a parse error.
-pub fn load(name_or_path: &str) -> Result<Lab, LabError> {
-    if builtin().iter().any(|(n, _)| *n == name_or_path) {
-        return builtin_lab(name_or_path);
-    }
-    let path = std::path::Path::new(name_or_path);
-    if path.exists() || name_or_path.ends_with(".toml") {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| LabError::Io { path: name_or_path.to_string(), message: e.to_string() })?;
-        return Lab::parse(name_or_path, &text);
-    }
-    Err(unknown_lab(name_or_path))
-}
-
 /// A report as text: the ladder of each variant, then one pass/fail line per
 /// check, then a verdict -- what `tcplab lab run` prints.
 pub fn render_report(report: &LabReport) -> String {
@@ -113,7 +95,9 @@ mod tests;
 
 /// The error for a lab name that is neither built in nor a file, with the
 /// built-in name it was probably meant to be.
-fn unknown_lab(name: &str) -> LabError {
+/// [`LabError::UnknownLab`] for `name`, with the built-in lab it is
+/// closest to as a suggestion (for callers that also look on disk).
+pub fn unknown_lab(name: &str) -> LabError {
     let suggestion = crate::suggest::did_you_mean(name, builtin().into_iter().map(|(n, _)| n));
     LabError::UnknownLab { name: name.to_string(), suggestion }
 }

@@ -21,74 +21,34 @@ pub mod runner;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 pub use parser::{ParseError, parse_script};
 pub use runner::{
     Failure, Outcome, RunOptions, ScriptBudget, ScriptLimit, ScriptProfilePolicy, Verdict, default_defines, run_script,
 };
 
-/// A file that could not be read or listed.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
-pub struct FileError {
-    /// The path.
-    pub path: String,
-    /// The I/O error.
-    pub source: std::io::Error,
-}
-
-/// Every `*.pkt` file under the given files and directories (recursively), sorted.
-///
-/// # Errors
-/// A path that cannot be read.
-pub fn collect_scripts(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileError> {
-    let mut found = Vec::new();
-    for path in paths {
-        walk(path, &mut found)?;
+/// Parses and runs one script's text (`name` is how errors and the report
+/// name it, usually its path). A script that does not parse is
+/// [`Verdict::Error`]: the script's fault, not the TCP's. Reading files is
+/// the caller's business (the `tcplab` binary's `scripts` module), so this
+/// runs the same on a server, in a test or in a fuzzer.
+pub fn run_text(name: &str, text: &str, defines: &BTreeSet<String>, opts: &RunOptions) -> Outcome {
+    match parse_script(name, text, defines) {
+        Ok(script) => run_script(&script, opts),
+        Err(e) => error_outcome(name, e.line, e.column, format!("parse error at column {}: {}", e.column, e.message)),
     }
-    found.sort();
-    found.dedup();
-    Ok(found)
 }
 
-fn walk(path: &Path, found: &mut Vec<PathBuf>) -> Result<(), FileError> {
-    let err = |source| FileError { path: path.display().to_string(), source };
-    let meta = std::fs::metadata(path).map_err(err)?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(err)? {
-            let entry = entry.map_err(err)?;
-            let p = entry.path();
-            if p.is_dir() || p.extension().is_some_and(|e| e == "pkt") {
-                walk(&p, found)?;
-            }
-        }
-    } else {
-        found.push(path.to_path_buf());
-    }
-    Ok(())
-}
-
-/// Reads, parses and runs one script file. A script that cannot be read or
-/// does not parse is [`Verdict::Error`]: the script's fault, not the TCP's.
-pub fn run_file(path: &Path, defines: &BTreeSet<String>, opts: &RunOptions) -> Outcome {
-    let name = path.display().to_string();
-    let error = |line: usize, column: usize, message: String| Outcome {
-        path: name.clone(),
+/// The outcome of a script that never ran: [`Verdict::Error`] at `line:column`.
+pub fn error_outcome(name: &str, line: usize, column: usize, message: String) -> Outcome {
+    Outcome {
+        path: name.to_string(),
         verdict: Verdict::Error { line, column, message },
         virtual_ns: 0,
         ladder: String::new(),
         events: Vec::new(),
         profile: None,
         limit: None,
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => return error(0, 0, format!("cannot read: {e}")),
-    };
-    match parse_script(&name, &text, defines) {
-        Ok(script) => run_script(&script, opts),
-        Err(e) => error(e.line, e.column, format!("parse error at column {}: {}", e.column, e.message)),
     }
 }
 
@@ -201,75 +161,9 @@ pub fn junit(outcomes: &[Outcome], wall_seconds: f64) -> String {
     out
 }
 
-/// What `tcplab packetdrill run` was asked to do.
-#[derive(Clone, Debug, Default)]
-pub struct Command {
-    /// Files and directories (searched recursively for `*.pkt`).
-    pub paths: Vec<PathBuf>,
-    /// The profile's name (see [`crate::profiles::profile_names`]).
-    pub profile: Option<String>,
-    /// Names `#ifdef` sees as defined besides `STANDARD`.
-    pub defines: Vec<String>,
-    /// Tolerance in milliseconds, overriding each script's `--tolerance_usecs`.
-    pub tolerance_ms: Option<f64>,
-    /// Compare TCP options exactly.
-    pub strict_options: bool,
-    /// Where to write a JUnit report.
-    pub junit: Option<PathBuf>,
-    /// Print every script's ladder.
-    pub verbose: bool,
-    /// A directory to write one pcap per script into (`NAME.pcap`).
-    pub pcap: Option<PathBuf>,
-}
-
-/// Why `tcplab packetdrill run` could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// A bad profile name.
-    #[error(transparent)]
-    Profile(#[from] crate::profiles::ProfileLookupError),
-    /// A path that cannot be read.
-    #[error(transparent)]
-    File(#[from] FileError),
-    /// No script found.
-    #[error("no .pkt scripts found under the given paths")]
-    NoScripts,
-    /// Writing the report failed.
-    #[error("writing the report: {0}")]
-    Write(#[from] std::io::Error),
-    /// A capture could not be built.
-    #[error("building a capture: {0}")]
-    Pcap(#[from] crate::pcap::PcapError),
-}
-
-/// Writes `DIR/NAME.pcap` for each script that ran (NAME its file stem, with
-/// `-2`, `-3`... when two scripts share one), the segments as sent between
-/// the tested stack and the script's raw peer.
-fn write_pcaps(dir: &Path, outcomes: &[Outcome]) -> Result<(), CommandError> {
-    std::fs::create_dir_all(dir)?;
-    let resolve = |name: &str| match name {
-        runner::TESTED => Some(runner::TESTED_IP),
-        runner::PEER => Some(runner::PEER_IP),
-        _ => None,
-    };
-    let mut used = std::collections::HashSet::new();
-    for outcome in outcomes.iter().filter(|o| !o.events.is_empty()) {
-        let stem = Path::new(&outcome.path).file_stem().map_or_else(|| "script".into(), |s| s.to_string_lossy());
-        let mut name = format!("{stem}.pcap");
-        let mut n = 1;
-        while !used.insert(name.clone()) {
-            n += 1;
-            name = format!("{stem}-{n}.pcap");
-        }
-        let captured = crate::pcap::from_events(&outcome.events, resolve)?;
-        std::fs::write(dir.join(name), crate::pcap::build(&captured)?)?;
-    }
-    Ok(())
-}
-
 /// Which profiles the scripts ran under, e.g. `freebsd x150 (chosen by the
 /// scripts), rfc9293 x4`.
-fn profile_counts(named: Option<&str>, outcomes: &[Outcome]) -> String {
+pub fn profile_counts(named: Option<&str>, outcomes: &[Outcome]) -> String {
     let run_default = named.unwrap_or(crate::profiles::DEFAULT_PROFILE);
     let mut counts: std::collections::BTreeMap<(bool, &str), usize> = Default::default();
     for o in outcomes {
@@ -293,59 +187,4 @@ fn profile_counts(named: Option<&str>, outcomes: &[Outcome]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Runs the scripts, writes a report per script and the summary line to
-/// `out`, and the JUnit file if asked; returns the counts.
-///
-/// # Errors
-/// [`CommandError`] when the run cannot start or the report cannot be written.
-pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summary, CommandError> {
-    let started = std::time::Instant::now();
-    let profile = crate::profiles::named_profile(cmd.profile.as_deref().unwrap_or(crate::profiles::DEFAULT_PROFILE))?;
-    let mut defines = default_defines();
-    defines.extend(cmd.defines.iter().cloned());
-    let opts = RunOptions {
-        profile,
-        tolerance_us: cmd.tolerance_ms.map(|ms| (ms * 1000.0).round() as i64),
-        strict_options: cmd.strict_options,
-        // A --profile on the command line wins; otherwise each script may say
-        // which kernel it was written for.
-        script_profile: if cmd.profile.is_some() {
-            ScriptProfilePolicy::Ignore
-        } else {
-            ScriptProfilePolicy::HeaderOrSysctl
-        },
-        budget: runner::ScriptBudget::default(),
-    };
-    let files = collect_scripts(&cmd.paths)?;
-    if files.is_empty() {
-        return Err(CommandError::NoScripts);
-    }
-    let mut outcomes = Vec::with_capacity(files.len());
-    for file in &files {
-        let outcome = run_file(file, &defines, &opts);
-        out.write_all(report(&outcome, cmd.verbose).as_bytes())?;
-        outcomes.push(outcome);
-    }
-    let wall = started.elapsed().as_secs_f64();
-    let summary = Summary::of(&outcomes);
-    writeln!(out, "profiles: {}", profile_counts(cmd.profile.as_deref(), &outcomes))?;
-    writeln!(
-        out,
-        "packetdrill: {} passed, {} failed, {} skipped, {} errors ({} scripts, {:.3} s wall time)",
-        summary.passed,
-        summary.failed,
-        summary.skipped,
-        summary.errors,
-        outcomes.len(),
-        wall
-    )?;
-    if let Some(path) = &cmd.junit {
-        std::fs::write(path, junit(&outcomes, wall))?;
-    }
-    if let Some(dir) = &cmd.pcap {
-        write_pcaps(dir, &outcomes)?;
-    }
-    Ok(summary)
 }
