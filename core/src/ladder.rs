@@ -29,10 +29,49 @@ pub const MAX_LADDER_ROWS: usize = 5_000;
 /// what a code review or a course handout shows without wrapping.
 pub const LADDER_WIDTH: usize = 100;
 
+/// `text` as lines of at most [`LADDER_WIDTH`] columns for the reports printed
+/// beside a ladder: the first line starts with `first`, the rest with
+/// `hanging` (so a wrapped check or description still reads as one item).
+/// Breaks between words; a word longer than a line is cut, so no line is
+/// ever wider than the ladder above it.
+pub fn wrap(text: &str, first: &str, hanging: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = first.to_string();
+    let mut width = first.chars().count();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while !word.is_empty() {
+            let gap = usize::from(!empty);
+            if width + gap + word.len() <= LADDER_WIDTH {
+                if !empty {
+                    line.push(' ');
+                }
+                line.extend(word.drain(..));
+            } else if empty {
+                // Longer than a whole line: cut what fits and carry the rest.
+                let cut = LADDER_WIDTH.saturating_sub(width).clamp(1, word.len());
+                line.extend(word.drain(..cut));
+            }
+            width = line.chars().count();
+            empty = false;
+            if !word.is_empty() {
+                lines.push(std::mem::replace(&mut line, hanging.to_string()));
+                width = hanging.chars().count();
+                empty = true;
+            }
+        }
+    }
+    lines.push(line);
+    lines
+}
+
 const TIME_W: usize = 10;
-const SIDE_W: usize = 20;
-/// The right side's state names (`SYN_RECEIVED` is the longest) after the line.
-const RIGHT_W: usize = 14;
+/// The left side's column: a state with the endpoint it belongs to where a
+/// host has several (`LISTEN (listener)`, `SYN_RECEIVED [c]`).
+const SIDE_W: usize = 17;
+/// The right side's column after its line, as wide as the left one.
+const RIGHT_W: usize = 17;
 /// Between the two vertical lines: what is left of [`LADDER_WIDTH`].
 const MID_W: usize = LADDER_WIDTH - TIME_W - 2 - SIDE_W - 2 - 2 - RIGHT_W;
 
@@ -100,7 +139,7 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
             break;
         }
         while let Some(note) = notes.next_if(|n| n.before_event <= index) {
-            let _ = writeln!(out, "{:>TIME_W$}  # {}", "", note.text);
+            write_wrapped(&mut out, &note.text, &format!("{:>TIME_W$}  # ", ""), &format!("{:>TIME_W$}    ", ""));
         }
         match &e.kind {
             EventKind::StateChanged { host, connection, side, to, .. } => {
@@ -124,7 +163,8 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
                     let text = if fits(&full) {
                         full
                     } else {
-                        let _ = writeln!(out, "{:>TIME_W$}  {:<SIDE_W$}|  {full}", "", "");
+                        let margin = format!("{:>TIME_W$}  {:<SIDE_W$}|  ", "", "");
+                        write_wrapped(&mut out, &full, &margin, &format!("{margin}  "));
                         format!("#{}", segment.id)
                     };
                     let mid = arrow(segment, a, &text, seg_info);
@@ -175,9 +215,27 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
         }
     }
     for note in notes {
-        let _ = writeln!(out, "{:>TIME_W$}  # {} (t={:.3})", "", note.text, note.t_ns as f64 / 1e6);
+        let text = format!("{} (t={:.3})", note.text, note.t_ns as f64 / 1e6);
+        write_wrapped(&mut out, &text, &format!("{:>TIME_W$}  # ", ""), &format!("{:>TIME_W$}    ", ""));
+    }
+    // Host and connection names are the user's: a long one can push a row
+    // past the width, and then the reader is told what width shows it whole.
+    let widest = out.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    if widest > LADDER_WIDTH {
+        let hint = format!(
+            "(long host or connection names make this ladder {widest} columns wide: \
+             widen the terminal to {widest} columns or page it with `less -S`)"
+        );
+        write_wrapped(&mut out, &hint, &format!("{:>TIME_W$}  ", ""), &format!("{:>TIME_W$}   ", ""));
     }
     out
+}
+
+/// `text` wrapped to the ladder's width (see [`wrap`]) and written as lines.
+fn write_wrapped(out: &mut String, text: &str, first: &str, hanging: &str) {
+    for line in wrap(text, first, hanging) {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
 }
 
 fn is_between(w: &WireSegment, a: &str, b: &str) -> bool {

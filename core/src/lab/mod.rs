@@ -52,29 +52,44 @@ pub fn builtin_lab(name: &str) -> Result<Lab, LabError> {
     Lab::parse(&format!("labs/{name}.toml"), text)
 }
 
-/// A report as text: the ladder of each variant, then one pass/fail line per
-/// check, then a verdict -- what `tcplab lab run` prints.
+/// A report as text: the ladder of each variant, then one pass/fail item per
+/// check, then a verdict -- what `tcplab lab run` prints. Every line fits the
+/// ladder's [`crate::ladder::LADDER_WIDTH`] columns: a long description or
+/// check wraps with a hanging indent instead of running off a terminal.
 pub fn render_report(report: &LabReport) -> String {
+    use crate::ladder::wrap;
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = writeln!(out, "== {}: {}", report.name, report.title);
+    for part in wrap(&report.title, &format!("== {}: ", report.name), "   ") {
+        let _ = writeln!(out, "{part}");
+    }
     let _ = writeln!(out);
     for line in report.explanation.trim().lines() {
-        let _ = writeln!(out, "  {line}");
+        let indent = format!("  {}", &line[..line.len() - line.trim_start().len()]);
+        for part in wrap(line, &indent, &indent) {
+            let _ = writeln!(out, "{part}");
+        }
     }
     for v in &report.variants {
         let _ = writeln!(out);
         if report.variants.len() > 1 || v.name != "default" {
-            let _ = writeln!(out, "-- variant `{}`: {}", v.name, v.description.trim());
+            for part in wrap(v.description.trim(), &format!("-- variant `{}`: ", v.name), "   ") {
+                let _ = writeln!(out, "{part}");
+            }
             let _ = writeln!(out);
         }
         out.push_str(&v.ladder);
         let _ = writeln!(out);
         for c in &v.checks {
-            let _ = writeln!(out, "  {} {}", if c.passed { "PASS" } else { "FAIL" }, c.message());
+            let verdict = if c.passed { "  PASS " } else { "  FAIL " };
+            for part in wrap(&c.message(), verdict, "       ") {
+                let _ = writeln!(out, "{part}");
+            }
         }
         if let Some(e) = &v.error {
-            let _ = writeln!(out, "  FAIL step error: {e}");
+            for part in wrap(&format!("step error: {e}"), "  FAIL ", "       ") {
+                let _ = writeln!(out, "{part}");
+            }
         }
         let passed = v.checks.iter().filter(|c| c.passed).count();
         let _ = writeln!(

@@ -16,6 +16,59 @@ fn every_builtin_lab_parses_and_passes() {
 }
 
 #[test]
+fn every_builtin_lab_report_fits_the_ladder_width() {
+    for (name, _) in builtin() {
+        let text = render_report(&run(&builtin_lab(name).expect("lab")));
+        for line in text.lines() {
+            let columns = line.chars().count();
+            assert!(columns <= crate::ladder::LADDER_WIDTH, "{name}: a line of {columns} columns:\n{line}");
+        }
+    }
+}
+
+#[test]
+fn a_long_check_wraps_under_its_verdict_and_keeps_every_word() {
+    let message = "states: CLOSED -> SYN_SENT -> ESTABLISHED -> FIN_WAIT_1 -> FIN_WAIT_2 -> TIME_WAIT -> CLOSED \
+                   and then some more words to push it past the edge";
+    let lines = crate::ladder::wrap(message, "  PASS ", "       ");
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert!(lines[0].starts_with("  PASS states:"), "{lines:?}");
+    assert!(lines[1..].iter().all(|l| l.starts_with("       ") && !l[7..].starts_with(' ')), "{lines:?}");
+    assert!(lines.iter().all(|l| l.chars().count() <= crate::ladder::LADDER_WIDTH), "{lines:?}");
+    let words: Vec<&str> = lines.iter().flat_map(|l| l.split_whitespace()).skip(1).collect();
+    assert_eq!(words, message.split_whitespace().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_word_longer_than_a_line_is_cut_rather_than_overflowing() {
+    let word = "x".repeat(250);
+    let lines = crate::ladder::wrap(&word, "  ", "  ");
+    assert!(lines.iter().all(|l| l.chars().count() <= crate::ladder::LADDER_WIDTH), "{lines:?}");
+    assert_eq!(lines.iter().map(|l| l.trim()).collect::<String>(), word);
+}
+
+#[test]
+fn a_long_note_wraps_inside_the_ladder_and_long_host_names_say_how_wide_to_look() {
+    let note = "a remark long enough to run past the right edge of any ladder drawn in one hundred columns, \
+                so it has to wrap";
+    let text = format!("{HANDSHAKE}\n[[step]]\nnote = \"{note}\"\n");
+    let ladder = &run(&Lab::parse("note.toml", &text).expect("parses")).variants[0].ladder;
+    assert!(ladder.lines().all(|l| l.chars().count() <= crate::ladder::LADDER_WIDTH), "{ladder}");
+    assert!(ladder.contains("# a remark") && ladder.contains("so it has to wrap"), "{ladder}");
+    assert!(!ladder.contains("columns wide"), "a ladder that fits says nothing about width:\n{ladder}");
+
+    let long = "a-server-whose-name-is-far-longer-than-the-column-it-heads";
+    let hosts = format!(
+        "[[host]]\nname = \"A\"\nip = \"10.0.0.1\"\n\n[[host]]\nname = \"{long}\"\nip = \"10.0.0.2\"\n\n[[step]]"
+    );
+    let wide = HANDSHAKE.replace("\"B\"", &format!("\"{long}\"")).replacen("[[step]]", &hosts, 1);
+    let ladder = &run(&Lab::parse("wide.toml", &wide).expect("parses")).variants[0].ladder;
+    let widest = ladder.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest > crate::ladder::LADDER_WIDTH, "the long name widens the ladder:\n{ladder}");
+    assert!(ladder.contains(&format!("{widest} columns wide")), "and it says so:\n{ladder}");
+}
+
+#[test]
 fn why_not_two_way_shows_the_ghost_only_in_the_two_way_variant() {
     let report = run(&builtin_lab("why-not-two-way").expect("lab"));
     let names: Vec<&str> = report.variants.iter().map(|v| v.name.as_str()).collect();

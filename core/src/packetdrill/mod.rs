@@ -81,7 +81,8 @@ impl Summary {
     }
 }
 
-/// The report of one script: one line, and for a failure the mismatch and the ladder.
+/// The report of one script: one line, and for a failure the mismatch and the
+/// ladder (as drawn, so it keeps to [`crate::ladder::LADDER_WIDTH`] columns).
 pub fn report(outcome: &Outcome, verbose: bool) -> String {
     let mut out = String::new();
     match &outcome.verdict {
@@ -100,19 +101,24 @@ pub fn report(outcome: &Outcome, verbose: bool) -> String {
             let _ = writeln!(out, "  tcplab:   {}", f.actual.as_deref().unwrap_or("(none)"));
             let _ = writeln!(out, "  at virtual time {:.6} s", f.t_ns as f64 / 1e9);
             if !f.ladder.is_empty() {
+                // Unindented: the ladder is drawn to the full report width.
                 let _ = writeln!(out, "  ladder so far:");
-                for l in f.ladder.lines() {
-                    let _ = writeln!(out, "    {l}");
-                }
+                push_block(&mut out, &f.ladder);
             }
         }
     }
     if verbose && matches!(outcome.verdict, Verdict::Pass) && !outcome.ladder.is_empty() {
-        for l in outcome.ladder.lines() {
-            let _ = writeln!(out, "    {l}");
-        }
+        push_block(&mut out, &outcome.ladder);
     }
     out
+}
+
+/// `text` on lines of its own, ended by a newline whether or not it had one.
+fn push_block(out: &mut String, text: &str) {
+    out.push_str(text);
+    if !text.ends_with('\n') {
+        out.push('\n');
+    }
 }
 
 fn xml_escape(s: &str) -> String {
