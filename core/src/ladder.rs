@@ -232,7 +232,7 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
 }
 
 /// `text` wrapped to the ladder's width (see [`wrap`]) and written as lines.
-fn write_wrapped(out: &mut String, text: &str, first: &str, hanging: &str) {
+pub(crate) fn write_wrapped(out: &mut String, text: &str, first: &str, hanging: &str) {
     for line in wrap(text, first, hanging) {
         let _ = writeln!(out, "{}", line.trim_end());
     }

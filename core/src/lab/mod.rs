@@ -57,39 +57,29 @@ pub fn builtin_lab(name: &str) -> Result<Lab, LabError> {
 /// ladder's [`crate::ladder::LADDER_WIDTH`] columns: a long description or
 /// check wraps with a hanging indent instead of running off a terminal.
 pub fn render_report(report: &LabReport) -> String {
-    use crate::ladder::wrap;
+    use crate::ladder::write_wrapped;
     use std::fmt::Write as _;
     let mut out = String::new();
-    for part in wrap(&report.title, &format!("== {}: ", report.name), "   ") {
-        let _ = writeln!(out, "{part}");
-    }
+    write_wrapped(&mut out, &report.title, &format!("== {}: ", report.name), "   ");
     let _ = writeln!(out);
     for line in report.explanation.trim().lines() {
         let indent = format!("  {}", &line[..line.len() - line.trim_start().len()]);
-        for part in wrap(line, &indent, &indent) {
-            let _ = writeln!(out, "{part}");
-        }
+        write_wrapped(&mut out, line, &indent, &indent);
     }
     for v in &report.variants {
         let _ = writeln!(out);
         if report.variants.len() > 1 || v.name != "default" {
-            for part in wrap(v.description.trim(), &format!("-- variant `{}`: ", v.name), "   ") {
-                let _ = writeln!(out, "{part}");
-            }
+            write_wrapped(&mut out, v.description.trim(), &format!("-- variant `{}`: ", v.name), "   ");
             let _ = writeln!(out);
         }
         out.push_str(&v.ladder);
         let _ = writeln!(out);
         for c in &v.checks {
             let verdict = if c.passed { "  PASS " } else { "  FAIL " };
-            for part in wrap(&c.message(), verdict, "       ") {
-                let _ = writeln!(out, "{part}");
-            }
+            write_wrapped(&mut out, &c.message(), verdict, "       ");
         }
         if let Some(e) = &v.error {
-            for part in wrap(&format!("step error: {e}"), "  FAIL ", "       ") {
-                let _ = writeln!(out, "{part}");
-            }
+            write_wrapped(&mut out, &format!("step error: {e}"), "  FAIL ", "       ");
         }
         let passed = v.checks.iter().filter(|c| c.passed).count();
         let _ = writeln!(
