@@ -28,7 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::sim::{EventKind, Fate};
+use crate::sim::{DropReason, EventKind, Fate};
 
 /// The media type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -51,12 +51,20 @@ pub const FATES: [&str; 9] = {
 #[derive(Debug, Default)]
 pub struct SegmentFates {
     counts: [AtomicU64; FATES.len()],
+    /// Drops by reason, in [`DropReason::ALL`] order (a `queue_full` is a
+    /// loss by fate but its own reason here: congestion, not the link's `loss`).
+    drops: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl SegmentFates {
     /// Counts one event if it is a segment event (others are ignored), by
     /// the one rule of [`Fate::of`].
     pub fn count(&self, kind: &EventKind) {
+        if let EventKind::SegmentDropped { reason, .. } = kind {
+            if let Some(i) = DropReason::ALL.iter().position(|r| r == reason) {
+                self.drops[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let slot = match (kind, Fate::of(kind)) {
             (EventKind::SegmentSent { .. }, _) => 0,
             // `Fate::ALL[0]` is `in_flight`, whose slot is `sent`'s.
@@ -67,6 +75,11 @@ impl SegmentFates {
             return;
         }
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Each drop reason's count so far, in [`DropReason::ALL`] order.
+    pub fn drops(&self) -> [(&'static str, u64); DropReason::ALL.len()] {
+        std::array::from_fn(|i| (DropReason::ALL[i].name(), self.drops[i].load(Ordering::Relaxed)))
     }
 
     /// Each fate's count so far, in [`FATES`] order.
@@ -111,6 +124,12 @@ struct StateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FateLabels {
     fate: String,
+}
+
+/// `reason="queue_full"`, ...
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
 }
 
 /// Latency buckets: 50 µs to about 1.6 s, doubling (a manual-clock request
@@ -205,6 +224,15 @@ impl Metrics {
             fates.get_or_create(&FateLabels { fate: fate.to_string() }).inc_by(n);
         }
         now.register("segments", "Segments since start, by fate (sent, delivered, lost, dropped, ...)", fates);
+        let drops: Family<ReasonLabels, Counter> = Family::default();
+        for (reason, n) in self.segments.drops() {
+            drops.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc_by(n);
+        }
+        now.register(
+            "segments_dropped",
+            "Segments that never reached TCP since start, by reason (loss, queue_full, ...)",
+            drops,
+        );
         let published: Counter = Counter::default();
         published.inc_by(snapshot.events_published);
         now.register("events_published", "Events the sessions published since start", published);
@@ -268,10 +296,14 @@ mod tests {
         fates.count(&EventKind::SegmentSent { connection: None, segment: seg.clone() });
         fates.count(&EventKind::SegmentDropped { reason: DropReason::Loss, fault: None, segment: seg.clone() });
         fates.count(&EventKind::SegmentDropped { reason: DropReason::Fault, fault: Some(1), segment: seg.clone() });
+        fates.count(&EventKind::SegmentDropped { reason: DropReason::QueueFull, fault: None, segment: seg.clone() });
         fates.count(&EventKind::SegmentDelivered { connection: None, segment: seg });
         let text = m.render(&Snapshot::default());
+        assert_eq!(sample(&text, "tcplab_segments_dropped_total{reason=\"queue_full\"}"), Some(1.0));
+        assert_eq!(sample(&text, "tcplab_segments_dropped_total{reason=\"loss\"}"), Some(1.0));
+        assert_eq!(sample(&text, "tcplab_segments_dropped_total{reason=\"backlog\"}"), Some(0.0));
         assert_eq!(sample(&text, "tcplab_segments_total{fate=\"sent\"}"), Some(2.0));
-        assert_eq!(sample(&text, "tcplab_segments_total{fate=\"lost\"}"), Some(1.0));
+        assert_eq!(sample(&text, "tcplab_segments_total{fate=\"lost\"}"), Some(2.0), "loss and queue_full");
         assert_eq!(sample(&text, "tcplab_segments_total{fate=\"dropped\"}"), Some(1.0));
         assert_eq!(sample(&text, "tcplab_segments_total{fate=\"delivered\"}"), Some(1.0));
         assert_eq!(sample(&text, "tcplab_segments_total{fate=\"corrupted\"}"), Some(0.0));

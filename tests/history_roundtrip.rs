@@ -43,6 +43,13 @@ async fn every_kind_of_event(server: &TestServer) -> u64 {
     rest.post_ok(&format!("/api/v1/sessions/{sid}/clock"), json!({"action": "advance", "ms": 50})).await;
     rest.post_ok(&format!("{faults}/{}/release", held["id"]), json!({})).await;
     rest.run_until_idle(sid).await;
+    // A slow link with room for one waiting segment: a burst of three queues
+    // one and loses the third to the full queue.
+    let slow = json!({"a": "A", "b": "B", "bandwidth_bps": 80_000, "queue_packets": 1});
+    let (status, body) = rest.put(&format!("/api/v1/sessions/{sid}/links"), slow).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    rest.post_ok(&send, json!({"side": "client", "data": "q".repeat(3 * 1460)})).await;
+    rest.run_until_idle(sid).await;
     let refused = json!({"client": "A", "server": "B", "port": 81, "client_port": 40001});
     rest.post_expect(&format!("/api/v1/sessions/{sid}/connections"), refused, StatusCode::CREATED).await;
     rest.run_until_idle(sid).await;
@@ -154,6 +161,17 @@ fn check_payload(message: &pb::Event, event: &Event) {
             assert_eq!(t.host, **host, "event {seq}");
             assert_eq!(named(t.side().as_str_name(), "SIDE_"), side_of(*side), "event {seq}");
             assert_eq!(named(t.timer().as_str_name(), "TIMER_KIND_"), spelled(timer), "event {seq}");
+        }
+        (EventKind::SegmentQueued { queued_bytes, queued_packets, transmit_ns, segment }, Payload::Segment(s)) => {
+            check_segment(s, segment, seq);
+            assert_eq!(no_extras(s), (pb::DropReason::Unspecified, None, None), "event {seq}");
+            let queue = (s.queued_bytes, s.queued_packets, s.transmit_ns);
+            assert_eq!(queue, (Some(*queued_bytes), Some(*queued_packets), Some(*transmit_ns)), "event {seq}");
+        }
+        (EventKind::CongestionChanged { host, side, cwnd, ssthresh, phase, .. }, Payload::Congestion(c)) => {
+            assert_eq!((c.host.as_str(), c.cwnd, c.ssthresh), (&**host, *cwnd, *ssthresh), "event {seq}");
+            assert_eq!(named(c.side().as_str_name(), "SIDE_"), side_of(*side), "event {seq}");
+            assert_eq!(named(c.cc_phase().as_str_name(), "CC_PHASE_"), spelled(phase), "event {seq}");
         }
         (EventKind::ConnectionError { host, side, error, .. }, Payload::Error(x)) => {
             assert_eq!(x.host, **host, "event {seq}");

@@ -235,14 +235,14 @@ async fn handshake_data_and_close_over_grpc() {
             session_id: sid,
             kinds: vec![K::StateChanged.into(), K::TimerFired.into()],
             connection: Some(cid),
-            after_seq: Some(20),
+            after_seq: Some(24),
             ..Default::default()
         })
         .await
         .expect("filtered")
         .into_inner();
-    assert_eq!(seqs(&page.events), [23, 26, 27, 30, 33, 34, 35]);
-    assert_eq!(page.next_after_seq, 35);
+    assert_eq!(seqs(&page.events), [27, 30, 31, 34, 37, 38, 39]);
+    assert_eq!(page.next_after_seq, 39);
     let page = lab
         .list_events(pb::ListEventsRequest { session_id: sid, limit: Some(3), ..Default::default() })
         .await
@@ -278,11 +278,11 @@ async fn handshake_data_and_close_over_grpc() {
     assert_eq!(segs[0].fates().collect::<Vec<_>>(), [pb::Fate::Delivered]);
 
     let info = lab.get_session(pb::SessionRef { session_id: sid }).await.expect("get").into_inner();
-    assert_eq!((info.events, info.now_ns, info.connections, info.hosts), (35, 1_100_000_000, 1, 2));
+    assert_eq!((info.events, info.now_ns, info.connections, info.hosts), (39, 1_100_000_000, 1, 2));
     let closed = info.states.iter().find(|c| c.state() == S::Closed).map(|c| c.count);
     assert_eq!(closed, Some(2));
     let ended = lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end").into_inner();
-    assert_eq!((ended.status(), ended.events), (pb::SessionStatus::Ended, 35));
+    assert_eq!((ended.status(), ended.events), (pb::SessionStatus::Ended, 39));
     assert!(ended.ended_at.is_some());
     // The history stays.
     let again = all_events(&mut lab, sid).await;
@@ -332,20 +332,20 @@ async fn watch_events_replays_then_continues_live() {
     let server = TestServer::start().await;
     let mut lab = client(&server).await;
     let sid = session(&mut lab, "watch", 7).await;
-    let cid = handshake(&mut lab, sid).await; // events 1..=11
+    let cid = handshake(&mut lab, sid).await; // events 1..=13
 
-    // Started mid-session: 6..=11 are replayed, the rest arrives live.
+    // Started mid-session: 6..=13 are replayed, the rest arrives live.
     let mut all = watch(&mut lab, sid, 5, &[], None).await;
     let mut states = watch(&mut lab, sid, 0, &[K::StateChanged], Some(cid)).await;
-    let mut seen = watch_until(&mut all, 11).await;
-    assert_eq!(seqs(&seen), [6, 7, 8, 9, 10, 11]);
-    data_and_close(&mut lab, sid, cid).await; // 12..=35
-    seen.extend(watch_until(&mut all, 35).await);
-    let changes = watch_until(&mut states, 35).await;
-    assert_eq!(seqs(&changes), [2, 5, 8, 11, 20, 23, 26, 27, 30, 33, 35]);
+    let mut seen = watch_until(&mut all, 13).await;
+    assert_eq!(seqs(&seen), [6, 7, 8, 9, 10, 11, 12, 13]);
+    data_and_close(&mut lab, sid, cid).await; // 14..=39
+    seen.extend(watch_until(&mut all, 39).await);
+    let changes = watch_until(&mut states, 39).await;
+    assert_eq!(seqs(&changes), [2, 5, 9, 13, 24, 27, 30, 31, 34, 37, 39]);
 
     let stored = all_events(&mut lab, sid).await;
-    assert_eq!(seqs(&seen), (6..=35).collect::<Vec<u64>>(), "no gap, no duplicate");
+    assert_eq!(seqs(&seen), (6..=39).collect::<Vec<u64>>(), "no gap, no duplicate");
     assert_eq!(norm(&seen), norm(&stored[5..]), "streamed events equal the stored ones");
 
     // Ending the session ends the streams.
@@ -357,7 +357,7 @@ async fn watch_events_replays_then_continues_live() {
 
     // An ended session's history replays, then the stream ends.
     let mut old = watch(&mut lab, sid, 33, &[], None).await;
-    let tail = watch_until(&mut old, 35).await;
+    let tail = watch_until(&mut old, 39).await;
     assert_eq!(norm(&tail), norm(&stored[33..]));
     let end = tokio::time::timeout(WAIT, old.message()).await.expect("in time");
     assert!(matches!(end, Ok(None)), "{end:?}");
@@ -371,7 +371,7 @@ async fn watch_events_can_mark_where_the_replay_ends() {
     let server = TestServer::start().await;
     let mut lab = client(&server).await;
     let sid = session(&mut lab, "caught up", 7).await;
-    let cid = handshake(&mut lab, sid).await; // events 1..=11
+    let cid = handshake(&mut lab, sid).await; // events 1..=13
     let req = pb::WatchEventsRequest { session_id: sid, after_seq: 5, caught_up: true, ..Default::default() };
     let mut stream = lab.watch_events(req).await.expect("watch").into_inner();
     let mut replayed = Vec::new();
@@ -381,10 +381,10 @@ async fn watch_events_can_mark_where_the_replay_ends() {
             Item::CaughtUp(c) => break c.last_seq,
         }
     };
-    assert_eq!((replayed, marker), ((6..=11).collect::<Vec<_>>(), 11));
-    data_and_close(&mut lab, sid, cid).await; // 12..=35, live
-    let live = watch_until(&mut stream, 35).await;
-    assert_eq!(seqs(&live), (12..=35).collect::<Vec<u64>>(), "one marker, then only events");
+    assert_eq!((replayed, marker), ((6..=13).collect::<Vec<_>>(), 13));
+    data_and_close(&mut lab, sid, cid).await; // 14..=39, live
+    let live = watch_until(&mut stream, 39).await;
+    assert_eq!(seqs(&live), (14..=39).collect::<Vec<u64>>(), "one marker, then only events");
 
     // Filtered by connection and kind: the marker still comes at the cursor.
     let req = pb::WatchEventsRequest {
@@ -403,14 +403,14 @@ async fn watch_events_can_mark_where_the_replay_ends() {
             break;
         }
     }
-    assert!(matches!(items.last(), Some(Item::CaughtUp(pb::CaughtUp { last_seq: 35 }))), "{items:?}");
+    assert!(matches!(items.last(), Some(Item::CaughtUp(pb::CaughtUp { last_seq: 39 }))), "{items:?}");
     assert!(items[..items.len() - 1].iter().all(|i| matches!(i, Item::Event(e) if e.kind() == K::TimerFired)));
 
     lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end");
-    let req = pb::WatchEventsRequest { session_id: sid, after_seq: 34, caught_up: true, ..Default::default() };
+    let req = pb::WatchEventsRequest { session_id: sid, after_seq: 38, caught_up: true, ..Default::default() };
     let mut old = lab.watch_events(req).await.expect("watch").into_inner();
-    assert!(matches!(next_item(&mut old).await, Item::Event(e) if e.seq == 35));
-    assert!(matches!(next_item(&mut old).await, Item::CaughtUp(pb::CaughtUp { last_seq: 35 })));
+    assert!(matches!(next_item(&mut old).await, Item::Event(e) if e.seq == 39));
+    assert!(matches!(next_item(&mut old).await, Item::CaughtUp(pb::CaughtUp { last_seq: 39 })));
     let end = tokio::time::timeout(WAIT, old.message()).await.expect("in time");
     assert!(matches!(end, Ok(None)), "{end:?}");
     server.stop().await;
@@ -424,19 +424,19 @@ async fn watch_events_say_what_is_durable_and_a_durable_watch_sends_only_that() 
     let server = TestServer::start().await;
     let mut lab = client(&server).await;
     let sid = session(&mut lab, "durable", 7).await;
-    let cid = handshake(&mut lab, sid).await; // events 1..=11, replayed from SQLite or the ring
+    let cid = handshake(&mut lab, sid).await; // events 1..=13, replayed from SQLite or the ring
     let durable = pb::WatchEventsRequest { session_id: sid, durable: true, ..Default::default() };
     let mut committed = lab.watch_events(durable).await.expect("watch").into_inner();
     let mut any = watch(&mut lab, sid, 0, &[], None).await;
-    data_and_close(&mut lab, sid, cid).await; // 12..=35
-    let seen = watch_until(&mut any, 35).await;
-    assert_eq!(seqs(&seen), (1..=35).collect::<Vec<u64>>());
-    let delivered = watch_until(&mut committed, 35).await;
-    assert_eq!(seqs(&delivered), (1..=35).collect::<Vec<u64>>(), "the durable watch has no gap either");
+    data_and_close(&mut lab, sid, cid).await; // 14..=39
+    let seen = watch_until(&mut any, 39).await;
+    assert_eq!(seqs(&seen), (1..=39).collect::<Vec<u64>>());
+    let delivered = watch_until(&mut committed, 39).await;
+    assert_eq!(seqs(&delivered), (1..=39).collect::<Vec<u64>>(), "the durable watch has no gap either");
     assert!(delivered.iter().all(|e| e.durable), "a durable watch sends committed events only");
     // Whatever arrived marked durable is stored already; a page from SQLite is durable.
     let stored = all_events(&mut lab, sid).await;
-    assert_eq!(norm(&delivered), norm(&stored[..35]));
+    assert_eq!(norm(&delivered), norm(&stored[..39]));
     assert!(stored.iter().all(|e| e.durable));
     server.stop().await;
 }

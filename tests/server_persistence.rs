@@ -74,7 +74,7 @@ async fn post(rest: &Rest, path: &str, body: Value, want: StatusCode) -> Value {
     rest.post_expect(path, body, want).await
 }
 
-/// The clean run through REST (35 events); returns the connection id.
+/// The clean run through REST (39 events); returns the connection id.
 async fn clean_run(rest: &Rest, sid: u64) -> u64 {
     rest.two_hosts_and_listener(sid).await;
     let conn = post(
@@ -137,7 +137,7 @@ async fn sessions_and_their_history_survive_a_restart() {
     .await;
     rest.post_ok(&format!("/api/v1/sessions/{s2}/clock"), json!({"action": "step"})).await;
     let live = rest.get_ok(&format!("/api/v1/sessions/{s2}")).await;
-    assert_eq!((live["status"].as_str(), live["events"].as_u64()), (Some("live"), Some(6)));
+    assert_eq!((live["status"].as_str(), live["events"].as_u64()), (Some("live"), Some(7)));
 
     stop_gracefully(&mut first);
     // The streams ended with the server.
@@ -146,14 +146,14 @@ async fn sessions_and_their_history_survive_a_restart() {
         assert_ne!(e.event.as_deref(), Some("lagged"));
         if e.event.as_deref() == Some("end") {
             // A session a graceful stop ends says so, with its last event.
-            assert_eq!(e.id.as_deref(), Some("6"), "{e:?}");
+            assert_eq!(e.id.as_deref(), Some("7"), "{e:?}");
             continue;
         }
         streamed += 1;
     }
-    assert_eq!(streamed, 6, "the SSE stream got every event, then ended");
+    assert_eq!(streamed, 7, "the SSE stream got every event, then ended");
     while let Ok(Some(w)) = tokio::time::timeout(WAIT, watch.message()).await.expect("the watch ends") {
-        assert!(matches!(w.item, Some(Item::Event(e)) if e.seq <= 6));
+        assert!(matches!(w.item, Some(Item::Event(e)) if e.seq <= 7));
     }
     drop((watch, lab));
 
@@ -162,11 +162,11 @@ async fn sessions_and_their_history_survive_a_restart() {
     assert_eq!(stored.integrity, ["ok"]);
     assert_eq!(stored.sessions, [(1, "ended".to_string(), true), (2, "ended".to_string(), true)]);
     let stored1 = stored.of(1);
-    assert_eq!(stored1.iter().map(|e| e.0).collect::<Vec<_>>(), (1..=35).collect::<Vec<i64>>());
+    assert_eq!(stored1.iter().map(|e| e.0).collect::<Vec<_>>(), (1..=39).collect::<Vec<i64>>());
     assert_eq!(stored1.into_iter().map(|e| e.1).collect::<Vec<_>>(), events1);
     let stored2 = stored.of(2);
-    assert_eq!(stored2.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6], "the shutdown flushed them");
-    assert_eq!(stored2.iter().map(|e| describe(&e.1)).collect::<Vec<_>>(), CLEAN_RUN[..6]);
+    assert_eq!(stored2.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7], "the shutdown flushed them");
+    assert_eq!(stored2.iter().map(|e| describe(&e.1)).collect::<Vec<_>>(), CLEAN_RUN[..7]);
 
     // Restart on the same file.
     let mut second = ServerProcess::start(&db);
@@ -186,20 +186,20 @@ async fn sessions_and_their_history_survive_a_restart() {
             )
         })
         .collect();
-    assert_eq!(summary, [(1, "before restart", "ended", 35), (2, "live at shutdown", "ended", 6)]);
+    assert_eq!(summary, [(1, "before restart", "ended", 39), (2, "live at shutdown", "ended", 7)]);
     assert_eq!(sessions[0]["now_ns"], 1_100_000_000u64, "the last event's virtual time");
     assert_eq!(sessions[0]["profile"]["msl_ms"], 500);
     assert_eq!(rest.all_events(s1).await, events1);
     assert_eq!(rest.get_ok(&format!("/api/v1/sessions/{s1}/segments")).await, segments1);
-    let page = rest.get_ok(&format!("/api/v1/sessions/{s1}/events?kind=state_changed&connection=1&after_seq=20")).await;
+    let page = rest.get_ok(&format!("/api/v1/sessions/{s1}/events?kind=state_changed&connection=1&after_seq=24")).await;
     let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [23, 26, 27, 30, 33, 35]);
+    assert_eq!(seqs, [27, 30, 31, 34, 37, 39]);
     // An ended session's events still stream (history, then the end).
     let mut old =
-        SseReader::open(&rest.client, &rest.url(&format!("/api/v1/sessions/{s1}/events/stream")), Some(33)).await;
-    assert_eq!(old.next_event().await.map(|e| describe(&e)).as_deref(), Some(CLEAN_RUN[33]));
-    assert_eq!(old.next_event().await.map(|e| describe(&e)).as_deref(), Some(CLEAN_RUN[34]));
-    old.expect_end(35).await;
+        SseReader::open(&rest.client, &rest.url(&format!("/api/v1/sessions/{s1}/events/stream")), Some(37)).await;
+    assert_eq!(old.next_event().await.map(|e| describe(&e)).as_deref(), Some(CLEAN_RUN[37]));
+    assert_eq!(old.next_event().await.map(|e| describe(&e)).as_deref(), Some(CLEAN_RUN[38]));
+    old.expect_end(39).await;
     // It refuses commands; new sessions get new ids.
     let got = rest.post(&format!("/api/v1/sessions/{s1}/clock"), json!({"action": "step"})).await;
     common::server::assert_error(&got, StatusCode::CONFLICT, "failed_precondition", Some("has ended"));
@@ -208,7 +208,7 @@ async fn sessions_and_their_history_survive_a_restart() {
     // The same history over gRPC.
     let mut lab = LabServiceClient::new(grpc_channel(&second.grpc_url()).await);
     let info = lab.get_session(pb::SessionRef { session_id: s1 }).await.expect("get").into_inner();
-    assert_eq!((info.status(), info.events, info.name.as_str()), (pb::SessionStatus::Ended, 35, "before restart"));
+    assert_eq!((info.status(), info.events, info.name.as_str()), (pb::SessionStatus::Ended, 39, "before restart"));
     let page = lab
         .list_events(pb::ListEventsRequest { session_id: s1, ..Default::default() })
         .await
@@ -230,7 +230,7 @@ async fn sessions_and_their_history_survive_a_restart() {
         let Some(Item::Event(e)) = w.item else { panic!("only events: {w:?}") };
         replayed.push(e.seq);
     }
-    assert_eq!(replayed, [5, 6]);
+    assert_eq!(replayed, [5, 6, 7]);
     drop((replay, lab));
     stop_gracefully(&mut second);
 }

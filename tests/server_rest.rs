@@ -135,27 +135,27 @@ async fn handshake_data_and_four_way_close_over_rest() {
     let lines: Vec<String> = events.iter().map(describe).collect();
     assert_eq!(lines, CLEAN_RUN);
     let info = rest.get_ok(&format!("/api/v1/sessions/{sid}")).await;
-    assert_eq!((info["events"].as_u64(), info["now_ns"].as_u64()), (Some(35), Some(1_100_000_000)));
+    assert_eq!((info["events"].as_u64(), info["now_ns"].as_u64()), (Some(39), Some(1_100_000_000)));
     assert_eq!(info["states"], json!({"CLOSED": 2}));
-    let sc = &events[29];
+    let sc = &events[33];
     assert_eq!(sc["cause"], json!({"kind": "segment", "flags": ["ACK", "FIN"], "seq": 701, "ack": 402, "len": 0}));
     assert_eq!(sc["rfc"], "3.10.7.4");
-    assert_eq!(events[19]["cause"], json!({"kind": "user", "call": "CLOSE"}));
+    assert_eq!(events[23]["cause"], json!({"kind": "user", "call": "CLOSE"}));
 
     // Filters and paging.
     let page = rest.get_ok(&format!("/api/v1/sessions/{sid}/events?kind=state_changed")).await;
     let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [1, 2, 5, 8, 11, 20, 23, 26, 27, 30, 33, 35]);
-    assert_eq!(page["next_after_seq"], 35);
+    assert_eq!(seqs, [1, 2, 5, 9, 13, 24, 27, 30, 31, 34, 37, 39]);
+    assert_eq!(page["next_after_seq"], 39);
     let page =
-        rest.get_ok(&format!("/api/v1/sessions/{sid}/events?kind=timer_fired,segment_delivered&after_seq=25")).await;
+        rest.get_ok(&format!("/api/v1/sessions/{sid}/events?kind=timer_fired,segment_delivered&after_seq=29")).await;
     let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [29, 32, 34]);
+    assert_eq!(seqs, [33, 36, 38]);
     // Connection 1: everything but the listener's LISTEN and the SYN's
     // delivery to the listener (which no connection had yet).
     let page = rest.get_ok(&format!("/api/v1/sessions/{sid}/events?connection={cid}")).await;
     let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    let want: Vec<u64> = (2..=35).filter(|s| *s != 4).collect();
+    let want: Vec<u64> = (2..=39).filter(|s| *s != 4).collect();
     assert_eq!(seqs, want);
     let page = rest.get_ok(&format!("/api/v1/sessions/{sid}/events?connection=2")).await;
     assert_eq!(page, json!({"events": [], "next_after_seq": 0}));
@@ -213,7 +213,7 @@ async fn handshake_data_and_four_way_close_over_rest() {
     assert_eq!(status, StatusCode::OK, "{ended}");
     assert_eq!(ended["status"], "ended");
     assert!(ended["ended_at"].is_string(), "{ended}");
-    assert_eq!(ended["events"], 35);
+    assert_eq!(ended["events"], 39);
     assert_eq!(rest.all_events(sid).await, events);
     let got = rest.post(&format!("/api/v1/sessions/{sid}/clock"), json!({"action": "step"})).await;
     assert_error(&got, StatusCode::CONFLICT, "failed_precondition", Some("ended"));
@@ -266,34 +266,36 @@ async fn lost_final_ack_makes_the_server_retransmit_its_fin() {
 
     let events = rest.all_events(sid).await;
     assert_contiguous(&events, 1);
-    let tail: Vec<String> = events[11..].iter().map(describe).collect();
+    // The timeout collapses B's window to one segment and halves ssthresh (RFC 5681 section 3.1).
+    let tail: Vec<String> = events[13..].iter().map(describe).collect();
     assert_eq!(
         tail,
         [
-            "12 30ms state_changed c1 A client ESTABLISHED>FIN_WAIT_1",
-            "13 30ms segment_sent c1 A>B ACK,FIN 301/501 len0",
-            "14 40ms segment_delivered c1 A>B ACK,FIN 301/501 len0",
-            "15 40ms state_changed c1 B server ESTABLISHED>CLOSE_WAIT",
-            "16 40ms segment_sent c1 B>A ACK 501/302 len0",
-            "17 50ms segment_delivered c1 B>A ACK 501/302 len0",
-            "18 50ms state_changed c1 A client FIN_WAIT_1>FIN_WAIT_2",
-            "19 50ms state_changed c1 B server CLOSE_WAIT>LAST_ACK",
-            "20 50ms segment_sent c1 B>A ACK,FIN 501/302 len0",
-            "21 60ms segment_delivered c1 B>A ACK,FIN 501/302 len0",
-            "22 60ms state_changed c1 A client FIN_WAIT_2>TIME_WAIT",
-            "23 60ms segment_sent c1 A>B ACK 302/502 len0",
-            "24 60ms segment_dropped c- A>B ACK 302/502 len0 reason=fault",
-            "25 1050ms timer_fired c1 B server retransmit",
-            "26 1050ms segment_sent c1 B>A ACK,FIN 501/302 len0 retx",
-            "27 1060ms segment_delivered c1 B>A ACK,FIN 501/302 len0 retx",
-            "28 1060ms segment_sent c1 A>B ACK 302/502 len0",
-            "29 1070ms segment_delivered c1 A>B ACK 302/502 len0",
-            "30 1070ms state_changed c1 B server LAST_ACK>CLOSED",
-            "31 61060ms timer_fired c1 A client time_wait",
-            "32 61060ms state_changed c1 A client TIME_WAIT>CLOSED",
+            "14 30ms state_changed c1 A client ESTABLISHED>FIN_WAIT_1",
+            "15 30ms segment_sent c1 A>B ACK,FIN 301/501 len0",
+            "16 40ms segment_delivered c1 A>B ACK,FIN 301/501 len0",
+            "17 40ms state_changed c1 B server ESTABLISHED>CLOSE_WAIT",
+            "18 40ms segment_sent c1 B>A ACK 501/302 len0",
+            "19 50ms segment_delivered c1 B>A ACK 501/302 len0",
+            "20 50ms state_changed c1 A client FIN_WAIT_1>FIN_WAIT_2",
+            "21 50ms state_changed c1 B server CLOSE_WAIT>LAST_ACK",
+            "22 50ms segment_sent c1 B>A ACK,FIN 501/302 len0",
+            "23 60ms segment_delivered c1 B>A ACK,FIN 501/302 len0",
+            "24 60ms state_changed c1 A client FIN_WAIT_2>TIME_WAIT",
+            "25 60ms segment_sent c1 A>B ACK 302/502 len0",
+            "26 60ms segment_dropped c- A>B ACK 302/502 len0 reason=fault",
+            "27 1050ms timer_fired c1 B server retransmit",
+            "28 1050ms congestion_changed c1 B server cwnd=1460 ssthresh=2920 slow_start",
+            "29 1050ms segment_sent c1 B>A ACK,FIN 501/302 len0 retx",
+            "30 1060ms segment_delivered c1 B>A ACK,FIN 501/302 len0 retx",
+            "31 1060ms segment_sent c1 A>B ACK 302/502 len0",
+            "32 1070ms segment_delivered c1 A>B ACK 302/502 len0",
+            "33 1070ms state_changed c1 B server LAST_ACK>CLOSED",
+            "34 61060ms timer_fired c1 A client time_wait",
+            "35 61060ms state_changed c1 A client TIME_WAIT>CLOSED",
         ]
     );
-    assert_eq!(events[23]["fault"], fid);
+    assert_eq!(events[25]["fault"], fid);
 
     let segs = rest.get_ok(&format!("/api/v1/sessions/{sid}/segments")).await;
     let fates: Vec<(u64, String, Option<String>)> = segs["segments"]
@@ -367,12 +369,13 @@ async fn an_injected_syn_makes_a_connection_of_its_own() {
             "2 0ms segment_sent c- C>B SYN 1000/0 len0",
             "3 10ms segment_delivered c- C>B SYN 1000/0 len0",
             "4 10ms state_changed c1 B server LISTEN>SYN_RECEIVED",
-            "5 10ms segment_sent c1 B>C ACK,SYN 500/1001 len0",
-            "6 20ms segment_delivered c- B>C ACK,SYN 500/1001 len0",
+            "5 10ms congestion_changed c1 B server cwnd=2144 ssthresh=- slow_start",
+            "6 10ms segment_sent c1 B>C ACK,SYN 500/1001 len0",
+            "7 20ms segment_delivered c- B>C ACK,SYN 500/1001 len0",
         ]
     );
     assert_eq!(events[1]["segment"]["injected"], true);
-    assert_eq!(events[4]["segment"]["injected"], false);
+    assert_eq!(events[5]["segment"]["injected"], false);
     server.stop().await;
 }
 
@@ -426,41 +429,41 @@ async fn event_stream_is_live_and_resumes_after_last_event_id() {
     rest.run_until_idle(sid).await;
     rest.post_ok(&format!("{base}/close"), json!({"side": "server"})).await;
     rest.run_until_idle(sid).await;
-    seen.extend(read_until(&mut second, 35).await);
+    seen.extend(read_until(&mut second, 39).await);
 
     // A filtered stream from the middle.
-    let filtered_url = format!("{url}?kind=state_changed,timer_fired&after_seq=26");
+    let filtered_url = format!("{url}?kind=state_changed,timer_fired&after_seq=30");
     let mut filtered = SseReader::open(&rest.client, &filtered_url, None).await;
     let mut picked = Vec::new();
     for _ in 0..5 {
         picked.push(describe(&filtered.next_event().await.expect("event")));
     }
-    assert_eq!(picked, [CLEAN_RUN[26], CLEAN_RUN[29], CLEAN_RUN[32], CLEAN_RUN[33], CLEAN_RUN[34]]);
+    assert_eq!(picked, [CLEAN_RUN[30], CLEAN_RUN[33], CLEAN_RUN[36], CLEAN_RUN[37], CLEAN_RUN[38]]);
 
     // Ending the session ends the streams.
     let (status, _) = rest.delete(&format!("/api/v1/sessions/{sid}")).await;
     assert_eq!(status, StatusCode::OK);
     // The last message says so (`end`), so a browser can stop listening.
-    second.expect_end(35).await;
-    filtered.expect_end(35).await;
+    second.expect_end(39).await;
+    filtered.expect_end(39).await;
 
     assert_contiguous(&seen, 1);
-    assert_eq!(seen.len(), 35);
+    assert_eq!(seen.len(), 39);
     let lines: Vec<String> = seen.iter().map(describe).collect();
     assert_eq!(lines, CLEAN_RUN);
     assert_eq!(seen, rest.all_events(sid).await, "streamed events equal the stored ones");
 
     // History of an ended session streams too, and a bad Last-Event-ID is refused.
-    let mut old = SseReader::open(&rest.client, &url, Some(33)).await;
-    let rest_of_it = [old.next_event().await.expect("34"), old.next_event().await.expect("35")];
-    assert_eq!(rest_of_it.iter().map(describe).collect::<Vec<_>>(), [CLEAN_RUN[33], CLEAN_RUN[34]]);
-    old.expect_end(35).await;
+    let mut old = SseReader::open(&rest.client, &url, Some(37)).await;
+    let rest_of_it = [old.next_event().await.expect("38"), old.next_event().await.expect("39")];
+    assert_eq!(rest_of_it.iter().map(describe).collect::<Vec<_>>(), [CLEAN_RUN[37], CLEAN_RUN[38]]);
+    old.expect_end(39).await;
     // EventSource reconnects after the end with the end's id: 204 tells it to stop.
-    let resp = rest.client.get(&url).header("last-event-id", "35").send().await.expect("request");
+    let resp = rest.client.get(&url).header("last-event-id", "39").send().await.expect("request");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert!(resp.bytes().await.expect("body").is_empty());
     // A filtered stream that has seen its last event ends the same way.
-    let resp = rest.client.get(format!("{url}?kind=segment_dropped&after_seq=35")).send().await.expect("request");
+    let resp = rest.client.get(format!("{url}?kind=segment_dropped&after_seq=39")).send().await.expect("request");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let resp = rest.client.get(&url).header("last-event-id", "abc").send().await.expect("request");
     let got = common::server::reply(resp).await;
@@ -774,5 +777,89 @@ async fn one_mebibyte_in_one_send_is_accepted_and_received() {
     assert_eq!(tcb(&conn["client"]), t("ESTABLISHED", 300, 500, 301 + 1_048_576, 301 + 1_048_576, 501));
     assert_eq!(conn["server"]["rcv_nxt"], 301 + 1_048_576);
     assert_eq!(conn["client"]["send_buffered"], 0);
+    server.stop().await;
+}
+
+/// A 2 Mb/s link with a 16 KiB drop-tail queue between A and B: a bulk
+/// transfer fills the queue (visible on `GET .../links` and in the log), the
+/// tail is dropped with its own reason, and the sender's window shows the
+/// loss: ssthresh set, fast recovery entered, everything still delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bottleneck_queue_fills_drops_the_tail_and_the_sender_halves_its_window() {
+    let server = TestServer::start().await;
+    let rest = &server.rest;
+    let sid = rest.manual_session("bottleneck", json!({})).await;
+    let cid = handshake(rest, sid).await;
+    let links = format!("/api/v1/sessions/{sid}/links");
+    let bottleneck = json!({"a": "A", "b": "B", "latency_ms": 10.0, "bandwidth_bps": 2_000_000, "queue_bytes": 16_384});
+    let (status, link) = rest.put(&links, bottleneck).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    assert_eq!((link["queue_bytes"].as_u64(), link["queued_bytes"].as_u64()), (Some(16_384), Some(0)));
+
+    let conn = connection(rest, sid, cid).await;
+    let client = &conn["client"];
+    // RFC 5681 section 3.1: IW = 3 * 1460 for this SMSS; no loss yet.
+    assert_eq!((client["cwnd"].as_u64(), client["ssthresh"].as_u64()), (Some(4380), None));
+    assert_eq!((client["cc_phase"].as_str(), client["flight_size"].as_u64()), (Some("slow_start"), Some(0)));
+    assert_eq!((client["dup_acks"].as_u64(), client["recovery_point"].as_u64()), (Some(0), None));
+
+    let base = format!("/api/v1/sessions/{sid}/connections/{cid}");
+    let data = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 400_000]);
+    rest.post_ok(&format!("{base}/send"), json!({"side": "client", "data_base64": data})).await;
+    // Step through virtual time: the queue holds octets at some instant.
+    let mut most_queued = 0;
+    for _ in 0..40 {
+        clock(rest, sid, json!({"action": "advance", "ms": 25})).await;
+        let list = rest.get_ok(&links).await;
+        let a_to_b = list["links"].as_array().expect("links").iter().find(|l| l["a"] == "A").cloned().expect("A->B");
+        let queued = a_to_b["queued_bytes"].as_u64().expect("queued_bytes");
+        assert!(queued <= 16_384, "drop-tail never holds more than its capacity: {a_to_b}");
+        most_queued = most_queued.max(queued);
+    }
+    assert!(most_queued > 8_000, "the queue filled: at most {most_queued} octets seen");
+    rest.run_until_idle(sid).await;
+    let got = rest.get_ok(&format!("{base}/received?side=server")).await;
+    assert_eq!(got["bytes"], 400_000, "every octet arrived despite the drops");
+
+    let events = rest.all_events(sid).await;
+    let full = events.iter().filter(|e| e["kind"] == "segment_dropped" && e["reason"] == "queue_full").count();
+    let queued: Vec<&Value> = events.iter().filter(|e| e["kind"] == "segment_queued").collect();
+    assert!(full > 0, "the queue overflowed");
+    assert!(
+        queued
+            .iter()
+            .all(|e| e["queued_bytes"].as_u64().unwrap() <= 16_384 && e["transmit_ns"].as_u64() > e["t_ns"].as_u64())
+    );
+    let phases: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "congestion_changed" && e["side"] == "client")
+        .map(|e| e["phase"].as_str().expect("phase"))
+        .collect();
+    assert!(phases.contains(&"fast_recovery"), "a loss was repaired by fast retransmit: {phases:?}");
+    assert!(phases.contains(&"congestion_avoidance"), "{phases:?}");
+    let client = connection(rest, sid, cid).await["client"].clone();
+    assert!(client["ssthresh"].as_u64().is_some_and(|s| s >= 2 * 1460), "{client}");
+    // The drops are counted by their reason.
+    let metrics = rest.client.get(rest.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let line = metrics.lines().find(|l| l.starts_with("tcplab_segments_dropped_total{reason=\"queue_full\"}"));
+    assert_eq!(line.and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse::<usize>().ok()), Some(full), "{metrics}");
+
+    // A queue without a rate, or beyond the limit, is refused naming the field.
+    let got = rest.put(&links, json!({"a": "A", "b": "B", "queue_bytes": 1000})).await;
+    common::server::assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        Some("queue_bytes: needs bandwidth_bps"),
+    );
+    let got = rest.put(&links, json!({"a": "A", "b": "B", "bandwidth_bps": 1000, "queue_packets": 2_000_000})).await;
+    common::server::assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        Some("queue_packets: must be between"),
+    );
+    let (status, body) = rest.put(&links, json!({"a": "A", "b": "B", "queue_bytes": -1})).await;
+    assert!(status.is_client_error(), "{body}");
     server.stop().await;
 }

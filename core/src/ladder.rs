@@ -266,7 +266,7 @@ fn label(w: &WireSegment, info: Option<&SegInfo>) -> String {
 
 /// Where the segment dies: in the network (`--X`), or at the receiver (`X|`).
 fn in_network(reason: DropReason) -> bool {
-    matches!(reason, DropReason::Loss | DropReason::Fault | DropReason::NoRoute)
+    matches!(reason, DropReason::Loss | DropReason::Fault | DropReason::NoRoute | DropReason::QueueFull)
 }
 
 /// Whether a label fits in an arrow between the lines (with its head, tail
@@ -309,6 +309,7 @@ fn drop_note(w: &WireSegment, a: &str, info: Option<&SegInfo>) -> (String, Strin
         (Some(DropReason::BadChecksum), _) => "X bad checksum".to_string(),
         (Some(DropReason::Malformed), _) => "X malformed".to_string(),
         (Some(DropReason::Backlog), _) => "X backlog full".to_string(),
+        (Some(DropReason::QueueFull), _) => "X queue full".to_string(),
         (None, false) => return (String::new(), String::new()),
     };
     if &*w.from == a { (String::new(), text) } else { (text, String::new()) }

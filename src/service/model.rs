@@ -210,6 +210,14 @@ pub struct SetLink {
     /// Bandwidth in bits/s (0: unlimited).
     #[serde(default)]
     pub bandwidth_bps: Option<u64>,
+    /// Drop-tail transmit queue in octets, IP headers included (0: unlimited;
+    /// at most 1073741824; needs `bandwidth_bps`). A segment that finds it
+    /// full is dropped with reason `queue_full`.
+    #[serde(default)]
+    pub queue_bytes: Option<u64>,
+    /// Drop-tail transmit queue in segments (0: unlimited; at most 1000000; needs `bandwidth_bps`).
+    #[serde(default)]
+    pub queue_packets: Option<u32>,
 }
 
 /// A link direction's settings.
@@ -233,6 +241,14 @@ pub struct LinkInfo {
     pub corrupt: f64,
     /// Bandwidth (0: unlimited).
     pub bandwidth_bps: u64,
+    /// Transmit queue capacity in octets (0: unlimited).
+    pub queue_bytes: u64,
+    /// Transmit queue capacity in segments (0: unlimited).
+    pub queue_packets: u32,
+    /// Octets waiting in the queue now (IP headers included).
+    pub queued_bytes: u64,
+    /// Segments waiting in the queue now.
+    pub queued_packets: u32,
 }
 
 /// `POST .../listeners`.

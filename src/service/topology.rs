@@ -60,6 +60,8 @@ impl LabService {
             reorder: req.reorder.unwrap_or(0.0),
             corrupt: req.corrupt.unwrap_or(0.0),
             bandwidth_bps: req.bandwidth_bps.unwrap_or(0),
+            queue_bytes: req.queue_bytes.unwrap_or(0),
+            queue_packets: req.queue_packets.unwrap_or(0),
         };
         params.validate().map_err(|e| Error::invalid(e.field, e.message))?;
         if req.a == req.b {
@@ -68,7 +70,7 @@ impl LabService {
         let record = Command::SetLink { args: req.clone() };
         self.command(sid, record, move |s| {
             s.world.set_link(&req.a, &req.b, params.clone())?;
-            Ok(link_info(&req.a, &req.b, &params))
+            Ok(link_info(&req.a, &req.b, &params, (0, 0)))
         })
         .await
     }
@@ -81,13 +83,20 @@ impl LabService {
         self.live(sid)
             .await?
             .call(|s| {
-                Ok(s.world.links().map(|(a, b, p)| link_info(s.world.host_name(a), s.world.host_name(b), p)).collect())
+                Ok(s.world
+                    .links()
+                    .map(|(a, b, p)| {
+                        let queued = s.world.link_queue(a, b);
+                        link_info(s.world.host_name(a), s.world.host_name(b), p, queued)
+                    })
+                    .collect())
             })
             .await
     }
 }
 
-pub(super) fn link_info(a: &str, b: &str, p: &LinkParams) -> LinkInfo {
+/// A link direction as the API shows it, with what waits in its queue (`queued`: octets, segments).
+pub(super) fn link_info(a: &str, b: &str, p: &LinkParams, queued: (u64, u32)) -> LinkInfo {
     LinkInfo {
         a: a.to_string(),
         b: b.to_string(),
@@ -98,5 +107,9 @@ pub(super) fn link_info(a: &str, b: &str, p: &LinkParams) -> LinkInfo {
         reorder: p.reorder,
         corrupt: p.corrupt,
         bandwidth_bps: p.bandwidth_bps,
+        queue_bytes: p.queue_bytes,
+        queue_packets: p.queue_packets,
+        queued_bytes: queued.0,
+        queued_packets: queued.1,
     }
 }

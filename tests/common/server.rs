@@ -272,6 +272,14 @@ pub fn describe(e: &Value) -> String {
             e["side"].as_str().unwrap_or("-"),
             e["timer"].as_str().expect("timer")
         ),
+        "congestion_changed" => format!(
+            "{} {} cwnd={} ssthresh={} {}",
+            e["host"].as_str().expect("host"),
+            e["side"].as_str().unwrap_or("-"),
+            e["cwnd"],
+            e["ssthresh"].as_u64().map_or("-".to_string(), |s| s.to_string()),
+            e["phase"].as_str().expect("phase")
+        ),
         _ => {
             let s = &e["segment"];
             let flags: Vec<&str> = s["flags"].as_array().expect("flags").iter().map(|f| f.as_str().unwrap()).collect();
@@ -327,6 +335,14 @@ pub fn describe_grpc(e: &tcplab::api::grpc::pb::Event) -> String {
             format!("{} {} {}", t.host, side(t.side()), rest_name(t.timer().as_str_name(), "TIMER_KIND_"))
         }
         Payload::Error(x) => format!("{} {} {}", x.host, side(x.side()), x.error().as_str_name()),
+        Payload::Congestion(c) => format!(
+            "{} {} cwnd={} ssthresh={} {}",
+            c.host,
+            side(c.side()),
+            c.cwnd,
+            c.ssthresh.map_or("-".to_string(), |s| s.to_string()),
+            rest_name(c.cc_phase().as_str_name(), "CC_PHASE_")
+        ),
         Payload::Segment(s) => {
             let mut text = format!("{}>{} {} {}/{} len{}", s.src, s.dst, grpc_flags(s.flags()), s.seq, s.ack, s.len);
             if s.retransmission {
@@ -342,43 +358,49 @@ pub fn describe_grpc(e: &tcplab::api::grpc::pb::Event) -> String {
 }
 
 /// The whole log of the clean run (handshake, 100 octets A->B, 200 B->A,
-/// client closes first, MSL 500 ms so TIME_WAIT lasts 1 s).
-pub const CLEAN_RUN: [&str; 35] = [
+/// client closes first, MSL 500 ms so TIME_WAIT lasts 1 s). Each end's
+/// congestion window appears when the handshake fixes it and whenever an
+/// ACK of new data grows it (slow start: by the octets acknowledged).
+pub const CLEAN_RUN: [&str; 39] = [
     "1 0ms state_changed c- B - CLOSED>LISTEN",
     "2 0ms state_changed c1 A client CLOSED>SYN_SENT",
     "3 0ms segment_sent c1 A>B SYN 300/0 len0",
     "4 10ms segment_delivered c- A>B SYN 300/0 len0",
     "5 10ms state_changed c1 B server LISTEN>SYN_RECEIVED",
-    "6 10ms segment_sent c1 B>A ACK,SYN 500/301 len0",
-    "7 20ms segment_delivered c1 B>A ACK,SYN 500/301 len0",
-    "8 20ms state_changed c1 A client SYN_SENT>ESTABLISHED",
-    "9 20ms segment_sent c1 A>B ACK 301/501 len0",
-    "10 30ms segment_delivered c1 A>B ACK 301/501 len0",
-    "11 30ms state_changed c1 B server SYN_RECEIVED>ESTABLISHED",
-    "12 30ms segment_sent c1 A>B ACK,PSH 301/501 len100",
-    "13 40ms segment_delivered c1 A>B ACK,PSH 301/501 len100",
-    "14 40ms segment_sent c1 B>A ACK 501/401 len0",
-    "15 50ms segment_delivered c1 B>A ACK 501/401 len0",
-    "16 50ms segment_sent c1 B>A ACK,PSH 501/401 len200",
-    "17 60ms segment_delivered c1 B>A ACK,PSH 501/401 len200",
-    "18 60ms segment_sent c1 A>B ACK 401/701 len0",
-    "19 70ms segment_delivered c1 A>B ACK 401/701 len0",
-    "20 70ms state_changed c1 A client ESTABLISHED>FIN_WAIT_1",
-    "21 70ms segment_sent c1 A>B ACK,FIN 401/701 len0",
-    "22 80ms segment_delivered c1 A>B ACK,FIN 401/701 len0",
-    "23 80ms state_changed c1 B server ESTABLISHED>CLOSE_WAIT",
-    "24 80ms segment_sent c1 B>A ACK 701/402 len0",
-    "25 90ms segment_delivered c1 B>A ACK 701/402 len0",
-    "26 90ms state_changed c1 A client FIN_WAIT_1>FIN_WAIT_2",
-    "27 90ms state_changed c1 B server CLOSE_WAIT>LAST_ACK",
-    "28 90ms segment_sent c1 B>A ACK,FIN 701/402 len0",
-    "29 100ms segment_delivered c1 B>A ACK,FIN 701/402 len0",
-    "30 100ms state_changed c1 A client FIN_WAIT_2>TIME_WAIT",
-    "31 100ms segment_sent c1 A>B ACK 402/702 len0",
-    "32 110ms segment_delivered c1 A>B ACK 402/702 len0",
-    "33 110ms state_changed c1 B server LAST_ACK>CLOSED",
-    "34 1100ms timer_fired c1 A client time_wait",
-    "35 1100ms state_changed c1 A client TIME_WAIT>CLOSED",
+    "6 10ms congestion_changed c1 B server cwnd=4380 ssthresh=- slow_start",
+    "7 10ms segment_sent c1 B>A ACK,SYN 500/301 len0",
+    "8 20ms segment_delivered c1 B>A ACK,SYN 500/301 len0",
+    "9 20ms state_changed c1 A client SYN_SENT>ESTABLISHED",
+    "10 20ms congestion_changed c1 A client cwnd=4380 ssthresh=- slow_start",
+    "11 20ms segment_sent c1 A>B ACK 301/501 len0",
+    "12 30ms segment_delivered c1 A>B ACK 301/501 len0",
+    "13 30ms state_changed c1 B server SYN_RECEIVED>ESTABLISHED",
+    "14 30ms segment_sent c1 A>B ACK,PSH 301/501 len100",
+    "15 40ms segment_delivered c1 A>B ACK,PSH 301/501 len100",
+    "16 40ms segment_sent c1 B>A ACK 501/401 len0",
+    "17 50ms segment_delivered c1 B>A ACK 501/401 len0",
+    "18 50ms congestion_changed c1 A client cwnd=4480 ssthresh=- slow_start",
+    "19 50ms segment_sent c1 B>A ACK,PSH 501/401 len200",
+    "20 60ms segment_delivered c1 B>A ACK,PSH 501/401 len200",
+    "21 60ms segment_sent c1 A>B ACK 401/701 len0",
+    "22 70ms segment_delivered c1 A>B ACK 401/701 len0",
+    "23 70ms congestion_changed c1 B server cwnd=4580 ssthresh=- slow_start",
+    "24 70ms state_changed c1 A client ESTABLISHED>FIN_WAIT_1",
+    "25 70ms segment_sent c1 A>B ACK,FIN 401/701 len0",
+    "26 80ms segment_delivered c1 A>B ACK,FIN 401/701 len0",
+    "27 80ms state_changed c1 B server ESTABLISHED>CLOSE_WAIT",
+    "28 80ms segment_sent c1 B>A ACK 701/402 len0",
+    "29 90ms segment_delivered c1 B>A ACK 701/402 len0",
+    "30 90ms state_changed c1 A client FIN_WAIT_1>FIN_WAIT_2",
+    "31 90ms state_changed c1 B server CLOSE_WAIT>LAST_ACK",
+    "32 90ms segment_sent c1 B>A ACK,FIN 701/402 len0",
+    "33 100ms segment_delivered c1 B>A ACK,FIN 701/402 len0",
+    "34 100ms state_changed c1 A client FIN_WAIT_2>TIME_WAIT",
+    "35 100ms segment_sent c1 A>B ACK 402/702 len0",
+    "36 110ms segment_delivered c1 A>B ACK 402/702 len0",
+    "37 110ms state_changed c1 B server LAST_ACK>CLOSED",
+    "38 1100ms timer_fired c1 A client time_wait",
+    "39 1100ms state_changed c1 A client TIME_WAIT>CLOSED",
 ];
 
 // ----- Server-Sent Events -----

@@ -49,4 +49,5 @@ export async function fetchEvents(sid, after = 0, onPage = () => {}) {
 export const EVENT_KINDS = [
   'state_changed', 'segment_sent', 'segment_delivered', 'segment_dropped', 'segment_duplicated',
   'segment_delayed', 'segment_held', 'segment_released', 'timer_fired', 'connection_error',
+  'congestion_changed', 'segment_queued',
 ];

@@ -3,7 +3,7 @@
 // viewport over a tall spacer), so 10,000 segments scroll as smoothly as ten.
 
 /** A drop reason's fate where it is not plain `dropped` (tcplab_core::sim::Fate::of_drop). */
-const DROP_FATES = { loss: 'lost', bad_checksum: 'corrupted' };
+const DROP_FATES = { loss: 'lost', queue_full: 'lost', bad_checksum: 'corrupted' };
 import { ROW, WIRE_DROPS, gapPx } from './model.js';
 import { esc, flagsLabel, fmtGap, fmtTime, segmentLabel, stateClass } from './format.js';
 

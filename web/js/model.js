@@ -18,7 +18,7 @@ export function gapPx(dtNs) {
 }
 
 /** Drop reasons that happen on the wire (the cross is drawn part-way). */
-export const WIRE_DROPS = new Set(['loss', 'fault']);
+export const WIRE_DROPS = new Set(['loss', 'fault', 'queue_full']);
 
 /** One segment with every event about it. */
 class SegmentRecord {

@@ -12,10 +12,12 @@
 //! - [`state`]: the eleven states.
 //! - [`profile`]: lab variants and tunables (plain data).
 //! - [`rtt`]: RFC 6298's estimator.
+//! - [`cc`]: congestion control (RFC 5681, RFC 6582, RFC 9438).
 //! - [`tcb`]: one endpoint's state machine.
 //! - [`stack`]: one host's endpoints, listeners, demultiplexing and timers.
 //! - [`output`]: what the engine reports.
 
+pub mod cc;
 pub mod output;
 pub mod profile;
 mod recvbuf;
@@ -27,6 +29,7 @@ pub mod stack;
 pub mod state;
 pub mod tcb;
 
+pub use cc::{CcAlgorithm, CcPhase, InitialWindow};
 pub use output::{Cause, ConnError, ListenerId, Output, SocketId, TimerKind, UserCall};
 pub use profile::{Handshake, Isn, Profile, Switch};
 pub use segment::{Flags, Segment, TcpOption};

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::cc::CcPhase;
 use super::segment::{Flags, Segment};
 use super::state::State;
 
@@ -156,5 +157,18 @@ pub enum Output {
     Readable {
         /// The endpoint.
         socket: SocketId,
+    },
+    /// The endpoint's congestion window, slow start threshold or phase
+    /// changed (and once when the handshake fixes the initial window), so
+    /// that the log alone can redraw them.
+    CongestionChanged {
+        /// The endpoint.
+        socket: SocketId,
+        /// cwnd, in octets.
+        cwnd: u32,
+        /// ssthresh in octets; `None` while still "arbitrarily high".
+        ssthresh: Option<u32>,
+        /// The phase.
+        phase: CcPhase,
     },
 }

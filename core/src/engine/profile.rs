@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cc::{CcAlgorithm, InitialWindow};
+
 /// How a connection is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -145,6 +147,15 @@ pub struct Profile {
     /// RCV.NXT, ACK = SND.NXT) is acknowledged; off: RFC 9293, where the
     /// only thing TIME-WAIT answers is the peer's FIN again.
     pub time_wait_acks_all: Switch,
+    /// The congestion control algorithm (RFC 9293 section 3.8.2's MUST-19):
+    /// `newreno` (RFC 5681 with RFC 6582), `reno` (RFC 5681 alone) or `cubic` (RFC 9438).
+    pub cc: CcAlgorithm,
+    /// The initial congestion window: `"rfc5681"` (section 3.1's rule by SMSS)
+    /// or a number of segments (RFC 6928's 10).
+    pub initial_window: InitialWindow,
+    /// RFC 3042 limited transmit: the first and second duplicate ACK each let
+    /// one new segment out, so that a small window still gets its third.
+    pub limited_transmit: Switch,
 }
 
 impl Default for Profile {
@@ -171,6 +182,9 @@ impl Default for Profile {
             challenge_ack_limit: 10,
             listen_drops_syn_ack: Switch::Off,
             time_wait_acks_all: Switch::Off,
+            cc: CcAlgorithm::NewReno,
+            initial_window: InitialWindow::Rfc5681,
+            limited_transmit: Switch::On,
         }
     }
 }
@@ -215,6 +229,11 @@ impl Profile {
         }
         if self.max_retries > 64 {
             return bad("max_retries", "must be at most 64");
+        }
+        if let InitialWindow::Segments(n) = self.initial_window {
+            if n == 0 || n > super::cc::MAX_INITIAL_WINDOW {
+                return bad("initial_window", "must be \"rfc5681\" or between 1 and 1000 segments");
+            }
         }
         Ok(())
     }

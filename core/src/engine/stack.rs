@@ -585,7 +585,7 @@ mod tests {
     use super::*;
     use crate::engine::output::Cause;
     use crate::engine::profile::Switch;
-    use crate::engine::{ConnError, TimerKind};
+    use crate::engine::{CcAlgorithm, CcPhase, ConnError, InitialWindow, TimerKind};
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
 
@@ -851,9 +851,10 @@ mod tests {
         assert_eq!(f.state(), State::FinWait2);
     }
 
-    /// Established, with `n` segments of 536 octets (the peer announced no MSS) sent at 10 ms.
+    /// Established, with five segments of 536 octets (the peer announced no
+    /// MSS) sent at 10 ms under an initial window of five.
     fn five_segments_in_flight() -> Fixture {
-        let mut f = Fixture::established(profile());
+        let mut f = Fixture::established(Profile { initial_window: InitialWindow::Segments(5), ..profile() });
         f.stack.send(SocketId(0), &[9; 5 * 536]).unwrap();
         f.stack.dispatch(at(10 * MS), &mut f.out);
         let seqs: Vec<u32> = f.sent().iter().map(|s| s.seq.0).collect();
@@ -889,8 +890,8 @@ mod tests {
     #[test]
     fn duplicate_acks_echoing_a_timeout_retransmission_do_not_fast_retransmit() {
         let mut f = five_segments_in_flight();
-        // The RTO fires: go-back-N resends everything from SND.UNA.
-        assert_eq!(f.tick(1010 * MS).len(), 5);
+        // The RTO fires: cwnd collapses to one segment, resent from SND.UNA.
+        assert_eq!(summary(&f.tick(1010 * MS)), [s("ACK", 501, 101, 536)]);
         // The peer had most of it: its duplicate ACKs must not look like a new loss (RFC 6582 section 4).
         for _ in 0..4 {
             assert_eq!(summary(&f.recv(1020 * MS, Flags::ACK, 101, 501, b"")), []);
@@ -1028,5 +1029,183 @@ mod tests {
         // The hole filled, the FIN is taken.
         assert_eq!(summary(&f.recv(3 * MS, Flags::ACK, 101, 501, b"abcd")), [s("ACK", 501, 106, 0)]);
         assert_eq!(f.state(), State::CloseWait);
+    }
+
+    // ----- congestion control (RFC 5681, RFC 6582, RFC 3042) -----
+
+    /// Established and sending `segments` segments of 536 octets at 10 ms;
+    /// returns the fixture and the sequence numbers that left.
+    fn sending(profile: Profile, segments: usize) -> (Fixture, Vec<u32>) {
+        let mut f = Fixture::established(profile);
+        f.stack.send(SocketId(0), &vec![7; segments * 536]).unwrap();
+        f.stack.dispatch(at(10 * MS), &mut f.out);
+        let seqs = f.sent().iter().map(|s| s.seq.0).collect();
+        (f, seqs)
+    }
+
+    fn seg(n: u32) -> u32 {
+        501 + n * 536
+    }
+
+    fn cc(f: &Fixture) -> (u32, Option<u32>, CcPhase) {
+        let status = f.stack.status(SocketId(0)).unwrap();
+        (status.cwnd, status.ssthresh, status.cc_phase)
+    }
+
+    #[test]
+    fn slow_start_doubles_the_window_every_round_trip() {
+        // RFC 5681 section 3.1: IW for an SMSS of 536 is four segments.
+        let (mut f, first) = sending(profile(), 64);
+        assert_eq!(first, [seg(0), seg(1), seg(2), seg(3)]);
+        let mut rounds = vec![first.len()];
+        let mut in_flight: Vec<u32> = first.iter().map(|s| s + 536).collect();
+        for round in 1..=3 {
+            let mut next = Vec::new();
+            for end in in_flight {
+                next.extend(f.recv(round * 100 * MS, Flags::ACK, 101, end, b"").iter().map(|s| s.seq.0 + 536));
+            }
+            rounds.push(next.len());
+            in_flight = next;
+        }
+        assert_eq!(rounds, [4, 8, 16, 32], "each ACK of one segment lets two out");
+        assert_eq!(cc(&f), (32 * 536, None, CcPhase::SlowStart));
+    }
+
+    #[test]
+    fn newreno_recovers_two_losses_in_one_window_without_a_timeout() {
+        let p = Profile { initial_window: InitialWindow::Segments(10), limited_transmit: Switch::Off, ..profile() };
+        let (mut f, sent) = sending(p, 12);
+        assert_eq!(sent.len(), 10);
+        // Segments 0 and 3 are lost; the eight others each bring a duplicate ACK.
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")), []);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")), []);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")), [s("ACK", seg(0), 101, 536)]);
+        // ssthresh = FlightSize / 2 = 5 segments; cwnd = ssthresh + 3.
+        assert_eq!(cc(&f), (8 * 536, Some(5 * 536), CcPhase::FastRecovery));
+        let status = f.stack.status(SocketId(0)).unwrap();
+        assert_eq!((status.dup_acks, status.recovery_point, status.flight_size), (3, Some(seg(10)), 10 * 536));
+        // Each further duplicate inflates cwnd by one segment; past the flight, new data leaves.
+        let mut new = Vec::new();
+        for _ in 0..5 {
+            new.extend(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")));
+        }
+        assert_eq!(new, [s("ACK", seg(10), 101, 536), s("PSH+ACK", seg(11), 101, 536)]);
+        assert_eq!(cc(&f).0, 13 * 536);
+        // The partial ACK (three segments) resends the next hole and stays in
+        // recovery, cwnd deflated by three and one added back (RFC 6582 section 3.2 step 5).
+        assert_eq!(summary(&f.recv(30 * MS, Flags::ACK, 101, seg(3), b"")), [s("ACK", seg(3), 101, 536)]);
+        assert_eq!(cc(&f), (11 * 536, Some(5 * 536), CcPhase::FastRecovery));
+        // The full ACK ends recovery: cwnd = min(ssthresh, FlightSize + SMSS).
+        assert_eq!(summary(&f.recv(40 * MS, Flags::ACK, 101, seg(12), b"")), []);
+        assert_eq!(cc(&f), (2 * 536, Some(5 * 536), CcPhase::SlowStart));
+        assert!(!f.out.iter().any(|o| matches!(o, Output::TimerFired { .. })), "no timeout was needed");
+    }
+
+    #[test]
+    fn reno_leaves_recovery_on_the_partial_ack_and_waits_for_the_second_loss() {
+        let p = Profile {
+            cc: CcAlgorithm::Reno,
+            initial_window: InitialWindow::Segments(10),
+            limited_transmit: Switch::Off,
+            ..profile()
+        };
+        let (mut f, _) = sending(p, 10);
+        for _ in 0..3 {
+            f.recv(20 * MS, Flags::ACK, 101, seg(0), b"");
+        }
+        assert_eq!(cc(&f), (8 * 536, Some(5 * 536), CcPhase::FastRecovery));
+        // RFC 5681 alone: the partial ACK deflates cwnd to ssthresh, resends nothing.
+        assert_eq!(summary(&f.recv(30 * MS, Flags::ACK, 101, seg(3), b"")), []);
+        assert_eq!(cc(&f), (5 * 536, Some(5 * 536), CcPhase::CongestionAvoidance));
+        // Three more duplicates are a second loss: ssthresh halves again.
+        for _ in 0..2 {
+            assert_eq!(summary(&f.recv(40 * MS, Flags::ACK, 101, seg(3), b"")), []);
+        }
+        assert_eq!(summary(&f.recv(40 * MS, Flags::ACK, 101, seg(3), b"")), [s("ACK", seg(3), 101, 536)]);
+        assert_eq!(cc(&f).1, Some(7 * 536 / 2));
+    }
+
+    #[test]
+    fn a_timeout_collapses_cwnd_to_one_segment_and_slow_start_resends_from_snd_una() {
+        let mut f = five_segments_in_flight();
+        assert_eq!(summary(&f.tick(1010 * MS)), [s("ACK", seg(0), 101, 536)]);
+        // ssthresh = max(FlightSize / 2, 2 * SMSS) = 1340; cwnd = LW = 1 SMSS.
+        assert_eq!(cc(&f), (536, Some(1340), CcPhase::SlowStart));
+        // A second timeout of the same segment holds ssthresh (RFC 5681 section 3.1).
+        assert_eq!(summary(&f.tick(3010 * MS)), [s("ACK", seg(0), 101, 536)]);
+        assert_eq!(cc(&f), (536, Some(1340), CcPhase::SlowStart));
+        // The ACK of the resent segment opens two: the next two, not everything.
+        let resent = f.recv(3020 * MS, Flags::ACK, 101, seg(1), b"");
+        assert_eq!(summary(&resent), [s("ACK", seg(1), 101, 536), s("ACK", seg(2), 101, 536)]);
+        assert_eq!(cc(&f), (2 * 536, Some(1340), CcPhase::SlowStart));
+    }
+
+    #[test]
+    fn limited_transmit_lets_one_new_segment_out_per_early_duplicate() {
+        let on = Profile { initial_window: InitialWindow::Segments(2), ..profile() };
+        let (mut f, sent) = sending(on.clone(), 5);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")), [s("ACK", seg(2), 101, 536)]);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")), [s("ACK", seg(3), 101, 536)]);
+        // The third is a fast retransmit; ssthresh leaves the two limited-transmit
+        // segments out of FlightSize (RFC 5681 section 3.2 step 2): max(2/2, 2) segments,
+        // so cwnd = 5 and one new segment follows.
+        let third = f.recv(20 * MS, Flags::ACK, 101, seg(0), b"");
+        assert_eq!(summary(&third), [s("ACK", seg(0), 101, 536), s("PSH+ACK", seg(4), 101, 536)]);
+        assert_eq!(cc(&f), (5 * 536, Some(2 * 536), CcPhase::FastRecovery));
+        let (mut f, _) = sending(Profile { limited_transmit: Switch::Off, ..on }, 5);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")), []);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, seg(0), b"")), []);
+    }
+
+    #[test]
+    fn after_an_idle_rto_the_window_restarts_at_the_initial_window() {
+        let (mut f, sent) = sending(profile(), 4);
+        assert_eq!(sent.len(), 4);
+        for n in 1..=4 {
+            f.recv(20 * MS, Flags::ACK, 101, seg(n), b"");
+        }
+        assert_eq!(cc(&f).0, 8 * 536);
+        // Idle for longer than the RTO (1 s): RFC 5681 section 4.1.
+        f.stack.send(SocketId(0), &[7; 8 * 536]).unwrap();
+        f.stack.dispatch(at(3000 * MS), &mut f.out);
+        assert_eq!(f.sent().len(), 4, "restart window min(IW, cwnd)");
+        assert_eq!(cc(&f).0, 4 * 536);
+    }
+
+    #[test]
+    fn the_congestion_events_replay_to_the_status() {
+        let p = Profile { initial_window: InitialWindow::Segments(10), ..profile() };
+        let (mut f, _) = sending(p, 12);
+        let mut replayed = Vec::new();
+        let mut take = |f: &mut Fixture| {
+            for o in &f.out {
+                if let Output::CongestionChanged { cwnd, ssthresh, phase, .. } = o {
+                    replayed.push((*cwnd, *ssthresh, *phase));
+                }
+            }
+        };
+        for _ in 0..4 {
+            f.stack.process(at(20 * MS), PEER, &dup_ack(seg(0)), &mut f.rng, &mut f.out);
+            take(&mut f);
+            f.stack.dispatch(at(20 * MS), &mut f.out);
+            f.sent();
+        }
+        f.stack.process(at(30 * MS), PEER, &dup_ack(seg(12)), &mut f.rng, &mut f.out);
+        take(&mut f);
+        assert_eq!(replayed.last().copied(), Some(cc(&f)));
+        assert_eq!(replayed.len(), 3, "enter recovery, inflate once, leave: {replayed:?}");
+    }
+
+    fn dup_ack(ack: u32) -> Segment {
+        Segment {
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(101),
+            ack: SeqNumber(ack),
+            flags: Flags::ACK,
+            window: 65535,
+            ..Segment::default()
+        }
     }
 }

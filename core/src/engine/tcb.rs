@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::cc::{CcPhase, Congestion, SSTHRESH_INFINITE};
 use super::output::{Cause, ConnError, Output, SocketId, TimerKind, UserCall};
 use super::profile::{Handshake, Profile};
 use super::recvbuf::RecvBuffer;
@@ -137,6 +138,25 @@ pub struct TcbStatus {
     pub retries: u32,
     /// What a user call would report, if the connection failed.
     pub error: Option<ConnError>,
+    /// The congestion window (RFC 5681 section 3.1), in octets.
+    #[serde(default)]
+    pub cwnd: u32,
+    /// The slow start threshold, in octets; `null` while it is still
+    /// "arbitrarily high" (no loss yet).
+    #[serde(default)]
+    pub ssthresh: Option<u32>,
+    /// Octets sent and not yet acknowledged (RFC 5681's FlightSize).
+    #[serde(default)]
+    pub flight_size: u32,
+    /// Slow start, congestion avoidance or fast recovery.
+    #[serde(default)]
+    pub cc_phase: CcPhase,
+    /// Duplicate ACKs in a row (RFC 5681 section 2).
+    #[serde(default)]
+    pub dup_acks: u32,
+    /// RFC 6582's `recover` while in fast recovery: the ACK that ends it.
+    #[serde(default)]
+    pub recovery_point: Option<u32>,
 }
 
 /// One endpoint's TCB. Field names follow RFC 9293 section 3.3.1.
@@ -198,6 +218,10 @@ pub struct Tcb {
     dup_acks: u8,
     /// RFC 6582's `recover`: SND.NXT when recovery began or the RTO last fired.
     recover: SeqNumber,
+    /// cwnd and ssthresh (RFC 5681), and what the profile's algorithm keeps between ACKs.
+    cc: Congestion,
+    /// When data last left, for RFC 5681 section 4.1's restart after idle ([`NEVER`] before).
+    last_data_sent: u64,
 
     timers: Deadlines,
     rtt: RttEstimator,
@@ -262,6 +286,8 @@ impl Tcb {
             in_recovery: false,
             dup_acks: 0,
             recover: iss,
+            cc: Congestion::new(profile.initial_window.octets(u32::from(DEFAULT_PEER_MSS.min(profile.mss)))),
+            last_data_sent: NEVER,
             timers: Deadlines::default(),
             rtt,
             rtt_probe: None,
@@ -313,6 +339,7 @@ impl Tcb {
         tcb.max_snd_wnd = tcb.snd_wnd;
         tcb.snd_wl1 = syn.seq;
         tcb.snd_mss = syn.mss().unwrap_or(DEFAULT_PEER_MSS).min(tcb.profile.mss);
+        tcb.cc.restart(tcb.initial_window());
         if !syn.payload.is_empty() {
             // Text on a SYN is queued until the connection is established (3.10.7.2).
             tcb.hold_out_of_order(syn.seq + 1, syn.payload.clone());
@@ -338,6 +365,7 @@ impl Tcb {
                 tcb.deliver_queued(out);
             }
         }
+        tcb.report_congestion(None, out);
         tcb
     }
 
@@ -440,7 +468,49 @@ impl Tcb {
             srtt_ns: self.rtt.srtt,
             retries: self.retries,
             error: self.error,
+            cwnd: self.cc.cwnd,
+            ssthresh: (self.cc.ssthresh != SSTHRESH_INFINITE).then_some(self.cc.ssthresh),
+            flight_size: self.flight_size(),
+            cc_phase: self.cc.phase(self.in_recovery),
+            dup_acks: u32::from(self.dup_acks),
+            recovery_point: self.in_recovery.then_some(self.recover.0),
         }
+    }
+
+    /// The SMSS of RFC 5681: the largest segment we send.
+    fn smss(&self) -> u32 {
+        u32::from(self.snd_mss.max(1))
+    }
+
+    /// FlightSize (RFC 5681 section 2): sequence space sent and not acknowledged.
+    fn flight_size(&self) -> u32 {
+        self.snd_nxt - self.snd_una
+    }
+
+    /// IW in octets for the current SMSS.
+    fn initial_window(&self) -> u32 {
+        self.profile.initial_window.octets(self.smss())
+    }
+
+    /// What a [`Output::CongestionChanged`] reports.
+    fn congestion_view(&self) -> (u32, u32, CcPhase) {
+        (self.cc.cwnd, self.cc.ssthresh, self.cc.phase(self.in_recovery))
+    }
+
+    /// Reports cwnd, ssthresh and the phase when they differ from `before`
+    /// (always when `before` is `None`), so that the log can replay them.
+    fn report_congestion(&self, before: Option<(u32, u32, CcPhase)>, out: &mut Vec<Output>) {
+        let now = self.congestion_view();
+        if before == Some(now) || self.state == State::Closed || self.state == State::SynSent {
+            return;
+        }
+        let (cwnd, ssthresh, phase) = now;
+        out.push(Output::CongestionChanged {
+            socket: self.id,
+            cwnd,
+            ssthresh: (ssthresh != SSTHRESH_INFINITE).then_some(ssthresh),
+            phase,
+        });
     }
 
     /// The earliest running timer's deadline: when to call [`Tcb::on_timer`].
@@ -577,11 +647,18 @@ impl Tcb {
 
     /// Processes a segment addressed to this endpoint.
     pub fn process(&mut self, now: u64, seg: &Segment, out: &mut Vec<Output>) {
+        let before = self.congestion_view();
         match self.state {
-            State::Closed | State::Listen => {}
-            State::SynSent => self.process_syn_sent(now, seg, out),
+            State::Closed | State::Listen => return,
+            // The handshake fixes SMSS and so IW: report it, changed or not.
+            State::SynSent => {
+                self.process_syn_sent(now, seg, out);
+                self.report_congestion(None, out);
+                return;
+            }
             _ => self.process_other(now, seg, out),
         }
+        self.report_congestion(Some(before), out);
     }
 
     /// 3.10.7.3: SYN-SENT.
@@ -610,6 +687,9 @@ impl Tcb {
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1;
         self.snd_mss = seg.mss().unwrap_or(DEFAULT_PEER_MSS).min(self.profile.mss);
+        // A lost SYN leaves an initial window of one SMSS (RFC 5681 section 3.1).
+        let syn_lost = self.retries > 0;
+        self.cc.restart(if syn_lost { self.smss() } else { self.initial_window() });
         if ack_ok {
             self.ack_advance(seg.ack, now);
         }
@@ -873,23 +953,46 @@ impl Tcb {
             && self.snd_una != self.snd_nxt
             && self.snd_wnd > 0
             && u32::from(seg.window) == self.snd_wnd;
+        let algo = self.profile.cc;
+        let smss = self.smss();
         if self.snd_una < seg.ack {
-            let partial = self.in_recovery && seg.ack < self.recover;
+            let partial = self.in_recovery && seg.ack < self.recover && algo.uses_recovery_point();
+            // Octets of data acknowledged: our SYN and FIN are not data.
+            let syn = u32::from(self.snd_una == self.iss);
+            let fin = u32::from(self.fin_seq.is_some_and(|fin| self.snd_una <= fin && seg.ack > fin));
+            let acked = (seg.ack - self.snd_una).saturating_sub(syn + fin);
+            // FreeBSD's CCF_CWND_LIMITED (tcp_input.c): cwnd grows only while
+            // it, not the peer's window, is what limits the sender.
+            let grows = self.snd_una != self.iss && self.cc.cwnd <= self.snd_wnd;
             self.ack_advance(seg.ack, now);
             self.dup_acks = 0;
             if partial {
                 // RFC 6582 section 3.2 step 5: the next hole is lost too; resend it now.
+                self.cc.on_partial_ack(acked, smss);
                 self.rexmit_due = true;
-            } else {
+            } else if self.in_recovery {
                 self.in_recovery = false;
+                self.cc.on_recovery_exit(algo, self.flight_size(), smss, now);
+            } else if grows {
+                self.cc.on_ack(algo, acked, smss, now, self.rtt.srtt);
             }
         } else if duplicate {
             self.dup_acks = self.dup_acks.saturating_add(1);
-            // RFC 5681 section 3.2 steps 2 and 3, with RFC 6582's check that the
-            // duplicates are not echoes of what a timeout already resent.
-            if self.dup_acks == 3 && !self.in_recovery && seg.ack >= self.recover {
+            if self.in_recovery {
+                self.cc.on_recovery_dup_ack(smss);
+            } else if self.dup_acks == 3 && (!algo.uses_recovery_point() || seg.ack >= self.recover) {
+                // RFC 5681 section 3.2 steps 2 and 3, with RFC 6582's check that the
+                // duplicates are not echoes of what a timeout already resent.
                 self.in_recovery = true;
                 self.recover = self.snd_nxt;
+                // RFC 5681 section 3.2 step 2: what limited transmit sent is not
+                // part of the FlightSize that ssthresh halves.
+                let limited = if self.profile.limited_transmit.is_on() {
+                    self.flight_size().saturating_sub(self.cc.cwnd).min(2 * smss)
+                } else {
+                    0
+                };
+                self.cc.on_fast_retransmit(algo, self.flight_size() - limited, smss);
                 self.rexmit_due = true;
             }
         } else if seg.ack != self.snd_una || !seg.payload.is_empty() {
@@ -1092,6 +1195,12 @@ impl Tcb {
 
     /// Fires every timer whose deadline is at or before `now`.
     pub fn on_timer(&mut self, now: u64, out: &mut Vec<Output>) {
+        let before = self.congestion_view();
+        self.fire_timers(now, out);
+        self.report_congestion(Some(before), out);
+    }
+
+    fn fire_timers(&mut self, now: u64, out: &mut Vec<Output>) {
         if self.timers.time_wait <= now {
             self.timers.time_wait = NEVER;
             out.push(Output::TimerFired { socket: self.id, timer: TimerKind::TimeWait });
@@ -1128,6 +1237,12 @@ impl Tcb {
         }
         self.rtt.back_off();
         self.rtt_probe = None;
+        if !(self.snd_wnd == 0 && self.state.is_synchronized()) {
+            let first = self.retries == 1;
+            let synchronized = self.state.is_synchronized();
+            self.cc.on_rto(self.profile.cc, self.flight_size(), self.smss(), first, synchronized);
+        }
+        // Resend from SND.UNA, as far as the collapsed window allows.
         self.snd_ptr = self.snd_una;
         // RFC 6582 section 4: leave recovery and remember how far we had sent.
         self.in_recovery = false;
@@ -1172,6 +1287,17 @@ impl Tcb {
             return;
         }
         let may_send = !matches!(self.state, State::FinWait2);
+        if may_send
+            && self.snd_una == self.snd_nxt
+            && !self.tx.is_empty()
+            && self.last_data_sent != NEVER
+            && now.saturating_sub(self.last_data_sent) > self.rtt.rto
+        {
+            let before = self.congestion_view();
+            self.cc.after_idle(self.initial_window());
+            self.last_data_sent = now;
+            self.report_congestion(Some(before), out);
+        }
         if self.rexmit_due {
             self.rexmit_due = false;
             self.retransmit_first(now, out);
@@ -1185,7 +1311,7 @@ impl Tcb {
                 }
                 let offset = (self.snd_ptr - data_start) as usize;
                 let available = self.tx.len() - offset;
-                let window_end = self.snd_una + self.snd_wnd;
+                let window_end = self.snd_una + self.snd_wnd.min(self.congestion_allowance());
                 let mut usable = if window_end > self.snd_ptr { (window_end - self.snd_ptr) as usize } else { 0 };
                 if usable == 0 && self.probe_due && available > 0 {
                     usable = 1; // one octet beyond a zero window (3.8.6.1)
@@ -1243,6 +1369,19 @@ impl Tcb {
                 self.rtt.rto.saturating_mul(1 << self.persist_backoff).min(self.profile.rto_max_ms * 1_000_000);
             self.timers.persist = now + interval;
         }
+    }
+
+    /// How far past SND.UNA congestion control lets the sender go: cwnd, plus
+    /// with RFC 3042 limited transmit one SMSS for each of the first two
+    /// duplicate ACKs.
+    fn congestion_allowance(&self) -> u32 {
+        let mut allowance = self.cc.cwnd;
+        // RFC 3042 sends only data never sent before.
+        let new_data = self.snd_ptr == self.snd_nxt;
+        if self.profile.limited_transmit.is_on() && new_data && !self.in_recovery && (1..=2).contains(&self.dup_acks) {
+            allowance = allowance.saturating_add(u32::from(self.dup_acks) * self.smss());
+        }
+        allowance
     }
 
     /// Resends the segment at SND.UNA (fast retransmit), leaving the send
@@ -1322,6 +1461,9 @@ impl Tcb {
         if seg_len > 0 && !segment.flags.contains(Flags::RST) {
             if self.timers.retransmit == NEVER && self.snd_una != self.snd_nxt {
                 self.timers.retransmit = now + self.rtt.rto;
+            }
+            if !segment.payload.is_empty() {
+                self.last_data_sent = now;
             }
             if retransmission {
                 self.rtt_probe = None; // Karn's algorithm

@@ -342,6 +342,10 @@ pub struct LinkDef {
     pub corrupt: Option<f64>,
     /// Serialisation rate, bits per second (0: unlimited).
     pub bandwidth_bps: Option<u64>,
+    /// Drop-tail transmit queue, octets (0: unlimited; needs a bandwidth).
+    pub queue_bytes: Option<u64>,
+    /// Drop-tail transmit queue, segments (0: unlimited; needs a bandwidth).
+    pub queue_packets: Option<u32>,
 }
 
 impl LinkDef {
@@ -356,6 +360,8 @@ impl LinkDef {
             reorder: self.reorder.unwrap_or(d.reorder),
             corrupt: self.corrupt.unwrap_or(d.corrupt),
             bandwidth_bps: self.bandwidth_bps.unwrap_or(d.bandwidth_bps),
+            queue_bytes: self.queue_bytes.unwrap_or(d.queue_bytes),
+            queue_packets: self.queue_packets.unwrap_or(d.queue_packets),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::engine::{Cause, ConnError, Segment, State, TimerKind};
+use crate::engine::{Cause, CcPhase, ConnError, Segment, State, TimerKind};
 
 /// A connection's id within its world (from 1).
 pub type ConnId = u64;
@@ -49,11 +49,13 @@ pub enum DropReason {
     Malformed,
     /// A SYN for a listener whose backlog of connections not yet accepted is full.
     Backlog,
+    /// The link's transmit queue had no room (drop-tail at `queue_bytes` / `queue_packets`).
+    QueueFull,
 }
 
 impl DropReason {
     /// Every reason, for listing them.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Loss,
         DropReason::Fault,
         DropReason::BadChecksum,
@@ -61,6 +63,7 @@ impl DropReason {
         DropReason::NoRoute,
         DropReason::Malformed,
         DropReason::Backlog,
+        DropReason::QueueFull,
     ];
 
     /// The name events and `GET .../segments` give it (`reason`).
@@ -73,6 +76,7 @@ impl DropReason {
             DropReason::NoRoute => "no_route",
             DropReason::Malformed => "malformed",
             DropReason::Backlog => "backlog",
+            DropReason::QueueFull => "queue_full",
         }
     }
 }
@@ -169,6 +173,19 @@ pub enum EventKind {
         /// The segment.
         segment: WireSegment,
     },
+    /// A segment found its link's transmitter busy and waits in the link's
+    /// queue until `transmit_ns`, when it starts to leave (and leaves the
+    /// queue). These events alone redraw the queue over time.
+    SegmentQueued {
+        /// Octets waiting in the queue with this segment (IP headers included).
+        queued_bytes: u64,
+        /// Segments waiting with this one.
+        queued_packets: u32,
+        /// When its transmission begins (virtual ns).
+        transmit_ns: u64,
+        /// The segment.
+        segment: WireSegment,
+    },
     /// A fault rule delayed a segment.
     SegmentDelayed {
         /// The rule.
@@ -218,11 +235,30 @@ pub enum EventKind {
         /// The error.
         error: ConnError,
     },
+    /// A sender's congestion window, slow start threshold or phase changed
+    /// (RFC 5681), or the handshake fixed its initial window: replaying
+    /// these redraws cwnd and ssthresh exactly.
+    CongestionChanged {
+        /// The connection.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        connection: Option<ConnId>,
+        /// The host.
+        host: Arc<str>,
+        /// Which end.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        side: Option<Side>,
+        /// cwnd, in octets.
+        cwnd: u32,
+        /// ssthresh in octets; `null` while still "arbitrarily high".
+        ssthresh: Option<u32>,
+        /// Slow start, congestion avoidance or fast recovery.
+        phase: CcPhase,
+    },
 }
 
 impl EventKind {
     /// Every `kind` tag, for validating filters.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 12] = [
         "state_changed",
         "segment_sent",
         "segment_delivered",
@@ -233,6 +269,8 @@ impl EventKind {
         "segment_released",
         "timer_fired",
         "connection_error",
+        "congestion_changed",
+        "segment_queued",
     ];
 
     /// The `kind` tag as JSON spells it.
@@ -248,6 +286,8 @@ impl EventKind {
             EventKind::SegmentReleased { .. } => "segment_released",
             EventKind::TimerFired { .. } => "timer_fired",
             EventKind::ConnectionError { .. } => "connection_error",
+            EventKind::CongestionChanged { .. } => "congestion_changed",
+            EventKind::SegmentQueued { .. } => "segment_queued",
         }
     }
 
@@ -258,7 +298,8 @@ impl EventKind {
             | EventKind::SegmentSent { connection, .. }
             | EventKind::SegmentDelivered { connection, .. }
             | EventKind::TimerFired { connection, .. }
-            | EventKind::ConnectionError { connection, .. } => *connection,
+            | EventKind::ConnectionError { connection, .. }
+            | EventKind::CongestionChanged { connection, .. } => *connection,
             _ => None,
         }
     }
@@ -271,6 +312,7 @@ impl EventKind {
             | EventKind::SegmentDropped { segment, .. }
             | EventKind::SegmentDuplicated { segment, .. }
             | EventKind::SegmentDelayed { segment, .. }
+            | EventKind::SegmentQueued { segment, .. }
             | EventKind::SegmentHeld { segment, .. }
             | EventKind::SegmentReleased { segment, .. } => Some(segment),
             _ => None,

@@ -67,7 +67,8 @@ impl Fate {
     /// is `corrupted`, every other reason is `dropped`.
     pub fn of_drop(reason: DropReason) -> Fate {
         match reason {
-            DropReason::Loss => Fate::Lost,
+            // A full queue loses the segment on the wire, as the link's loss does.
+            DropReason::Loss | DropReason::QueueFull => Fate::Lost,
             DropReason::BadChecksum => Fate::Corrupted,
             DropReason::Fault
             | DropReason::NoListener
@@ -90,7 +91,9 @@ impl Fate {
             EventKind::SegmentSent { .. }
             | EventKind::StateChanged { .. }
             | EventKind::TimerFired { .. }
-            | EventKind::ConnectionError { .. } => return None,
+            | EventKind::ConnectionError { .. }
+            | EventKind::CongestionChanged { .. }
+            | EventKind::SegmentQueued { .. } => return None,
         })
     }
 

@@ -18,7 +18,10 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::pb;
-use crate::engine::{Cause, ConnError, Flags, Handshake, Isn, Profile, State, Switch, TcpOption, TimerKind, UserCall};
+use crate::engine::{
+    Cause, CcAlgorithm, CcPhase, ConnError, Flags, Handshake, InitialWindow, Isn, Profile, State, Switch, TcpOption,
+    TimerKind, UserCall,
+};
 use crate::service::model::*;
 use crate::service::packetdrill::ScriptVerdict;
 use crate::service::{Error, LiveEvent};
@@ -276,6 +279,7 @@ fn drop_reason_to_pb(reason: Option<DropReason>) -> i32 {
         Some(DropReason::NoRoute) => pb::DropReason::NoRoute,
         Some(DropReason::Malformed) => pb::DropReason::Malformed,
         Some(DropReason::Backlog) => pb::DropReason::Backlog,
+        Some(DropReason::QueueFull) => pb::DropReason::QueueFull,
     }
     .into()
 }
@@ -327,6 +331,8 @@ fn event_kind_from_pb(kind: pb::EventKind) -> Option<&'static str> {
         pb::EventKind::SegmentReleased => Some("segment_released"),
         pb::EventKind::TimerFired => Some("timer_fired"),
         pb::EventKind::ConnectionError => Some("connection_error"),
+        pb::EventKind::CongestionChanged => Some("congestion_changed"),
+        pb::EventKind::SegmentQueued => Some("segment_queued"),
     }
 }
 
@@ -343,6 +349,8 @@ fn event_kind_to_pb(kind: &EventKind) -> i32 {
         EventKind::SegmentReleased { .. } => pb::EventKind::SegmentReleased,
         EventKind::TimerFired { .. } => pb::EventKind::TimerFired,
         EventKind::ConnectionError { .. } => pb::EventKind::ConnectionError,
+        EventKind::CongestionChanged { .. } => pb::EventKind::CongestionChanged,
+        EventKind::SegmentQueued { .. } => pb::EventKind::SegmentQueued,
     }
     .into()
 }
@@ -363,6 +371,56 @@ fn handshake_to_pb(handshake: Handshake) -> i32 {
         Handshake::TwoWay => pb::Handshake::TwoWay,
     }
     .into()
+}
+
+/// `None` (keep the base's) for CC_ALGORITHM_UNSPECIFIED.
+fn cc_from_pb(cc: pb::CcAlgorithm) -> Option<CcAlgorithm> {
+    match cc {
+        pb::CcAlgorithm::Unspecified => None,
+        pb::CcAlgorithm::Newreno => Some(CcAlgorithm::NewReno),
+        pb::CcAlgorithm::Reno => Some(CcAlgorithm::Reno),
+        pb::CcAlgorithm::Cubic => Some(CcAlgorithm::Cubic),
+    }
+}
+
+/// An algorithm as the message's `i32`.
+fn cc_to_pb(cc: CcAlgorithm) -> i32 {
+    match cc {
+        CcAlgorithm::NewReno => pb::CcAlgorithm::Newreno,
+        CcAlgorithm::Reno => pb::CcAlgorithm::Reno,
+        CcAlgorithm::Cubic => pb::CcAlgorithm::Cubic,
+    }
+    .into()
+}
+
+/// A phase as the message's `i32`.
+fn cc_phase_to_pb(phase: CcPhase) -> i32 {
+    match phase {
+        CcPhase::SlowStart => pb::CcPhase::SlowStart,
+        CcPhase::CongestionAvoidance => pb::CcPhase::CongestionAvoidance,
+        CcPhase::FastRecovery => pb::CcPhase::FastRecovery,
+    }
+    .into()
+}
+
+/// The profile's initial window as the `initial_window` oneof.
+fn initial_window_to_pb(iw: InitialWindow) -> pb::profile::InitialWindow {
+    match iw {
+        InitialWindow::Rfc5681 => pb::profile::InitialWindow::Rfc5681InitialWindow(true),
+        InitialWindow::Segments(n) => pb::profile::InitialWindow::InitialWindowSegments(n),
+    }
+}
+
+/// The `initial_window` oneof in REST's spelling (`rfc5681_initial_window: false` is refused).
+fn initial_window_from_pb(iw: pb::profile::InitialWindow) -> Result<serde_json::Value, Error> {
+    match iw {
+        pb::profile::InitialWindow::Rfc5681InitialWindow(true) => Ok(serde_json::Value::from("rfc5681")),
+        pb::profile::InitialWindow::Rfc5681InitialWindow(false) => Err(Error::invalid(
+            "profile.rfc5681_initial_window",
+            "only true is meaningful; set initial_window_segments for a number of segments",
+        )),
+        pb::profile::InitialWindow::InitialWindowSegments(n) => Ok(serde_json::Value::from(n)),
+    }
 }
 
 /// REST's `"on"` / `"off"` as a proto `bool` (true = on).
@@ -466,11 +524,16 @@ impl TryFrom<pb::Profile> for Profile {
             challenge_ack_limit,
             listen_drops_syn_ack,
             time_wait_acks_all,
+            cc,
+            initial_window,
+            limited_transmit,
         } = p;
         let switch = |on: Option<bool>| on.map(|on| serde_value(&switch_from_pb(on)));
         let handshake = handshake_from_pb(decode("profile.handshake", handshake)?);
         let isn = isn.map(isn_from_pb).transpose()?;
-        let fields: [(&str, Option<Value>); 22] = [
+        let cc = cc_from_pb(decode("profile.cc", cc)?);
+        let initial_window = initial_window.map(initial_window_from_pb).transpose()?;
+        let fields: [(&str, Option<Value>); 25] = [
             ("name", name.map(Value::from)),
             ("handshake", handshake.map(|h| serde_value(&h))),
             ("time_wait", switch(time_wait)),
@@ -493,6 +556,9 @@ impl TryFrom<pb::Profile> for Profile {
             ("challenge_ack_limit", challenge_ack_limit.map(Value::from)),
             ("listen_drops_syn_ack", switch(listen_drops_syn_ack)),
             ("time_wait_acks_all", switch(time_wait_acks_all)),
+            ("cc", cc.map(|c| serde_value(&c))),
+            ("initial_window", initial_window),
+            ("limited_transmit", switch(limited_transmit)),
         ];
         let settings = fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect();
         crate::profiles::with_overrides(&Profile::default(), settings).map_err(|e| Error::invalid(e.field, e.message))
@@ -543,8 +609,22 @@ impl From<pb::SetLinkRequest> for SetLink {
             reorder,
             corrupt,
             bandwidth_bps,
+            queue_bytes,
+            queue_packets,
         } = r;
-        SetLink { a, b, latency_ms, jitter_ms, loss, duplicate, reorder, corrupt, bandwidth_bps }
+        SetLink {
+            a,
+            b,
+            latency_ms,
+            jitter_ms,
+            loss,
+            duplicate,
+            reorder,
+            corrupt,
+            bandwidth_bps,
+            queue_bytes,
+            queue_packets,
+        }
     }
 }
 
@@ -720,6 +800,9 @@ impl From<Profile> for pb::Profile {
             challenge_ack_limit,
             listen_drops_syn_ack,
             time_wait_acks_all,
+            cc,
+            initial_window,
+            limited_transmit,
         } = p;
         pb::Profile {
             name: None,
@@ -744,6 +827,9 @@ impl From<Profile> for pb::Profile {
             challenge_ack_limit: Some(challenge_ack_limit),
             listen_drops_syn_ack: Some(switch_to_pb(listen_drops_syn_ack)),
             time_wait_acks_all: Some(switch_to_pb(time_wait_acks_all)),
+            cc: cc_to_pb(cc),
+            initial_window: Some(initial_window_to_pb(initial_window)),
+            limited_transmit: Some(switch_to_pb(limited_transmit)),
         }
     }
 }
@@ -808,6 +894,10 @@ impl From<LinkInfo> for pb::Link {
             reorder: l.reorder,
             corrupt: l.corrupt,
             bandwidth_bps: l.bandwidth_bps,
+            queue_bytes: l.queue_bytes,
+            queue_packets: l.queue_packets,
+            queued_bytes: l.queued_bytes,
+            queued_packets: l.queued_packets,
         }
     }
 }
@@ -869,6 +959,12 @@ impl From<EndInfo> for pb::End {
             received_bytes: e.received_bytes,
             rto_ns: t.rto_ns,
             retries: t.retries,
+            cwnd: t.cwnd,
+            ssthresh: t.ssthresh,
+            flight_size: t.flight_size,
+            cc_phase: cc_phase_to_pb(t.cc_phase),
+            dup_acks: t.dup_acks,
+            recovery_point: t.recovery_point,
         }
     }
 }
@@ -989,6 +1085,7 @@ fn segment_event(
     drop_reason: Option<DropReason>,
     fault_id: Option<u64>,
     delay_ns: Option<u64>,
+    queue: Option<(u64, u32, u64)>,
 ) -> pb::SegmentEvent {
     let s = &w.segment;
     pb::SegmentEvent {
@@ -1007,6 +1104,9 @@ fn segment_event(
         drop_reason: drop_reason_to_pb(drop_reason),
         fault_id,
         delay_ns,
+        queued_bytes: queue.map(|q| q.0),
+        queued_packets: queue.map(|q| q.1),
+        transmit_ns: queue.map(|q| q.2),
     }
 }
 
@@ -1039,17 +1139,20 @@ fn payload(kind: &EventKind) -> pb::event::Payload {
             })
         }
         EventKind::SegmentSent { connection: _, segment } | EventKind::SegmentDelivered { connection: _, segment } => {
-            P::Segment(segment_event(segment, None, None, None))
+            P::Segment(segment_event(segment, None, None, None, None))
         }
         EventKind::SegmentDropped { reason, fault, segment } => {
-            P::Segment(segment_event(segment, Some(*reason), *fault, None))
+            P::Segment(segment_event(segment, Some(*reason), *fault, None, None))
         }
-        EventKind::SegmentDuplicated { fault, segment } => P::Segment(segment_event(segment, None, *fault, None)),
+        EventKind::SegmentDuplicated { fault, segment } => P::Segment(segment_event(segment, None, *fault, None, None)),
         EventKind::SegmentDelayed { fault, delay_ns, segment } => {
-            P::Segment(segment_event(segment, None, Some(*fault), Some(*delay_ns)))
+            P::Segment(segment_event(segment, None, Some(*fault), Some(*delay_ns), None))
+        }
+        EventKind::SegmentQueued { queued_bytes, queued_packets, transmit_ns, segment } => {
+            P::Segment(segment_event(segment, None, None, None, Some((*queued_bytes, *queued_packets, *transmit_ns))))
         }
         EventKind::SegmentHeld { fault, segment } | EventKind::SegmentReleased { fault, segment } => {
-            P::Segment(segment_event(segment, None, Some(*fault), None))
+            P::Segment(segment_event(segment, None, Some(*fault), None, None))
         }
         EventKind::TimerFired { connection: _, host, side, timer } => P::Timer(pb::TimerFired {
             host: host.to_string(),
@@ -1061,6 +1164,15 @@ fn payload(kind: &EventKind) -> pb::event::Payload {
             side: maybe_side_to_pb(*side),
             error: conn_error_to_pb(Some(*error)),
         }),
+        EventKind::CongestionChanged { connection: _, host, side, cwnd, ssthresh, phase } => {
+            P::Congestion(pb::CongestionChange {
+                host: host.to_string(),
+                side: maybe_side_to_pb(*side),
+                cwnd: *cwnd,
+                ssthresh: *ssthresh,
+                cc_phase: cc_phase_to_pb(*phase),
+            })
+        }
     }
 }
 

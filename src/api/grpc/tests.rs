@@ -12,7 +12,7 @@ use tonic::Code;
 use super::convert::{kinds_filter, parse_side, renamed};
 use super::*;
 use crate::engine::tcb::Timers;
-use crate::engine::{ConnError, Flags, Handshake, Isn, Profile, State, Switch, TcbStatus, TcpOption};
+use crate::engine::{CcPhase, ConnError, Flags, Handshake, Isn, Profile, State, Switch, TcbStatus, TcpOption};
 use crate::service::model::*;
 use crate::service::{Error, LiveEvent, StreamItem};
 use crate::sim::Side;
@@ -98,7 +98,8 @@ fn grpc_takes_every_profile_setting_rest_takes() {
         "send_buffer": 8192, "rto_initial_ms": 333, "rto_min_ms": 111, "rto_max_ms": 99000, "max_retries": 3,
         "rfc5961": "off", "rfc5961_rst": "on", "rfc5961_syn": "off", "drop_synfin": "on", "syn_reset_acks": "off",
         "ack_repeats_fin": "on", "rcv_window_from_buffer": "on", "challenge_ack_limit": 7,
-        "listen_drops_syn_ack": "on", "time_wait_acks_all": "on",
+        "listen_drops_syn_ack": "on", "time_wait_acks_all": "on", "cc": "cubic", "initial_window": 7,
+        "limited_transmit": "off",
     });
     assert_eq!(json.as_object().unwrap().len(), settings.len(), "the test names every setting");
     let rest = crate::service::model::resolve_profile(json.clone()).expect("REST takes it");
@@ -125,6 +126,9 @@ fn grpc_takes_every_profile_setting_rest_takes() {
         challenge_ack_limit: Some(7),
         listen_drops_syn_ack: Some(true),
         time_wait_acks_all: Some(true),
+        cc: pb::CcAlgorithm::Cubic.into(),
+        initial_window: Some(pb::profile::InitialWindow::InitialWindowSegments(7)),
+        limited_transmit: Some(false),
     })
     .expect("gRPC takes it");
     assert_eq!(grpc, rest);
@@ -386,9 +390,10 @@ fn event_filters_join_kinds() {
     assert_eq!((q.after_seq, q.connection), (Some(3), Some(2)));
     assert_eq!(kinds_filter(&[]).unwrap(), None);
     assert_eq!(invalid_field(&kinds_filter(&[pb::EventKind::Unspecified.into()]).unwrap_err()), "kinds");
-    assert_eq!(invalid_field(&kinds_filter(&[11]).unwrap_err()), "kinds");
+    let known = crate::sim::EventKind::NAMES.len() as i32;
+    assert_eq!(invalid_field(&kinds_filter(&[known + 1]).unwrap_err()), "kinds");
     // Every kind the proto names is one the service knows, and the other way round.
-    let every: Vec<i32> = (1..=10).collect();
+    let every: Vec<i32> = (1..=known).collect();
     let names = kinds_filter(&every).unwrap().unwrap();
     assert_eq!(names.split(',').collect::<Vec<_>>(), crate::sim::EventKind::NAMES);
 }
@@ -417,6 +422,12 @@ fn tcb() -> TcbStatus {
         srtt_ns: None,
         retries: 1,
         error: Some(ConnError::Reset),
+        cwnd: 4380,
+        ssthresh: Some(2920),
+        flight_size: 5,
+        cc_phase: CcPhase::FastRecovery,
+        dup_acks: 3,
+        recovery_point: Some(106),
     }
 }
 
@@ -437,6 +448,11 @@ fn connection_ends_carry_the_tcb() {
     assert_eq!(end.error(), pb::ConnError::Econnreset);
     assert_eq!(end.timers.unwrap().retransmit, Some(1_000_000));
     assert_eq!((end.received_bytes, end.rto_ns, end.retries), (7, 1_000_000_000, 1));
+    assert_eq!(
+        (end.cwnd, end.ssthresh, end.flight_size, end.cc_phase()),
+        (4380, Some(2920), 5, pb::CcPhase::FastRecovery)
+    );
+    assert_eq!((end.dup_acks, end.recovery_point), (3, Some(106)));
 }
 
 #[test]

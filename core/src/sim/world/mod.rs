@@ -221,6 +221,12 @@ impl World {
         self.wire.links()
     }
 
+    /// What waits in the transmit queue from one host to another now:
+    /// octets (IP headers included) and segments.
+    pub fn link_queue(&self, from: HostId, to: HostId) -> (u64, u32) {
+        self.wire.queue(from, to, self.now())
+    }
+
     // ----- connections -----
 
     /// Passive OPEN: a listener on a host's port.

@@ -210,6 +210,17 @@ impl World {
                     error,
                 });
             }
+            Output::CongestionChanged { socket, cwnd, ssthresh, phase } => {
+                let who = self.owner(host, socket);
+                self.push_event(EventKind::CongestionChanged {
+                    connection: who.map(|(c, _)| c),
+                    host: self.hosts.name(host).clone(),
+                    side: who.map(|(_, s)| s),
+                    cwnd,
+                    ssthresh,
+                    phase,
+                });
+            }
             Output::Accepted { socket, .. } => self.adopt(host, socket),
             Output::Readable { socket } => {
                 if !readable.contains(&socket) {

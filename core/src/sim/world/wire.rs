@@ -24,7 +24,7 @@ use crate::engine::Segment;
 use crate::engine::segment::DecodeError;
 use crate::sim::event::{ConnId, DropReason, EventKind, WireSegment};
 use crate::sim::fault::{FaultAction, FaultRule, FaultSpec};
-use crate::sim::link::{LinkDir, LinkParams};
+use crate::sim::link::{Admission, LinkDir, LinkParams};
 use crate::time::{Duration, Instant};
 
 /// Where a segment comes from, as the log tells it.
@@ -213,6 +213,11 @@ impl Wire {
     }
 
     /// Every explicitly set link direction, in host order.
+    /// Octets and segments waiting in the queue of the link `from` -> `to` at `now`.
+    pub(super) fn queue(&self, from: HostId, to: HostId, now: Instant) -> (u64, u32) {
+        self.links.get(&(from, to)).map_or((0, 0), |d| d.occupancy(now))
+    }
+
     pub(super) fn links(&self) -> impl Iterator<Item = (HostId, HostId, &LinkParams)> {
         let mut keys: Vec<_> = self.links.keys().copied().collect();
         keys.sort_unstable();
@@ -352,11 +357,26 @@ impl Wire {
         let start = now + delay;
         // (The link is looked up again only when it has a bandwidth to keep busy.)
         let leaves = match (params.bandwidth_bps > 0).then(|| self.links.get_mut(&(from, to))).flatten() {
-            Some(dir) => {
-                let begin = start.max(dir.busy_until);
-                dir.busy_until = begin + params.serialisation(packet.wire_len());
-                dir.busy_until
-            }
+            Some(dir) => match dir.admit(start, packet.wire_len()) {
+                Admission::Sent(leaves) => leaves,
+                Admission::Queued { transmit, leaves, bytes, packets } => {
+                    log.push(
+                        now,
+                        EventKind::SegmentQueued {
+                            queued_bytes: bytes,
+                            queued_packets: packets,
+                            transmit_ns: transmit.as_nanos(),
+                            segment: packet.logged(hosts),
+                        },
+                    );
+                    leaves
+                }
+                Admission::Full => {
+                    let segment = packet.logged(hosts);
+                    log.push(now, EventKind::SegmentDropped { reason: DropReason::QueueFull, fault: None, segment });
+                    return id;
+                }
+            },
             None => start,
         };
         if copies == 2 {
