@@ -89,6 +89,9 @@ fn our_scripts_for_the_seed_claims_all_pass() {
         "simultaneous-open",
         "simultaneous-close",
         "rst-to-closed-port",
+        "slow-start",
+        "fast-retransmit",
+        "newreno-partial-ack",
     ] {
         assert!(stdout.contains(&format!("PASS tests/packetdrill/{claim}.pkt")), "{claim}: {stdout}");
     }

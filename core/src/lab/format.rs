@@ -598,6 +598,16 @@ pub struct ExpectTcb {
     pub error: Option<String>,
     /// Milliseconds left on the TIME_WAIT timer (`-1`: not running).
     pub time_wait_left_ms: Option<i64>,
+    /// The congestion window, octets (RFC 5681).
+    pub cwnd: Option<u32>,
+    /// The slow start threshold, octets (`-1`: still "arbitrarily high").
+    pub ssthresh: Option<i64>,
+    /// Octets sent and not acknowledged.
+    pub flight_size: Option<u32>,
+    /// `slow_start`, `congestion_avoidance` or `fast_recovery`.
+    pub cc_phase: Option<crate::engine::CcPhase>,
+    /// Duplicate ACKs in a row.
+    pub dup_acks: Option<u32>,
 }
 
 /// One segment on the wire as an expectation: every field given must match.

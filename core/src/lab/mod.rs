@@ -39,6 +39,10 @@ pub fn builtin() -> Vec<(&'static str, &'static str)> {
         "syn-retransmission",
         "rst-to-closed-port",
         "zero-window-probe",
+        "slow-start",
+        "fast-retransmit",
+        "newreno-partial-ack",
+        "rto-collapse",
     ]
 }
 

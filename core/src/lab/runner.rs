@@ -705,7 +705,7 @@ impl Ctx<'_> {
             }
         };
         let now = self.world.now().as_nanos();
-        let numbers: [(&str, Option<u64>, u64); 11] = [
+        let numbers: [(&str, Option<u64>, u64); 14] = [
             ("ISS", e.iss.map(u64::from), u64::from(status.iss)),
             ("IRS", e.irs.map(u64::from), u64::from(status.irs)),
             ("SND.UNA", e.snd_una.map(u64::from), u64::from(status.snd_una)),
@@ -717,6 +717,9 @@ impl Ctx<'_> {
             ("send buffered", e.send_buffered.map(|v| v as u64), status.send_buffered as u64),
             ("receive buffered", e.recv_buffered.map(|v| v as u64), status.recv_buffered as u64),
             ("retries", e.retries.map(u64::from), u64::from(status.retries)),
+            ("cwnd", e.cwnd.map(u64::from), u64::from(status.cwnd)),
+            ("FlightSize", e.flight_size.map(u64::from), u64::from(status.flight_size)),
+            ("duplicate ACKs", e.dup_acks.map(u64::from), u64::from(status.dup_acks)),
         ];
         for (name, expected, got) in numbers {
             if let Some(expected) = expected {
@@ -726,6 +729,19 @@ impl Ctx<'_> {
         if let Some(expected) = &e.error {
             let got = status.error.map_or("none", |err| err.errno());
             self.compare(format!("{prefix} error"), expected.to_ascii_uppercase().replace("NONE", "none"), got.into());
+        }
+        if let Some(expected) = e.ssthresh {
+            let got = status.ssthresh.map_or(-1, i64::from);
+            self.compare(format!("{prefix} ssthresh"), expected.to_string(), got.to_string());
+        }
+        if let Some(expected) = e.cc_phase {
+            let name =
+                |p: crate::engine::CcPhase| serde_json::to_value(p).ok().and_then(|v| v.as_str().map(String::from));
+            self.compare(
+                format!("{prefix} phase"),
+                name(expected).unwrap_or_default(),
+                name(status.cc_phase).unwrap_or_default(),
+            );
         }
         if let Some(expected) = e.time_wait_left_ms {
             let got = status.timers.time_wait.map_or(-1, |deadline| (deadline.saturating_sub(now) / MS) as i64);

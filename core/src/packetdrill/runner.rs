@@ -1483,6 +1483,10 @@ impl Runner {
     fn python(&mut self, code: &str) -> Step {
         for stmt in code.lines().flat_map(|l| l.split(';')).map(str::trim).filter(|s| !s.is_empty()) {
             let words: Vec<&str> = stmt.split_whitespace().collect();
+            if let ["assert", name @ ("tcpi_snd_cwnd" | "tcpi_snd_ssthresh"), op, want] = words.as_slice() {
+                self.assert_window(name, op, want)?;
+                continue;
+            }
             let ["assert", "tcpi_state", "==", want] = words.as_slice() else {
                 return skip(format!("python statement `{stmt}`"));
             };
@@ -1514,7 +1518,49 @@ impl Runner {
         }
         Ok(())
     }
+
+    /// `assert tcpi_snd_cwnd OP N` or `tcpi_snd_ssthresh`: the current
+    /// endpoint's cwnd or ssthresh in segments of its SMSS, as Linux's
+    /// `tcp_info` reports them (ssthresh "arbitrarily high" is
+    /// `TCP_INFINITE_SSTHRESH`, 2147483647).
+    fn assert_window(&self, name: &str, op: &str, want: &str) -> Step {
+        let Ok(want) = want.parse::<u64>() else {
+            return fail(format!("{name}: expected a number of segments 0..=18446744073709551615, got `{want}`"));
+        };
+        let Some(FdKind::Conn { conn, side }) = self.current.clone() else {
+            return fail(format!("{name}: no connection to read it from (no accept or connect yet)"));
+        };
+        let status = match self.world.status(conn, side) {
+            Ok(status) => status,
+            Err(e) => return fail(format!("{name}: {e}")),
+        };
+        let smss = u64::from(status.snd_mss.max(1));
+        let got = match name {
+            "tcpi_snd_cwnd" => u64::from(status.cwnd) / smss,
+            _ => status.ssthresh.map_or(TCP_INFINITE_SSTHRESH, |s| u64::from(s) / smss),
+        };
+        let holds = match op {
+            "==" => got == want,
+            "!=" => got != want,
+            "<" => got < want,
+            "<=" => got <= want,
+            ">" => got > want,
+            ">=" => got >= want,
+            _ => return skip(format!("python operator `{op}`")),
+        };
+        if holds {
+            return Ok(());
+        }
+        Err(Stop::Fail {
+            actual: Some(format!("{name} == {got}")),
+            reason: format!("expected {name} {op} {want} (segments of {smss} octets)"),
+        })
+    }
 }
+
+/// Linux's `TCP_INFINITE_SSTHRESH` (include/net/tcp.h): what `tcp_info`
+/// reports for an ssthresh that no loss has set yet.
+const TCP_INFINITE_SSTHRESH: u64 = 0x7fff_ffff;
 
 /// A state by the name sockstat or `tcp_info` give it.
 fn state_by_sockstat_name(name: &str) -> Option<State> {
