@@ -834,3 +834,83 @@ fn random_isns_come_from_the_seed() {
     assert_eq!(isn(5), isn(5));
     assert_ne!(isn(5), isn(6));
 }
+
+mod congestion_properties {
+    //! Whatever the link (rate, queue, loss, delay) and the algorithm, a bulk
+    //! transfer ends: it is delivered whole, or the sender gives up with
+    //! ETIMEDOUT. It never stalls with data unsent and no timer running.
+    use super::*;
+    use proptest::prelude::*;
+    use tcplab::engine::{CcAlgorithm, InitialWindow};
+
+    fn link() -> impl Strategy<Value = LinkParams> {
+        let rate = prop_oneof![Just(0u64), 20_000u64..20_000_000];
+        (rate, prop_oneof![Just(0u64), 1u64..3_000, 3_000u64..70_000], 0u32..40, 0.0f64..0.3, 0.0f64..40.0).prop_map(
+            |(bandwidth_bps, queue, packets, loss, latency)| {
+                let rated = bandwidth_bps > 0;
+                LinkParams {
+                    latency_ms: latency,
+                    loss,
+                    bandwidth_bps,
+                    queue_bytes: if rated { queue } else { 0 },
+                    queue_packets: if rated { packets } else { 0 },
+                    ..LinkParams::default()
+                }
+            },
+        )
+    }
+
+    fn profile() -> impl Strategy<Value = Profile> {
+        let cc = prop_oneof![Just(CcAlgorithm::NewReno), Just(CcAlgorithm::Reno), Just(CcAlgorithm::Cubic)];
+        let iw = prop_oneof![Just(InitialWindow::Rfc5681), (1u32..20).prop_map(InitialWindow::Segments)];
+        (cc, iw, any::<bool>(), prop_oneof![Just(536u16), Just(1460)]).prop_map(|(cc, initial_window, lt, mss)| {
+            Profile {
+                cc,
+                initial_window,
+                limited_transmit: if lt { Switch::On } else { Switch::Off },
+                mss,
+                ..Profile::default()
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn a_transfer_is_delivered_or_times_out_and_never_stalls(
+            link in link(),
+            profile in profile(),
+            len in 1usize..150_000,
+            seed in 0u64..1000,
+        ) {
+            link.validate().expect("a valid link");
+            let mut world = world_with(profile, seed);
+            world.set_link("A", "B", link.clone()).unwrap();
+            listen(&mut world, None);
+            let conn = connect(&mut world);
+            world.run_until_idle(100_000, ms(600_000));
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            if world.status(conn, Side::Client).map(|s| s.state) == Ok(State::Established) {
+                let mut queued = 0;
+                while queued < data.len() {
+                    queued += world.send(conn, Side::Client, &data[queued..]).unwrap();
+                    world.run_until_idle(2_000_000, ms(3_600_000));
+                }
+            }
+            let outcome = world.run_until_idle(2_000_000, ms(3_600_000));
+            prop_assert!(outcome.idle, "the world settles: {outcome:?} over {link:?}");
+            let client = world.status(conn, Side::Client).unwrap();
+            let delivered = world.received(conn, Side::Server).map(|r| r == &data[..]).unwrap_or(false);
+            let timed_out = client.error == Some(ConnError::TimedOut);
+            prop_assert!(
+                delivered || timed_out,
+                "neither delivered nor timed out: {} of {len} octets arrived, client {client:?}, link {link:?}",
+                world.received(conn, Side::Server).map_or(0, <[u8]>::len)
+            );
+            if delivered {
+                prop_assert_eq!(client.send_buffered, 0);
+                prop_assert_eq!(client.flight_size, 0);
+            }
+        }
+    }
+}
