@@ -40,8 +40,10 @@ pub fn builtin() -> Vec<(&'static str, &'static str)> {
         "rst-to-closed-port",
         "zero-window-probe",
         "slow-start",
+        "congestion-avoidance",
         "fast-retransmit",
         "newreno-partial-ack",
+        "reno-vs-newreno",
         "rto-collapse",
     ]
 }

@@ -6,7 +6,7 @@ use crate::engine::Isn;
 #[test]
 fn every_builtin_lab_parses_and_passes() {
     let labs = builtin();
-    assert_eq!(labs.len(), 16, "the seed's twelve labs and four of congestion control");
+    assert_eq!(labs.len(), 18, "the seed's twelve labs and six of congestion control");
     for (name, _) in labs {
         let lab = builtin_lab(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = run(&lab);
