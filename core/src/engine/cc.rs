@@ -127,24 +127,57 @@ pub struct Congestion {
     pub cwnd: u32,
     /// The slow start threshold, in octets; [`SSTHRESH_INFINITE`] until a loss.
     pub ssthresh: u32,
+    /// What only a sender that has sent data needs; allocated with its first
+    /// data segment, so an idle connection pays one pointer for it.
+    active: Option<Box<Active>>,
+}
+
+/// The congestion state of a sender that has sent data.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Active {
     /// Octets acknowledged since cwnd last grew in congestion avoidance
     /// (RFC 5681 section 3.1's byte counting: one SMSS per cwnd acknowledged).
     bytes_acked: u32,
-    /// CUBIC's curve; allocated at its first use, so an idle connection
-    /// (and every connection of the other algorithms) pays one pointer.
-    cubic: Option<Box<Cubic>>,
+    /// When data last left, for RFC 5681 section 4.1's restart after idle.
+    last_data_sent: u64,
+    /// CUBIC's curve, from its first congestion event or epoch.
+    cubic: Option<Cubic>,
 }
 
 impl Congestion {
     /// A sender before its first segment: cwnd is `initial` octets.
     pub fn new(initial: u32) -> Self {
-        Congestion { cwnd: initial, ssthresh: SSTHRESH_INFINITE, bytes_acked: 0, cubic: None }
+        Congestion { cwnd: initial, ssthresh: SSTHRESH_INFINITE, active: None }
+    }
+
+    fn active(&mut self) -> &mut Active {
+        self.active.get_or_insert_with(Box::default)
+    }
+
+    fn reset_count(&mut self) {
+        if let Some(active) = self.active.as_mut() {
+            active.bytes_acked = 0;
+        }
+    }
+
+    fn cubic(&mut self) -> Option<&mut Cubic> {
+        self.active.as_mut().and_then(|a| a.cubic.as_mut())
+    }
+
+    /// A data segment left at `now`.
+    pub fn on_data_sent(&mut self, now: u64) {
+        self.active().last_data_sent = now;
+    }
+
+    /// When data last left, if it ever did.
+    pub fn last_data_sent(&self) -> Option<u64> {
+        self.active.as_ref().map(|a| a.last_data_sent)
     }
 
     /// Starts over with `cwnd` octets (the handshake told us the SMSS).
     pub fn restart(&mut self, cwnd: u32) {
         self.cwnd = cwnd;
-        self.bytes_acked = 0;
+        self.reset_count();
     }
 
     /// The phase outside recovery (the TCB knows whether it is recovering).
@@ -171,15 +204,18 @@ impl Congestion {
         }
         match algo {
             CcAlgorithm::Reno | CcAlgorithm::NewReno => {
-                self.bytes_acked = self.bytes_acked.saturating_add(acked);
-                if self.bytes_acked >= self.cwnd {
-                    self.bytes_acked -= self.cwnd;
-                    self.cwnd = self.cwnd.saturating_add(smss);
+                let cwnd = self.cwnd;
+                let active = self.active();
+                active.bytes_acked = active.bytes_acked.saturating_add(acked);
+                if active.bytes_acked >= cwnd {
+                    active.bytes_acked -= cwnd;
+                    self.cwnd = cwnd.saturating_add(smss);
                 }
             }
             CcAlgorithm::Cubic => {
-                let cubic = self.cubic.get_or_insert_with(Box::default);
-                self.cwnd = cubic.on_ack(self.cwnd, acked, smss, now, srtt_ns);
+                let cwnd = self.cwnd;
+                let cubic = self.active().cubic.get_or_insert_with(Cubic::default);
+                self.cwnd = cubic.on_ack(cwnd, acked, smss, now, srtt_ns);
             }
         }
     }
@@ -190,7 +226,7 @@ impl Congestion {
     pub fn on_fast_retransmit(&mut self, algo: CcAlgorithm, flight_size: u32, smss: u32) {
         self.ssthresh = self.reduced_ssthresh(algo, flight_size, smss);
         self.cwnd = self.ssthresh.saturating_add(3 * smss);
-        self.bytes_acked = 0;
+        self.reset_count();
     }
 
     /// Another duplicate ACK in fast recovery: one more segment has left the
@@ -218,9 +254,10 @@ impl Congestion {
             CcAlgorithm::Reno => self.ssthresh,
             CcAlgorithm::NewReno | CcAlgorithm::Cubic => self.ssthresh.min(flight_size.max(smss).saturating_add(smss)),
         };
-        self.bytes_acked = 0;
-        if let Some(cubic) = self.cubic.as_mut() {
-            cubic.start_epoch(self.cwnd, smss, now);
+        self.reset_count();
+        let cwnd = self.cwnd;
+        if let Some(cubic) = self.cubic() {
+            cubic.start_epoch(cwnd, smss, now);
         }
     }
 
@@ -235,8 +272,8 @@ impl Congestion {
             self.ssthresh = self.reduced_ssthresh(algo, flight_size, smss);
         }
         self.cwnd = smss;
-        self.bytes_acked = 0;
-        if let Some(cubic) = self.cubic.as_mut() {
+        self.reset_count();
+        if let Some(cubic) = self.cubic() {
             cubic.epoch_start = None;
         }
     }
@@ -245,7 +282,7 @@ impl Congestion {
     /// is at most the restart window `min(IW, cwnd)`.
     pub fn after_idle(&mut self, initial: u32) {
         self.cwnd = self.cwnd.min(initial);
-        if let Some(cubic) = self.cubic.as_mut() {
+        if let Some(cubic) = self.cubic() {
             cubic.epoch_start = None;
         }
     }
@@ -259,8 +296,9 @@ impl Congestion {
         match algo {
             CcAlgorithm::Reno | CcAlgorithm::NewReno => (flight_size / 2).max(floor),
             CcAlgorithm::Cubic => {
-                let cubic = self.cubic.get_or_insert_with(Box::default);
-                cubic.on_congestion(self.cwnd, smss);
+                let cwnd = self.cwnd;
+                let cubic = self.active().cubic.get_or_insert_with(Cubic::default);
+                cubic.on_congestion(cwnd, smss);
                 ((f64::from(flight_size) * CUBIC_BETA) as u32).max(floor)
             }
         }

@@ -220,8 +220,6 @@ pub struct Tcb {
     recover: SeqNumber,
     /// cwnd and ssthresh (RFC 5681), and what the profile's algorithm keeps between ACKs.
     cc: Congestion,
-    /// When data last left, for RFC 5681 section 4.1's restart after idle ([`NEVER`] before).
-    last_data_sent: u64,
 
     timers: Deadlines,
     rtt: RttEstimator,
@@ -287,7 +285,6 @@ impl Tcb {
             dup_acks: 0,
             recover: iss,
             cc: Congestion::new(profile.initial_window.octets(u32::from(DEFAULT_PEER_MSS.min(profile.mss)))),
-            last_data_sent: NEVER,
             timers: Deadlines::default(),
             rtt,
             rtt_probe: None,
@@ -1290,12 +1287,11 @@ impl Tcb {
         if may_send
             && self.snd_una == self.snd_nxt
             && !self.tx.is_empty()
-            && self.last_data_sent != NEVER
-            && now.saturating_sub(self.last_data_sent) > self.rtt.rto
+            && self.cc.last_data_sent().is_some_and(|sent| now.saturating_sub(sent) > self.rtt.rto)
         {
             let before = self.congestion_view();
             self.cc.after_idle(self.initial_window());
-            self.last_data_sent = now;
+            self.cc.on_data_sent(now);
             self.report_congestion(Some(before), out);
         }
         if self.rexmit_due {
@@ -1463,7 +1459,7 @@ impl Tcb {
                 self.timers.retransmit = now + self.rtt.rto;
             }
             if !segment.payload.is_empty() {
-                self.last_data_sent = now;
+                self.cc.on_data_sent(now);
             }
             if retransmission {
                 self.rtt_probe = None; // Karn's algorithm
@@ -1522,5 +1518,18 @@ impl Tcb {
         self.tx = SendBuffer::default();
         self.ooo = None;
         self.set_state(State::Closed, cause, rfc, out);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// An idle endpoint pays 16 octets for congestion control (cwnd,
+    /// ssthresh and one pointer): a TCB is 360 octets, 344 before congestion
+    /// control, so an idle connection (two endpoints) grows by 32. What a
+    /// sender needs beyond that comes with its first data segment.
+    #[test]
+    fn congestion_control_costs_an_idle_endpoint_sixteen_octets() {
+        assert_eq!(std::mem::size_of::<super::Congestion>(), 16);
+        assert!(std::mem::size_of::<super::Tcb>() <= 360, "{}", std::mem::size_of::<super::Tcb>());
     }
 }
