@@ -672,6 +672,17 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
         Some("profile.handshake"),
     );
     assert_error(&rest.post("/api/v1/sessions", json!({"profile": {"isn": "soon"}})).await, bad, inv, Some("isn"));
+    // Congestion control settings: the algorithm by name, the initial window in range.
+    for (profile, field) in [
+        (json!({"cc": "bbr"}), "profile.cc"),
+        (json!({"initial_window": 0}), "profile.initial_window"),
+        (json!({"initial_window": 1001}), "profile.initial_window"),
+        (json!({"initial_window": "iw10"}), "profile.initial_window"),
+        (json!({"limited_transmit": "sometimes"}), "profile.limited_transmit"),
+    ] {
+        let got = rest.post("/api/v1/sessions", json!({ "profile": profile })).await;
+        assert_error(&got, bad, inv, Some(field));
+    }
     assert_error(&rest.post("/api/v1/sessions", json!({"speed": 0})).await, bad, inv, Some("speed"));
     assert_error(&rest.post("/api/v1/sessions", json!({"colour": "red"})).await, bad, inv, Some("colour"));
     assert_error(

@@ -132,6 +132,18 @@ fn grpc_takes_every_profile_setting_rest_takes() {
     })
     .expect("gRPC takes it");
     assert_eq!(grpc, rest);
+    let refused = Profile::try_from(pb::Profile {
+        initial_window: Some(pb::profile::InitialWindow::Rfc5681InitialWindow(false)),
+        ..pb::Profile::default()
+    });
+    assert_eq!(invalid_field(&refused.expect_err("false is refused")), "profile.rfc5681_initial_window");
+    let too_big = Profile::try_from(pb::Profile {
+        initial_window: Some(pb::profile::InitialWindow::InitialWindowSegments(1001)),
+        ..pb::Profile::default()
+    });
+    assert_eq!(invalid_field(&too_big.expect_err("out of range")), "profile.initial_window");
+    let unknown = Profile::try_from(pb::Profile { cc: 99, ..pb::Profile::default() });
+    assert_eq!(invalid_field(&unknown.expect_err("no such algorithm")), "profile.cc");
     let (given, default) = (serde_json::to_value(&rest).unwrap(), serde_json::to_value(Profile::default()).unwrap());
     for setting in &settings {
         assert_ne!(given.get(setting), default.get(setting), "{setting} must differ from its default to be tested");
