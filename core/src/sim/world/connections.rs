@@ -28,8 +28,10 @@ pub struct End {
     socket: Option<SocketId>,
     /// Its state (kept after the TCB is deleted).
     pub state: State,
-    /// The TCB as it was when it reached CLOSED.
-    final_status: Option<TcbStatus>,
+    /// The TCB as it was when it reached CLOSED. Boxed because every open
+    /// end carries the slot and only closed ones fill it: inline it would
+    /// cost each idle connection two full statuses.
+    final_status: Option<Box<TcbStatus>>,
     /// Everything received, in order (when the world keeps data).
     pub received: Vec<u8>,
     /// Count of octets received.
@@ -62,7 +64,7 @@ impl End {
 
     /// Its last status, once CLOSED.
     pub(super) fn final_status(&self) -> Option<&TcbStatus> {
-        self.final_status.as_ref()
+        self.final_status.as_deref()
     }
 }
 
@@ -384,7 +386,7 @@ impl Connections {
         if let Some(end) = conn.end_mut(side) {
             end.socket = None;
             end.state = State::Closed;
-            end.final_status = Some(status);
+            end.final_status = Some(Box::new(status));
         }
         if side == Side::Client && conn.server.is_none() {
             self.pending_clients.remove(&tuple);
