@@ -914,3 +914,73 @@ mod congestion_properties {
         }
     }
 }
+
+/// Two host pairs, A1 -> B1 and A2 -> B2, whose links both cross one 2 Mb/s
+/// bottleneck with a 16 KiB queue: the two transfers share its rate, so
+/// together they take at least their total size over that rate, about
+/// twice as long as the same links with a queue each.
+#[test]
+fn two_host_pairs_crossing_one_bottleneck_share_its_rate_and_queue() {
+    const LEN: usize = 200_000;
+    let finish = |shared: bool| {
+        let mut world = World::new(WorldConfig { seed: 7, ..WorldConfig::default() }).unwrap();
+        for (name, ip) in [("A1", "10.0.0.1"), ("A2", "10.0.0.2"), ("B1", "10.0.1.1"), ("B2", "10.0.1.2")] {
+            world.add_host(name, ip.parse().unwrap(), HostKind::Tcp).unwrap();
+        }
+        let link =
+            LinkParams { latency_ms: 10.0, bandwidth_bps: 2_000_000, queue_bytes: 16_384, ..LinkParams::default() };
+        let mut conns = Vec::new();
+        for (a, b) in [("A1", "B1"), ("A2", "B2")] {
+            world.set_link_through(a, b, link.clone(), shared.then_some("mid")).unwrap();
+            world.listen(ListenSpec { host: b.into(), port: 80, isn: None, profile: None, backlog: None }).unwrap();
+            let spec = ConnectSpec { client: a.into(), server: b.into(), port: 80, ..ConnectSpec::default() };
+            conns.push(world.connect(spec).unwrap());
+        }
+        world.run_until_idle(100_000, ms(10_000));
+        let (a1, a2) = (world.host_id("A1").unwrap(), world.host_id("A2").unwrap());
+        let (b1, b2) = (world.host_id("B1").unwrap(), world.host_id("B2").unwrap());
+        assert_eq!(world.link_bottleneck(a1, b1), shared.then_some(("mid", true)));
+        assert_eq!(world.link_bottleneck(b2, a2), shared.then_some(("mid", false)));
+        let start = world.now();
+        let data = vec![7u8; LEN];
+        let mut queued = [0usize; 2];
+        let mut saw_shared_queue = false;
+        while queued.iter().any(|&q| q < LEN) {
+            for (i, &conn) in conns.iter().enumerate() {
+                queued[i] += world.send(conn, Side::Client, &data[queued[i]..]).unwrap();
+            }
+            let until = world.now() + ms(50);
+            world.run_until(until);
+            let (q1, q2) = (world.link_queue(a1, b1), world.link_queue(a2, b2));
+            saw_shared_queue |= q1.0 > 0 && q1 == q2;
+        }
+        world.run_until_idle(2_000_000, ms(600_000));
+        for &conn in &conns {
+            let server = world.status(conn, Side::Server).unwrap();
+            assert_eq!(server.rcv_nxt.wrapping_sub(server.irs).wrapping_sub(1) as usize, LEN, "delivered whole");
+        }
+        if shared {
+            assert!(saw_shared_queue, "both links report the one queue they share");
+        }
+        (world.now() - start).as_nanos() as f64 / 1e9
+    };
+    let (together, apart) = (finish(true), finish(false));
+    // 2 x 200 000 octets plus headers at 2 Mb/s: at least 1.6 s on one wire.
+    assert!(together >= 1.6, "shared: {together} s");
+    assert!(apart < 1.2, "apart: {apart} s");
+}
+
+#[test]
+fn a_bottleneck_needs_a_rate_and_a_plain_name() {
+    let mut world = seed_world();
+    let field = |r: Result<(), tcplab::sim::WorldError>| match r {
+        Err(tcplab::sim::WorldError::Link(e)) => e.field,
+        other => panic!("expected a link error, got {other:?}"),
+    };
+    let unrated = LinkParams::default();
+    assert_eq!(field(world.set_link_through("A", "B", unrated, Some("mid"))), "bottleneck");
+    let rated = LinkParams { bandwidth_bps: 1_000_000, ..LinkParams::default() };
+    assert_eq!(field(world.set_link_through("A", "B", rated.clone(), Some("a b"))), "bottleneck");
+    assert_eq!(field(world.set_link_through("A", "B", rated.clone(), Some(""))), "bottleneck");
+    assert!(world.set_link_through("A", "B", rated, Some("mid")).is_ok());
+}

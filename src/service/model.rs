@@ -218,6 +218,15 @@ pub struct SetLink {
     /// Drop-tail transmit queue in segments (0: unlimited; at most 1000000; needs `bandwidth_bps`).
     #[serde(default)]
     pub queue_packets: Option<u32>,
+    /// A bottleneck this link crosses (1 to 64 letters, digits, `-`, `_`,
+    /// `.`; needs `bandwidth_bps`; at most 256 per session). Every link
+    /// naming it shares one transmitter and drop-tail queue per direction,
+    /// `a` -> `b` forward and `b` -> `a` back: a dumbbell's middle link. Its
+    /// rate and capacity are this link's `bandwidth_bps`, `queue_bytes` and
+    /// `queue_packets` from now on, for every link crossing it; latency and
+    /// the impairments stay each link's own. Absent: the link has its own queue.
+    #[serde(default)]
+    pub bottleneck: Option<String>,
 }
 
 /// A link direction's settings.
@@ -247,8 +256,13 @@ pub struct LinkInfo {
     pub queue_packets: u32,
     /// Octets waiting in the queue now (IP headers included).
     pub queued_bytes: u64,
-    /// Segments waiting in the queue now.
+    /// Segments waiting in the queue now (the bottleneck's, shared, when it crosses one).
     pub queued_packets: u32,
+    /// The bottleneck it crosses, if any.
+    pub bottleneck: Option<String>,
+    /// Whether it crosses the bottleneck from the `a` side of the link that
+    /// named it to the `b` side (`false`: back, or no bottleneck).
+    pub bottleneck_forward: bool,
 }
 
 /// `POST .../listeners`.

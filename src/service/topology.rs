@@ -69,8 +69,10 @@ impl LabService {
         }
         let record = Command::SetLink { args: req.clone() };
         self.command(sid, record, move |s| {
-            s.world.set_link(&req.a, &req.b, params.clone())?;
-            Ok(link_info(&req.a, &req.b, &params, (0, 0)))
+            s.world.set_link_through(&req.a, &req.b, params.clone(), req.bottleneck.as_deref())?;
+            let (a, b) = (s.world.host_id(&req.a)?, s.world.host_id(&req.b)?);
+            let queued = s.world.link_queue(a, b);
+            Ok(link_info(&req.a, &req.b, s.world.link(a, b), queued, s.world.link_bottleneck(a, b)))
         })
         .await
     }
@@ -87,7 +89,8 @@ impl LabService {
                     .links()
                     .map(|(a, b, p)| {
                         let queued = s.world.link_queue(a, b);
-                        link_info(s.world.host_name(a), s.world.host_name(b), p, queued)
+                        let bottleneck = s.world.link_bottleneck(a, b);
+                        link_info(s.world.host_name(a), s.world.host_name(b), p, queued, bottleneck)
                     })
                     .collect())
             })
@@ -96,7 +99,13 @@ impl LabService {
 }
 
 /// A link direction as the API shows it, with what waits in its queue (`queued`: octets, segments).
-pub(super) fn link_info(a: &str, b: &str, p: &LinkParams, queued: (u64, u32)) -> LinkInfo {
+pub(super) fn link_info(
+    a: &str,
+    b: &str,
+    p: &LinkParams,
+    queued: (u64, u32),
+    bottleneck: Option<(&str, bool)>,
+) -> LinkInfo {
     LinkInfo {
         a: a.to_string(),
         b: b.to_string(),
@@ -111,5 +120,7 @@ pub(super) fn link_info(a: &str, b: &str, p: &LinkParams, queued: (u64, u32)) ->
         queue_packets: p.queue_packets,
         queued_bytes: queued.0,
         queued_packets: queued.1,
+        bottleneck: bottleneck.map(|(name, _)| name.to_string()),
+        bottleneck_forward: bottleneck.is_some_and(|(_, forward)| forward),
     }
 }

@@ -40,8 +40,8 @@ const ACTIONS = {
   'set-link': (f, sid) => ['PUT', `/sessions/${sid}/links`, clean({
     a: str(f, 'a'), b: str(f, 'b'), latency_ms: num(f, 'latency_ms'), jitter_ms: num(f, 'jitter_ms'), loss: num(f, 'loss'),
     duplicate: num(f, 'duplicate'), reorder: num(f, 'reorder'), corrupt: num(f, 'corrupt'), bandwidth_bps: num(f, 'bandwidth_bps'),
-    queue_bytes: num(f, 'queue_bytes'), queue_packets: num(f, 'queue_packets'),
-  }), (r) => `link ${r.a} ⇄ ${r.b} set`],
+    queue_bytes: num(f, 'queue_bytes'), queue_packets: num(f, 'queue_packets'), bottleneck: str(f, 'bottleneck'),
+  }), (r) => `link ${r.a} ⇄ ${r.b} set${r.bottleneck ? ` through ${r.bottleneck}` : ''}`],
   'add-listener': (f, sid) => ['POST', `/sessions/${sid}/listeners`, clean({ host: str(f, 'host'), port: num(f, 'port'), isn: num(f, 'isn') }),
     (r) => `listener L${r.id} on ${r.host}:${r.port}`],
   'open-connection': (f, sid) => ['POST', `/sessions/${sid}/connections`, clean({

@@ -51,7 +51,7 @@ export function renderTopology(box, data, actions) {
     const seen = new Set();
     for (const l of links) {
       const back = links.find((o) => o.a === l.b && o.b === l.a);
-      const same = back && ['latency_ms', 'jitter_ms', 'loss', 'duplicate', 'reorder', 'corrupt', 'bandwidth_bps', 'queue_bytes', 'queue_packets'].every((k) => back[k] === l[k]);
+      const same = back && ['latency_ms', 'jitter_ms', 'loss', 'duplicate', 'reorder', 'corrupt', 'bandwidth_bps', 'queue_bytes', 'queue_packets', 'bottleneck'].every((k) => back[k] === l[k]);
       const pair = [l.a, l.b].sort().join('|');
       if (same && seen.has(pair)) continue;
       seen.add(pair);
@@ -61,6 +61,7 @@ export function renderTopology(box, data, actions) {
       if (l.bandwidth_bps) imp.push(`${(l.bandwidth_bps / 1e6).toFixed(2)} Mb/s`);
       if (l.queue_bytes) imp.push(`queue ${l.queue_bytes} B`);
       if (l.queue_packets) imp.push(`queue ${l.queue_packets} seg`);
+      if (l.bottleneck) imp.push(`through ${l.bottleneck}`);
       if (l.queued_bytes) imp.push(`${l.queued_bytes} B waiting`);
       shown.push(el('span', { class: 'chip link', 'data-testid': 'topo-link' }, `${l.a} ${same ? '⇄' : '→'} ${l.b}: ${imp.join(', ')}`));
     }

@@ -346,6 +346,9 @@ pub struct LinkDef {
     pub queue_bytes: Option<u64>,
     /// Drop-tail transmit queue, segments (0: unlimited; needs a bandwidth).
     pub queue_packets: Option<u32>,
+    /// A bottleneck this link crosses, shared with every link naming it
+    /// (see [`World::set_link_through`](crate::sim::World::set_link_through)).
+    pub bottleneck: Option<String>,
 }
 
 impl LinkDef {

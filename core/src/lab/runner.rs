@@ -167,7 +167,7 @@ impl Lab {
             world.add_host(&host.name, host.ip, host.kind)?;
         }
         for link in &self.links {
-            world.set_link(&link.a, &link.b, link.params())?;
+            world.set_link_through(&link.a, &link.b, link.params(), link.bottleneck.as_deref())?;
         }
         Ok(())
     }

@@ -129,10 +129,37 @@ impl LinkParams {
     }
 }
 
-/// One direction of a link and its queue.
+/// One direction of a link: its settings and, when it crosses a named
+/// bottleneck, which of the bottleneck's two transmitters it shares.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LinkDir {
     pub params: LinkParams,
+    /// Its own transmitter, used unless it crosses a bottleneck.
+    pub tx: Transmitter,
+    /// The bottleneck it crosses (its slot in the wire's table) and whether
+    /// it crosses it forward (from the `a` side of the link that named it
+    /// to the `b` side) or back.
+    pub bottleneck: Option<(u32, bool)>,
+}
+
+impl LinkDir {
+    /// Hands a segment of `wire_len` octets to its own transmitter at `at`.
+    #[cfg(test)]
+    pub fn admit(&mut self, at: Instant, wire_len: usize) -> Admission {
+        self.tx.admit(at, wire_len, &self.params)
+    }
+
+    /// Its own queue at `now`.
+    #[cfg(test)]
+    pub fn occupancy(&self, now: Instant) -> (u64, u32) {
+        self.tx.occupancy(now)
+    }
+}
+
+/// A transmitter and its drop-tail queue: one per link direction, or one
+/// per direction of a bottleneck that several links cross.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Transmitter {
     /// When the transmitter is free again (bandwidth).
     pub busy_until: Instant,
     /// Segments waiting for the transmitter, oldest first: when each starts
@@ -155,18 +182,19 @@ pub(crate) enum Admission {
     Full,
 }
 
-impl LinkDir {
-    /// Hands a segment of `wire_len` octets to the transmitter at `at`.
-    pub fn admit(&mut self, at: Instant, wire_len: usize) -> Admission {
+impl Transmitter {
+    /// Hands a segment of `wire_len` octets to the transmitter at `at`, at
+    /// the rate and with the queue capacity of `params`.
+    pub fn admit(&mut self, at: Instant, wire_len: usize, params: &LinkParams) -> Admission {
         self.drain(at);
         let begin = at.max(self.busy_until);
-        let leaves = begin + self.params.serialisation(wire_len);
+        let leaves = begin + params.serialisation(wire_len);
         let len = wire_len as u64 + 20;
         if begin <= at {
             self.busy_until = leaves;
             return Admission::Sent(leaves);
         }
-        let (limit_bytes, limit_packets) = (self.params.queue_bytes, self.params.queue_packets);
+        let (limit_bytes, limit_packets) = (params.queue_bytes, params.queue_packets);
         if (limit_bytes > 0 && self.waiting_bytes + len > limit_bytes)
             || (limit_packets > 0 && self.waiting.len() >= limit_packets as usize)
         {
@@ -194,6 +222,43 @@ impl LinkDir {
             self.waiting.pop_front();
             self.waiting_bytes -= u64::from(len);
         }
+    }
+}
+
+/// A bottleneck several links cross: the middle link of a dumbbell, between
+/// the router every `a` side reaches and the router every `b` side reaches.
+/// Each direction has one transmitter and one drop-tail queue that every
+/// segment crossing it in that direction shares, whichever hosts it is
+/// between; its rate and capacity are the same for every link that names it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bottleneck {
+    /// Its name, as links give it.
+    pub name: String,
+    /// Rate and capacity (`bandwidth_bps`, `queue_bytes`, `queue_packets`).
+    pub params: LinkParams,
+    /// From the `a` sides to the `b` sides.
+    pub forward: Transmitter,
+    /// Back.
+    pub reverse: Transmitter,
+    /// Link directions that cross it; it is forgotten at zero.
+    pub members: u32,
+}
+
+/// The most bottlenecks one world may have.
+pub const MAX_BOTTLENECKS: usize = 256;
+
+/// Checks a bottleneck's name: 1 to 64 letters, digits, `-`, `_` or `.`.
+///
+/// # Errors
+/// A [`LinkError`] on field `bottleneck`.
+pub fn validate_bottleneck_name(name: &str) -> Result<(), LinkError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        let message = format!("must be 1 to 64 letters, digits, '-', '_' or '.', got {name:?}");
+        Err(LinkError { field: "bottleneck", message })
     }
 }
 

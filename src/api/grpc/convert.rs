@@ -611,6 +611,7 @@ impl From<pb::SetLinkRequest> for SetLink {
             bandwidth_bps,
             queue_bytes,
             queue_packets,
+            bottleneck,
         } = r;
         SetLink {
             a,
@@ -624,6 +625,7 @@ impl From<pb::SetLinkRequest> for SetLink {
             bandwidth_bps,
             queue_bytes,
             queue_packets,
+            bottleneck,
         }
     }
 }
@@ -898,6 +900,8 @@ impl From<LinkInfo> for pb::Link {
             queue_packets: l.queue_packets,
             queued_bytes: l.queued_bytes,
             queued_packets: l.queued_packets,
+            bottleneck: l.bottleneck,
+            bottleneck_forward: l.bottleneck_forward,
         }
     }
 }

@@ -195,11 +195,37 @@ impl World {
     /// # Errors
     /// Unknown hosts or out-of-range settings.
     pub fn set_link(&mut self, a: &str, b: &str, params: LinkParams) -> Result<(), WorldError> {
-        self.set_link_dir(a, b, params.clone())?;
-        self.set_link_dir(b, a, params)
+        self.set_link_through(a, b, params, None)
     }
 
-    /// Sets one direction of a link.
+    /// Sets both directions of a link that crosses the named bottleneck
+    /// (or none): `a` -> `b` crosses it forward, `b` -> `a` back. Every link
+    /// naming the same bottleneck shares its two transmitters and queues,
+    /// whose rate and capacity are this link's `bandwidth_bps`,
+    /// `queue_bytes` and `queue_packets` from now on (for all of them); the
+    /// other settings (latency, loss, ...) stay each link's own, as an
+    /// access link's are. A dumbbell: A1 and A2 on the `a` side, B1 and B2
+    /// on the `b` side, each link naming the bottleneck.
+    ///
+    /// # Errors
+    /// Unknown hosts, out-of-range settings, a bad bottleneck name, a
+    /// bottleneck without a rate, or more than [`MAX_BOTTLENECKS`](super::link::MAX_BOTTLENECKS).
+    pub fn set_link_through(
+        &mut self,
+        a: &str,
+        b: &str,
+        params: LinkParams,
+        bottleneck: Option<&str>,
+    ) -> Result<(), WorldError> {
+        params.validate()?;
+        let from = self.hosts.id(a)?;
+        let to = self.hosts.id(b)?;
+        self.wire.set_link(from, to, params.clone(), bottleneck.map(|n| (n, true)))?;
+        self.wire.set_link(to, from, params, bottleneck.map(|n| (n, false)))?;
+        Ok(())
+    }
+
+    /// Sets one direction of a link (crossing no bottleneck).
     ///
     /// # Errors
     /// Unknown hosts or out-of-range settings.
@@ -207,8 +233,13 @@ impl World {
         params.validate()?;
         let from = self.hosts.id(from)?;
         let to = self.hosts.id(to)?;
-        self.wire.set_link(from, to, params);
+        self.wire.set_link(from, to, params, None)?;
         Ok(())
+    }
+
+    /// The bottleneck the link `from` -> `to` crosses, if any, and whether forward.
+    pub fn link_bottleneck(&self, from: HostId, to: HostId) -> Option<(&str, bool)> {
+        self.wire.bottleneck(from, to)
     }
 
     /// The link settings from one host to another (the default link when none was set).

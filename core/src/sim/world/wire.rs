@@ -24,7 +24,9 @@ use crate::engine::Segment;
 use crate::engine::segment::DecodeError;
 use crate::sim::event::{ConnId, DropReason, EventKind, WireSegment};
 use crate::sim::fault::{FaultAction, FaultRule, FaultSpec};
-use crate::sim::link::{Admission, LinkDir, LinkParams};
+use crate::sim::link::{
+    Admission, Bottleneck, LinkDir, LinkError, LinkParams, MAX_BOTTLENECKS, validate_bottleneck_name,
+};
 use crate::time::{Duration, Instant};
 
 /// Where a segment comes from, as the log tells it.
@@ -158,6 +160,9 @@ impl InFlight {
 /// Links, fault rules and the packets on their way.
 pub(super) struct Wire {
     links: FxHashMap<(HostId, HostId), LinkDir>,
+    /// Named bottlenecks, by slot (a free slot is `None`), and their slots by name.
+    bottlenecks: Vec<Option<Bottleneck>>,
+    bottleneck_slots: FxHashMap<String, u32>,
     /// What a pair of hosts with no link set gets.
     default_link: LinkParams,
     faults: Vec<FaultRule>,
@@ -173,6 +178,8 @@ impl Default for Wire {
     fn default() -> Self {
         Wire {
             links: FxHashMap::default(),
+            bottlenecks: Vec::new(),
+            bottleneck_slots: FxHashMap::default(),
             default_link: LinkParams::default(),
             faults: Vec::new(),
             next_fault: 1,
@@ -202,9 +209,79 @@ fn flip_bit(rng: &mut ChaCha8Rng, bytes: &Bytes) -> Bytes {
 impl Wire {
     // ----- links -----
 
-    /// Sets one direction of a link (its settings already checked).
-    pub(super) fn set_link(&mut self, from: HostId, to: HostId, params: LinkParams) {
-        self.links.entry((from, to)).or_default().params = params;
+    /// Sets one direction of a link (its settings already checked), crossing
+    /// the bottleneck named, forward or back, or none. Joining a bottleneck
+    /// sets its rate and queue capacity for every link that crosses it: they
+    /// share one wire.
+    ///
+    /// # Errors
+    /// A bad bottleneck name, one without a rate, or too many bottlenecks.
+    pub(super) fn set_link(
+        &mut self,
+        from: HostId,
+        to: HostId,
+        params: LinkParams,
+        bottleneck: Option<(&str, bool)>,
+    ) -> Result<(), LinkError> {
+        let joined = match bottleneck {
+            None => None,
+            Some((name, forward)) => Some((self.bottleneck_slot(name, &params)?, forward)),
+        };
+        let dir = self.links.entry((from, to)).or_default();
+        let left = dir.bottleneck.map(|(slot, _)| slot);
+        dir.params = params.clone();
+        dir.bottleneck = joined;
+        if let Some((slot, _)) = joined {
+            let shared = self.bottlenecks[slot as usize].as_mut().expect("a slot just resolved is in use");
+            shared.members += 1;
+            shared.params = params.clone();
+            for dir in self.links.values_mut().filter(|d| d.bottleneck.map(|b| b.0) == Some(slot)) {
+                dir.params.bandwidth_bps = params.bandwidth_bps;
+                dir.params.queue_bytes = params.queue_bytes;
+                dir.params.queue_packets = params.queue_packets;
+            }
+        }
+        if let Some(slot) = left {
+            let gone = self.bottlenecks[slot as usize].as_mut().is_some_and(|b| {
+                b.members -= 1;
+                b.members == 0
+            });
+            if gone {
+                if let Some(b) = self.bottlenecks[slot as usize].take() {
+                    self.bottleneck_slots.remove(&b.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The slot of the bottleneck named, made when it is new.
+    fn bottleneck_slot(&mut self, name: &str, params: &LinkParams) -> Result<u32, LinkError> {
+        validate_bottleneck_name(name)?;
+        if params.bandwidth_bps == 0 {
+            let message = "needs bandwidth_bps > 0: a bottleneck is a link with a rate".to_string();
+            return Err(LinkError { field: "bottleneck", message });
+        }
+        if let Some(&slot) = self.bottleneck_slots.get(name) {
+            return Ok(slot);
+        }
+        if self.bottleneck_slots.len() >= MAX_BOTTLENECKS {
+            let message = format!("at most {MAX_BOTTLENECKS} bottlenecks per session");
+            return Err(LinkError { field: "bottleneck", message });
+        }
+        let fresh = Bottleneck { name: name.to_string(), ..Bottleneck::default() };
+        let slot = match self.bottlenecks.iter().position(Option::is_none) {
+            Some(free) => {
+                self.bottlenecks[free] = Some(fresh);
+                free
+            }
+            None => {
+                self.bottlenecks.push(Some(fresh));
+                self.bottlenecks.len() - 1
+            }
+        };
+        self.bottleneck_slots.insert(name.to_string(), slot as u32);
+        Ok(slot as u32)
     }
 
     /// The link settings from one host to another (the default link when none was set).
@@ -212,12 +289,25 @@ impl Wire {
         self.links.get(&(from, to)).map_or(&self.default_link, |d| &d.params)
     }
 
-    /// Every explicitly set link direction, in host order.
-    /// Octets and segments waiting in the queue of the link `from` -> `to` at `now`.
-    pub(super) fn queue(&self, from: HostId, to: HostId, now: Instant) -> (u64, u32) {
-        self.links.get(&(from, to)).map_or((0, 0), |d| d.occupancy(now))
+    /// The bottleneck the link `from` -> `to` crosses, and whether forward.
+    pub(super) fn bottleneck(&self, from: HostId, to: HostId) -> Option<(&str, bool)> {
+        let (slot, forward) = self.links.get(&(from, to))?.bottleneck?;
+        Some((self.bottlenecks.get(slot as usize)?.as_ref()?.name.as_str(), forward))
     }
 
+    /// Octets and segments waiting in the queue the link `from` -> `to`
+    /// feeds at `now` (a bottleneck's queue is the same for every link crossing it).
+    pub(super) fn queue(&self, from: HostId, to: HostId, now: Instant) -> (u64, u32) {
+        let Some(dir) = self.links.get(&(from, to)) else {
+            return (0, 0);
+        };
+        match dir.bottleneck.and_then(|(slot, fwd)| Some((self.bottlenecks.get(slot as usize)?.as_ref()?, fwd))) {
+            Some((b, forward)) => if forward { &b.forward } else { &b.reverse }.occupancy(now),
+            None => dir.tx.occupancy(now),
+        }
+    }
+
+    /// Every explicitly set link direction, in host order.
     pub(super) fn links(&self) -> impl Iterator<Item = (HostId, HostId, &LinkParams)> {
         let mut keys: Vec<_> = self.links.keys().copied().collect();
         keys.sort_unstable();
@@ -356,8 +446,19 @@ impl Wire {
         }
         let start = now + delay;
         // (The link is looked up again only when it has a bandwidth to keep busy.)
-        let leaves = match (params.bandwidth_bps > 0).then(|| self.links.get_mut(&(from, to))).flatten() {
-            Some(dir) => match dir.admit(start, packet.wire_len()) {
+        let transmitter = match (params.bandwidth_bps > 0).then(|| self.links.get_mut(&(from, to))).flatten() {
+            Some(dir) => match dir.bottleneck {
+                Some((slot, forward)) => match self.bottlenecks.get_mut(slot as usize).and_then(Option::as_mut) {
+                    Some(shared) if forward => Some(&mut shared.forward),
+                    Some(shared) => Some(&mut shared.reverse),
+                    None => Some(&mut dir.tx),
+                },
+                None => Some(&mut dir.tx),
+            },
+            None => None,
+        };
+        let leaves = match transmitter {
+            Some(tx) => match tx.admit(start, packet.wire_len(), &params) {
                 Admission::Sent(leaves) => leaves,
                 Admission::Queued { transmit, leaves, bytes, packets } => {
                     log.push(
