@@ -676,6 +676,38 @@ pub struct ExpectConnections {
     pub count: usize,
 }
 
+/// `expect_fairness`: Jain's fairness index of several connections'
+/// throughputs (client to server) over the last `last_ms` of virtual time,
+/// `(sum x)^2 / (n * sum x^2)`: 1 when they are equal, 1/n when one flow
+/// has it all (Jain, Chiu and Hawe, DEC-TR-301, 1984).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectFairness {
+    /// The connections (at least two).
+    pub conns: Vec<String>,
+    /// The window, in ms, ending now.
+    pub last_ms: u64,
+    /// The least index that passes, in (0, 1].
+    pub at_least: f64,
+}
+
+/// `expect_sawtooth`: the AIMD sawtooth of one sender's congestion window,
+/// read from its `congestion_changed` events: at least `cycles` times a
+/// loss halved the window (fast recovery, ssthresh at most half the cwnd
+/// before it, RFC 5681 section 3.2) and congestion avoidance then grew it
+/// linearly, by at most one SMSS per step (section 3.1), for at least two
+/// steps, with no retransmission timeout collapsing it in between.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSawtooth {
+    /// The connection.
+    pub conn: String,
+    /// Which end sends.
+    pub side: Side,
+    /// The least count of halve-then-grow cycles.
+    pub cycles: usize,
+}
+
 /// One step of a lab: a table with exactly one key naming what it does.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -722,6 +754,10 @@ pub enum Step {
     ExpectReceived(ExpectReceived),
     /// A count of connection ends.
     ExpectConnections(ExpectConnections),
+    /// Jain's fairness index of several flows.
+    ExpectFairness(ExpectFairness),
+    /// The AIMD sawtooth of one sender's window.
+    ExpectSawtooth(ExpectSawtooth),
 }
 
 impl Step {
@@ -749,6 +785,8 @@ impl Step {
             Step::ExpectFate(_) => "expect_fate",
             Step::ExpectReceived(_) => "expect_received",
             Step::ExpectConnections(_) => "expect_connections",
+            Step::ExpectFairness(_) => "expect_fairness",
+            Step::ExpectSawtooth(_) => "expect_sawtooth",
         }
     }
 
@@ -1074,6 +1112,26 @@ impl Lab {
                     Step::ExpectConnections(e) => {
                         if let Some(h) = &e.host {
                             host("host", h)?;
+                        }
+                    }
+                    Step::ExpectFairness(f) => {
+                        if f.conns.len() < 2 {
+                            return Err(err("conns", "name at least two connections".into()));
+                        }
+                        for c in &f.conns {
+                            conn(&conns, c)?;
+                        }
+                        if f.last_ms == 0 || f.last_ms > 86_400_000 {
+                            return Err(err("last_ms", "must be 1 to 86400000 ms (a day)".to_string()));
+                        }
+                        if !(f.at_least > 0.0 && f.at_least <= 1.0) {
+                            return Err(err("at_least", format!("must be in (0, 1], got {}", f.at_least)));
+                        }
+                    }
+                    Step::ExpectSawtooth(e) => {
+                        conn(&conns, &e.conn)?;
+                        if e.cycles == 0 {
+                            return Err(err("cycles", "must be at least 1".into()));
                         }
                     }
                     Step::ExpectSegments(list) | Step::ExpectNextSegments(list) => {

@@ -45,6 +45,8 @@ pub fn builtin() -> Vec<(&'static str, &'static str)> {
         "newreno-partial-ack",
         "reno-vs-newreno",
         "rto-collapse",
+        "bottleneck-sawtooth",
+        "shared-bottleneck",
     ]
 }
 

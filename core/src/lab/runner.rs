@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::format::{
-    ExpectConnections, ExpectState, ExpectStates, ExpectTcb, Lab, LabStep, LabVariant, SegmentExpect, StateName, Step,
-    parse_conn_number,
+    ExpectConnections, ExpectFairness, ExpectSawtooth, ExpectState, ExpectStates, ExpectTcb, Lab, LabStep, LabVariant,
+    SegmentExpect, StateName, Step, parse_conn_number,
 };
-use crate::engine::State;
+use crate::engine::{CcPhase, State};
 use crate::ladder::{Note, ladder};
 use crate::sim::{
     ConnId, ConnectSpec, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch, SegmentOutcome,
@@ -636,6 +636,8 @@ impl Ctx<'_> {
                 }
             }
             Step::ExpectConnections(c) => self.connections(c),
+            Step::ExpectFairness(f) => self.fairness(f),
+            Step::ExpectSawtooth(e) => self.sawtooth(e),
             _ => {}
         }
     }
@@ -855,6 +857,112 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// Jain's index of the connections' throughputs over the window: the
+    /// payload octets delivered to either end of each, per second.
+    fn fairness(&mut self, f: &ExpectFairness) {
+        let what = format!("Jain's fairness index of {} over the last {} ms", f.conns.join(", "), f.last_ms);
+        let expected = format!(">= {}", f.at_least);
+        let now = self.world.now().as_nanos();
+        let since = now.saturating_sub(f.last_ms.saturating_mul(1_000_000));
+        let mut ids = Vec::new();
+        for name in &f.conns {
+            match self.run.conn(name) {
+                Ok(id) => ids.push(id),
+                Err(e) => return self.push(what, expected, e, false, now),
+            }
+        }
+        let mut octets = vec![0u64; ids.len()];
+        for ev in self.run.events.iter().rev().take_while(|ev| ev.t_ns > since) {
+            if let EventKind::SegmentDelivered { connection: Some(c), segment } = &ev.kind {
+                if let Some(i) = ids.iter().position(|id| id == c) {
+                    octets[i] += segment.segment.payload.len() as u64;
+                }
+            }
+        }
+        let seconds = (now - since) as f64 / 1e9;
+        let rates: Vec<f64> = octets.iter().map(|&o| o as f64 * 8.0 / seconds.max(1e-9)).collect();
+        let index = jain_index(&rates);
+        let shares =
+            f.conns.iter().zip(&rates).map(|(n, r)| format!("{n} {:.3} Mb/s", r / 1e6)).collect::<Vec<_>>().join(", ");
+        let got = format!("{index:.3} ({shares})");
+        self.push(what, expected, got, index >= f.at_least, now);
+    }
+
+    /// Counts halve-then-grow cycles in one sender's `congestion_changed` events.
+    fn sawtooth(&mut self, e: &ExpectSawtooth) {
+        let what = format!("{} {} sawtooth (halve on loss, then +1 SMSS per step)", e.conn, e.side.name());
+        let expected = format!(">= {} cycles", e.cycles);
+        let now = self.world.now().as_nanos();
+        let (id, smss) = match self.run.conn(&e.conn).and_then(|c| {
+            let status = self.world.status(c, e.side).map_err(|err| err.to_string())?;
+            Ok((c, u32::from(status.snd_mss)))
+        }) {
+            Ok(found) => found,
+            Err(err) => return self.push(what, expected, err, false, now),
+        };
+        let windows = self.run.events.iter().filter_map(|ev| match &ev.kind {
+            EventKind::CongestionChanged { connection: Some(c), side: Some(s), cwnd, ssthresh, phase, .. }
+                if *c == id && *s == e.side =>
+            {
+                Some((*cwnd, *ssthresh, *phase))
+            }
+            _ => None,
+        });
+        let (cycles, peaks, timeouts) = count_sawtooth(windows, smss);
+        let peaks = peaks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let got = format!("{cycles} cycles (cwnd before each halving: {peaks}); {timeouts} timeouts");
+        self.push(what, expected, got, cycles >= e.cycles && timeouts == 0, now);
+    }
+}
+
+/// Jain's fairness index, `(sum x)^2 / (n * sum x^2)`; 0 when nothing moved.
+fn jain_index(rates: &[f64]) -> f64 {
+    let sum: f64 = rates.iter().sum();
+    let squares: f64 = rates.iter().map(|r| r * r).sum();
+    if squares == 0.0 { 0.0 } else { sum * sum / (rates.len() as f64 * squares) }
+}
+
+/// Over a sender's successive (cwnd, ssthresh, phase) values: how many
+/// times a loss halved the window (fast recovery entered with ssthresh at
+/// most half the cwnd before it, plus one SMSS of rounding) and congestion
+/// avoidance then grew it at least twice by at most one SMSS each; the cwnd
+/// before each such halving; and how many retransmission timeouts (cwnd
+/// back to one SMSS in slow start, after the first loss) there were.
+fn count_sawtooth(windows: impl Iterator<Item = (u32, Option<u32>, CcPhase)>, smss: u32) -> (usize, Vec<u32>, usize) {
+    let (mut cycles, mut peaks, mut timeouts) = (0, Vec::new(), 0);
+    let mut last: Option<(u32, Option<u32>, CcPhase)> = None;
+    // Set when a halving was seen: the linear steps counted since.
+    let mut growing: Option<(u32, usize)> = None;
+    for (cwnd, ssthresh, phase) in windows {
+        if let Some((before, _, before_phase)) = last {
+            let halved = phase == CcPhase::FastRecovery
+                && before_phase != CcPhase::FastRecovery
+                && ssthresh.is_some_and(|s| s <= before / 2 + smss);
+            if halved {
+                growing = Some((before, 0));
+            } else if phase == CcPhase::SlowStart && cwnd <= smss && ssthresh.is_some() {
+                timeouts += 1;
+                growing = None;
+            } else if let Some((peak, steps)) = growing.as_mut() {
+                let linear = phase == CcPhase::CongestionAvoidance
+                    && before_phase == CcPhase::CongestionAvoidance
+                    && cwnd > before
+                    && cwnd - before <= smss;
+                if linear {
+                    *steps += 1;
+                    if *steps == 2 {
+                        cycles += 1;
+                        peaks.push(*peak);
+                    }
+                }
+            }
+        }
+        last = Some((cwnd, ssthresh, phase));
+    }
+    (cycles, peaks, timeouts)
+}
+
 /// `#3 A->B SYN seq=300 ...` for an expectation, naming only what it checks.
 fn describe_expect(e: &SegmentExpect) -> String {
     let mut parts = Vec::new();
@@ -892,4 +1000,59 @@ fn show(bytes: &[u8]) -> String {
         out.push_str(&format!("... ({} octets)", bytes.len()));
     }
     format!("\"{out}\"")
+}
+
+#[cfg(test)]
+mod sawtooth_and_fairness {
+    use super::{count_sawtooth, jain_index};
+    use crate::engine::CcPhase::{CongestionAvoidance as Ca, FastRecovery as Fr, SlowStart as Ss};
+
+    #[test]
+    fn jain_index_is_one_for_equal_shares_and_one_over_n_for_a_hog() {
+        assert!((jain_index(&[2.0, 2.0]) - 1.0).abs() < 1e-12);
+        assert!((jain_index(&[4.0, 0.0]) - 0.5).abs() < 1e-12);
+        assert!((jain_index(&[3.0, 1.0]) - 0.8).abs() < 1e-12);
+        assert_eq!(jain_index(&[0.0, 0.0]), 0.0);
+    }
+
+    #[test]
+    fn a_cycle_is_a_halving_then_two_linear_steps_and_a_timeout_is_counted_apart() {
+        let smss = 1000;
+        let none = None;
+        let teeth = [
+            (10_000, none, Ss),
+            (20_000, none, Ss),
+            // The queue overflows: halve, recover, grow by one SMSS twice.
+            (13_000, Some(10_000), Fr),
+            (10_000, Some(10_000), Ca),
+            (11_000, Some(10_000), Ca),
+            (12_000, Some(10_000), Ca),
+            // Again, from 12 000.
+            (9_000, Some(6_000), Fr),
+            (6_000, Some(6_000), Ca),
+            (7_000, Some(6_000), Ca),
+        ];
+        let (cycles, peaks, timeouts) = count_sawtooth(teeth.into_iter(), smss);
+        assert_eq!((cycles, peaks, timeouts), (1, vec![20_000], 0), "the second tooth grew only once");
+        // Growth faster than one SMSS per step is slow start, not a tooth.
+        let fast = [
+            (20_000, none, Ss),
+            (13_000, Some(10_000), Fr),
+            (10_000, Some(10_000), Ca),
+            (13_000, Some(10_000), Ca),
+            (16_000, Some(10_000), Ca),
+        ];
+        assert_eq!(count_sawtooth(fast.into_iter(), smss).0, 0);
+        // A loss that only trims the window is not a halving.
+        let trim = [
+            (20_000, none, Ss),
+            (19_000, Some(16_000), Fr),
+            (16_000, Some(16_000), Ca),
+            (17_000, Some(16_000), Ca),
+            (18_000, Some(16_000), Ca),
+        ];
+        assert_eq!(count_sawtooth(trim.into_iter(), smss).0, 0);
+        let timeout = [(20_000, none, Ss), (1_000, Some(10_000), Ss)];
+        assert_eq!(count_sawtooth(timeout.into_iter(), smss).2, 1);
+    }
 }

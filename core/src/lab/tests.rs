@@ -6,7 +6,7 @@ use crate::engine::Isn;
 #[test]
 fn every_builtin_lab_parses_and_passes() {
     let labs = builtin();
-    assert_eq!(labs.len(), 18, "the seed's twelve labs and six of congestion control");
+    assert_eq!(labs.len(), 20, "the seed's twelve labs and eight of congestion control");
     for (name, _) in labs {
         let lab = builtin_lab(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = run(&lab);
@@ -189,4 +189,35 @@ fn a_lab_expects_a_fate_word_or_a_drop_reason_and_the_old_spelling_still_reads()
     assert!(!expect("delivered").accepts(&lost));
     assert_eq!(ExpectedFate::parse("duplicated"), None, "a remark is no fate");
     assert_eq!(ExpectedFate::parse("vanished"), None);
+}
+
+#[test]
+fn fairness_and_sawtooth_expectations_are_checked_when_parsed() {
+    let lab = |step: &str| {
+        let text = format!(
+            "title = \"t\"\nexplanation = \"e\"\n[[step]]\nlisten = {{ host = \"B\", port = 80 }}\n[[step]]\nopen = {{ name = \"c\", client = \"A\", server = \"B\", port = 80 }}\n[[step]]\n{step}\n"
+        );
+        Lab::parse("t.toml", &text)
+    };
+    let field = |step: &str| match lab(step) {
+        Err(LabError::Parse { field, .. }) => field,
+        other => panic!("expected a parse error for {step}, got {other:?}"),
+    };
+    assert_eq!(
+        field("expect_fairness = { conns = [\"c\"], last_ms = 1000, at_least = 0.9 }").as_deref(),
+        Some("expect_fairness.conns")
+    );
+    assert_eq!(
+        field("expect_fairness = { conns = [\"c\", \"c\"], last_ms = 0, at_least = 0.9 }").as_deref(),
+        Some("expect_fairness.last_ms")
+    );
+    assert_eq!(
+        field("expect_fairness = { conns = [\"c\", \"c\"], last_ms = 10, at_least = 1.5 }").as_deref(),
+        Some("expect_fairness.at_least")
+    );
+    assert_eq!(
+        field("expect_sawtooth = { conn = \"c\", side = \"client\", cycles = 0 }").as_deref(),
+        Some("expect_sawtooth.cycles")
+    );
+    assert!(lab("expect_sawtooth = { conn = \"c\", side = \"client\", cycles = 2 }").is_ok());
 }
