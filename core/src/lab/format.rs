@@ -8,6 +8,12 @@
 //! steps are the shared prefix, and each variant runs that prefix and then its
 //! own steps in a fresh world with its profile overrides.
 //!
+//! Congestion labs have three more tools: a `[[link]]` may name a shared
+//! `bottleneck`; `expect_sawtooth = { conn, side, cycles }` and
+//! `expect_fairness = { conns, last_ms, at_least }` judge a whole run from
+//! its events; and a `[[plot]]` table (`conn`, `side`, `every_ms`) prints
+//! that sender's cwnd as a text plot under the ladder.
+//!
 //! ```toml
 //! title = "Three-way handshake"
 //! explanation = "SYN seq=J; SYN+ACK seq=K ack=J+1; ACK ack=K+1."
@@ -676,6 +682,20 @@ pub struct ExpectConnections {
     pub count: usize,
 }
 
+/// `[[plot]]`: a text plot of one sender's congestion window, one row per
+/// `every_ms` (a round trip, say), printed under the ladder by `tcplab lab
+/// run`: slow start's doubling and the sawtooth read at a glance.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlotDef {
+    /// The connection.
+    pub conn: String,
+    /// Which end sends.
+    pub side: Side,
+    /// Virtual ms per row (at most 60 rows: longer runs take a multiple).
+    pub every_ms: f64,
+}
+
 /// `expect_fairness`: Jain's fairness index of several connections'
 /// throughputs (client to server) over the last `last_ms` of virtual time,
 /// `(sum x)^2 / (n * sum x^2)`: 1 when they are equal, 1/n when one flow
@@ -819,6 +839,8 @@ struct LabFile {
     hosts: Vec<HostDef>,
     #[serde(default, rename = "link")]
     links: Vec<LinkDef>,
+    #[serde(default, rename = "plot")]
+    plots: Vec<PlotDef>,
     #[serde(default, rename = "step")]
     steps: Vec<Spanned<Step>>,
     #[serde(default, rename = "variant")]
@@ -865,6 +887,8 @@ pub struct Lab {
     pub hosts: Vec<HostDef>,
     /// Links (the default clean 10 ms link elsewhere).
     pub links: Vec<LinkDef>,
+    /// Text plots of congestion windows to print under the ladder.
+    pub plots: Vec<PlotDef>,
     /// The runs: one per variant.
     pub variants: Vec<LabVariant>,
 }
@@ -984,6 +1008,7 @@ impl Lab {
             seed: raw.seed,
             hosts,
             links: raw.links,
+            plots: raw.plots,
             variants,
         };
         lab.check(text)?;
@@ -1014,6 +1039,28 @@ impl Lab {
             link.params()
                 .validate()
                 .map_err(|e| self.error_at_text(text, 1, Some(&format!("link.{}", e.field)), e.message.clone()))?;
+            if let Some(name) = &link.bottleneck {
+                crate::sim::link::validate_bottleneck_name(name)
+                    .map_err(|e| self.error_at_text(text, 1, Some("link.bottleneck"), e.message))?;
+                if link.params().bandwidth_bps == 0 {
+                    let message = "needs bandwidth_bps > 0: a bottleneck is a link with a rate".to_string();
+                    return Err(self.error_at_text(text, 1, Some("link.bottleneck"), message));
+                }
+            }
+        }
+        for plot in &self.plots {
+            let opened = self.variants.iter().flat_map(|v| &v.steps).any(|s| match &s.step {
+                Step::Open(o) => o.name == plot.conn,
+                _ => false,
+            });
+            if !opened && parse_conn_number(&plot.conn).is_none() {
+                let message = format!("unknown connection `{}` (name it in an `open`, or write `#N`)", plot.conn);
+                return Err(self.error_at_text(text, 1, Some("plot.conn"), message));
+            }
+            if !(plot.every_ms.is_finite() && plot.every_ms >= 0.001 && plot.every_ms <= 86_400_000.0) {
+                let message = format!("must be between 0.001 and 86400000 ms, got {}", plot.every_ms);
+                return Err(self.error_at_text(text, 1, Some("plot.every_ms"), message));
+            }
         }
         for variant in &self.variants {
             let mut conns: HashSet<&str> = HashSet::new();

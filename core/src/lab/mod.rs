@@ -82,6 +82,10 @@ pub fn render_report(report: &LabReport) -> String {
         }
         out.push_str(&v.ladder);
         let _ = writeln!(out);
+        if !v.plots.is_empty() {
+            out.push_str(&v.plots);
+            let _ = writeln!(out);
+        }
         for c in &v.checks {
             let verdict = if c.passed { "  PASS " } else { "  FAIL " };
             write_wrapped(&mut out, &c.message(), verdict, "       ");

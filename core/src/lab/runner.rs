@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::format::{
     ExpectConnections, ExpectFairness, ExpectSawtooth, ExpectState, ExpectStates, ExpectTcb, Lab, LabStep, LabVariant,
-    SegmentExpect, StateName, Step, parse_conn_number,
+    PlotDef, SegmentExpect, StateName, Step, parse_conn_number,
 };
 use crate::engine::{CcPhase, State};
 use crate::ladder::{Note, ladder};
@@ -84,6 +84,9 @@ pub struct VariantReport {
     pub limit: Option<BudgetLimit>,
     /// The ladder diagram of the run.
     pub ladder: String,
+    /// The lab's `[[plot]]`s of this run, as text (empty when it asks for none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plots: String,
     /// Every event of the run.
     pub events: Vec<Event>,
 }
@@ -205,6 +208,7 @@ pub fn run(lab: &Lab) -> LabReport {
                 error: Some(format!("building the world: {e}")),
                 limit: None,
                 ladder: String::new(),
+                plots: String::new(),
                 events: Vec::new(),
             },
         })
@@ -234,6 +238,7 @@ pub struct LabRun {
     steps: Vec<LabStep>,
     next: usize,
     ladder_hosts: (String, String),
+    plot_defs: Vec<PlotDef>,
     conns: HashMap<String, ConnId>,
     faults: HashMap<String, u64>,
     events: Vec<Event>,
@@ -259,6 +264,7 @@ impl LabRun {
             steps: variant.steps.clone(),
             next: 0,
             ladder_hosts: lab.ladder_hosts(),
+            plot_defs: lab.plots.clone(),
             conns: HashMap::new(),
             faults: HashMap::new(),
             events: Vec::new(),
@@ -405,6 +411,14 @@ impl LabRun {
         }
         let (a, b) = &self.ladder_hosts;
         let ladder = ladder(&self.events, a, b, &labels, &self.notes);
+        let plots = self
+            .plot_defs
+            .iter()
+            .map(|p| match self.conn(&p.conn) {
+                Ok(id) => cwnd_plot(&self.events, id, p),
+                Err(e) => format!("plot of {}: {e}\n", p.conn),
+            })
+            .collect();
         let not_run = self.steps.len().saturating_sub(self.next);
         let error = self.error.map(|e| if not_run > 0 { format!("{e}; {not_run} later step(s) not run") } else { e });
         VariantReport {
@@ -415,6 +429,7 @@ impl LabRun {
             error,
             limit: self.limit,
             ladder,
+            plots,
             events: self.events,
         }
     }
@@ -914,6 +929,65 @@ impl Ctx<'_> {
         let got = format!("{cycles} cycles (cwnd before each halving: {peaks}); {timeouts} timeouts");
         self.push(what, expected, got, cycles >= e.cycles && timeouts == 0, now);
     }
+}
+
+/// The most rows a cwnd plot has; a longer run samples a multiple of `every_ms`.
+const PLOT_MAX_ROWS: u64 = 60;
+/// The widest bar, in columns (the row fits the ladder's width).
+const PLOT_BAR: u64 = 60;
+
+/// One sender's cwnd from its `congestion_changed` events, sampled every
+/// `every_ms` from its first value to the run's last event: a row per
+/// sample with the time, cwnd, the phase (S slow start, A congestion
+/// avoidance, R fast recovery) and a bar; `|` marks ssthresh once set.
+fn cwnd_plot(events: &[Event], id: ConnId, plot: &PlotDef) -> String {
+    use std::fmt::Write as _;
+    let changes: Vec<(u64, u32, Option<u32>, CcPhase)> = events
+        .iter()
+        .filter_map(|ev| match &ev.kind {
+            EventKind::CongestionChanged { connection: Some(c), side: Some(s), cwnd, ssthresh, phase, .. }
+                if *c == id && *s == plot.side =>
+            {
+                Some((ev.t_ns, *cwnd, *ssthresh, *phase))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = format!("cwnd of {} {} (octets)", plot.conn, plot.side.name());
+    let (Some(first), Some(last)) = (changes.first(), events.last()) else {
+        out.push_str(": no congestion window yet\n");
+        return out;
+    };
+    let mut step = ((plot.every_ms * 1e6) as u64).max(1);
+    let span = last.t_ns.saturating_sub(first.0);
+    if span / step >= PLOT_MAX_ROWS {
+        step *= span / step / PLOT_MAX_ROWS + 1;
+    }
+    let _ = writeln!(out, ", one row per {} ms:", step as f64 / 1e6);
+    let peak = changes.iter().map(|c| c.1.max(c.2.unwrap_or(0))).max().unwrap_or(1).max(1);
+    let mut next = 0;
+    let mut t = first.0;
+    while t <= last.t_ns {
+        while next + 1 < changes.len() && changes[next + 1].0 <= t {
+            next += 1;
+        }
+        let (_, cwnd, ssthresh, phase) = changes[next];
+        let columns = |v: u32| (u64::from(v) * PLOT_BAR / u64::from(peak)) as usize;
+        let mut bar: Vec<char> = std::iter::repeat_n('#', columns(cwnd).max(1)).collect();
+        if let Some(mark) = ssthresh.map(columns).filter(|&m| m <= PLOT_BAR as usize) {
+            bar.resize(bar.len().max(mark + 1), ' ');
+            bar[mark] = '|';
+        }
+        let letter = match phase {
+            CcPhase::SlowStart => 'S',
+            CcPhase::CongestionAvoidance => 'A',
+            CcPhase::FastRecovery => 'R',
+        };
+        let bar: String = bar.into_iter().collect();
+        let _ = writeln!(out, "{:>10.1} ms {cwnd:>8} {letter} {}", (t - first.0) as f64 / 1e6, bar.trim_end());
+        t += step;
+    }
+    out
 }
 
 /// Jain's fairness index, `(sum x)^2 / (n * sum x^2)`; 0 when nothing moved.

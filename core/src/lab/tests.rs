@@ -221,3 +221,25 @@ fn fairness_and_sawtooth_expectations_are_checked_when_parsed() {
     );
     assert!(lab("expect_sawtooth = { conn = \"c\", side = \"client\", cycles = 2 }").is_ok());
 }
+
+#[test]
+fn slow_start_plots_its_window_doubling_once_per_round_trip() {
+    let report = run(&builtin_lab("slow-start").expect("lab"));
+    let plot = &report.variants[0].plots;
+    let rows: Vec<(u32, char)> = plot
+        .lines()
+        .skip(1)
+        .map(|row| {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            (cols[2].parse().expect("cwnd"), cols[3].chars().next().expect("phase"))
+        })
+        .collect();
+    assert!(plot.starts_with("cwnd of c client (octets), one row per 20 ms:"), "{plot}");
+    // One row per 20 ms round trip, from the IW the handshake fixed.
+    assert_eq!(rows.first(), Some(&(4380, 'S')), "{plot}");
+    assert!(rows.windows(2).any(|w| w[0].0 == 4380 && w[1].0 == 8760), "{plot}");
+    assert!(rows.windows(2).any(|w| w[0].0 == 8760 && w[1].0 == 17520), "{plot}");
+    let text = render_report(&report);
+    assert!(text.contains(plot.as_str()), "the plot is printed under the ladder");
+    assert!(text.lines().all(|l| l.chars().count() <= crate::ladder::LADDER_WIDTH));
+}
