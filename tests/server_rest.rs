@@ -872,5 +872,31 @@ async fn a_bottleneck_queue_fills_drops_the_tail_and_the_sender_halves_its_windo
     );
     let (status, body) = rest.put(&links, json!({"a": "A", "b": "B", "queue_bytes": -1})).await;
     assert!(status.is_client_error(), "{body}");
+    // A shared bottleneck needs a rate and a plain name; a good one is shown on both directions.
+    let got = rest.put(&links, json!({"a": "A", "b": "B", "bottleneck": "mid"})).await;
+    common::server::assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        Some("bottleneck: needs bandwidth_bps"),
+    );
+    let got = rest.put(&links, json!({"a": "A", "b": "B", "bandwidth_bps": 1000, "bottleneck": "a b"})).await;
+    common::server::assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        Some("bottleneck: must be 1 to 64"),
+    );
+    let (status, body) =
+        rest.put(&links, json!({"a": "A", "b": "B", "bandwidth_bps": 1000, "bottleneck": "mid"})).await;
+    assert!(status.is_success(), "{body}");
+    let listed = rest.get_ok(&links).await;
+    let through: Vec<_> = listed["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| (l["bottleneck"].as_str(), l["bottleneck_forward"].as_bool()))
+        .collect();
+    assert_eq!(through, [(Some("mid"), Some(true)), (Some("mid"), Some(false))], "{listed}");
     server.stop().await;
 }
