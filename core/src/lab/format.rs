@@ -1040,12 +1040,8 @@ impl Lab {
                 .validate()
                 .map_err(|e| self.error_at_text(text, 1, Some(&format!("link.{}", e.field)), e.message.clone()))?;
             if let Some(name) = &link.bottleneck {
-                crate::sim::link::validate_bottleneck_name(name)
+                crate::sim::link::validate_bottleneck(name, &link.params())
                     .map_err(|e| self.error_at_text(text, 1, Some("link.bottleneck"), e.message))?;
-                if link.params().bandwidth_bps == 0 {
-                    let message = "needs bandwidth_bps > 0: a bottleneck is a link with a rate".to_string();
-                    return Err(self.error_at_text(text, 1, Some("link.bottleneck"), message));
-                }
             }
         }
         for plot in &self.plots {

@@ -247,19 +247,23 @@ pub(crate) struct Bottleneck {
 /// The most bottlenecks one world may have.
 pub const MAX_BOTTLENECKS: usize = 256;
 
-/// Checks a bottleneck's name: 1 to 64 letters, digits, `-`, `_` or `.`.
+/// Checks that a link may cross the bottleneck `name`: 1 to 64 letters,
+/// digits, `-`, `_` or `.`, and a link with a rate (a bottleneck is one).
 ///
 /// # Errors
 /// A [`LinkError`] on field `bottleneck`.
-pub fn validate_bottleneck_name(name: &str) -> Result<(), LinkError> {
-    let ok = (1..=64).contains(&name.len())
+pub fn validate_bottleneck(name: &str, params: &LinkParams) -> Result<(), LinkError> {
+    let plain = (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
+    if !plain {
         let message = format!("must be 1 to 64 letters, digits, '-', '_' or '.', got {name:?}");
-        Err(LinkError { field: "bottleneck", message })
+        return Err(LinkError { field: "bottleneck", message });
     }
+    if params.bandwidth_bps == 0 {
+        let message = "needs bandwidth_bps > 0: a bottleneck is a link with a rate".to_string();
+        return Err(LinkError { field: "bottleneck", message });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

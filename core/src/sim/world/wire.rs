@@ -24,9 +24,7 @@ use crate::engine::Segment;
 use crate::engine::segment::DecodeError;
 use crate::sim::event::{ConnId, DropReason, EventKind, WireSegment};
 use crate::sim::fault::{FaultAction, FaultRule, FaultSpec};
-use crate::sim::link::{
-    Admission, Bottleneck, LinkDir, LinkError, LinkParams, MAX_BOTTLENECKS, validate_bottleneck_name,
-};
+use crate::sim::link::{Admission, Bottleneck, LinkDir, LinkError, LinkParams, MAX_BOTTLENECKS, validate_bottleneck};
 use crate::time::{Duration, Instant};
 
 /// Where a segment comes from, as the log tells it.
@@ -257,11 +255,7 @@ impl Wire {
 
     /// The slot of the bottleneck named, made when it is new.
     fn bottleneck_slot(&mut self, name: &str, params: &LinkParams) -> Result<u32, LinkError> {
-        validate_bottleneck_name(name)?;
-        if params.bandwidth_bps == 0 {
-            let message = "needs bandwidth_bps > 0: a bottleneck is a link with a rate".to_string();
-            return Err(LinkError { field: "bottleneck", message });
-        }
+        validate_bottleneck(name, params)?;
         if let Some(&slot) = self.bottleneck_slots.get(name) {
             return Ok(slot);
         }
