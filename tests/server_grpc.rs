@@ -581,6 +581,21 @@ async fn errors_map_to_invalid_argument_not_found_already_exists_and_failed_prec
         Code::InvalidArgument,
         "loss: ",
     );
+    // A shared bottleneck needs a rate and a plain name, as over REST.
+    let link = |bottleneck: &str, bandwidth_bps: Option<u64>| pb::SetLinkRequest {
+        session_id: sid,
+        a: "A".into(),
+        b: "B".into(),
+        bandwidth_bps,
+        bottleneck: Some(bottleneck.into()),
+        ..Default::default()
+    };
+    check(lab.set_link(link("mid", None)).await.unwrap_err(), Code::InvalidArgument, "bottleneck: needs bandwidth_bps");
+    check(lab.set_link(link("a b", Some(1000))).await.unwrap_err(), Code::InvalidArgument, "bottleneck: must be 1 to 64");
+    let too_long = "x".repeat(65);
+    check(lab.set_link(link(&too_long, Some(1000))).await.unwrap_err(), Code::InvalidArgument, "bottleneck: ");
+    let unrated_queue = pb::SetLinkRequest { queue_bytes: Some(1000), bottleneck: None, ..link("mid", None) };
+    check(lab.set_link(unrated_queue).await.unwrap_err(), Code::InvalidArgument, "queue_bytes: needs bandwidth_bps");
     check(
         lab.clock(pb::ClockRequest { session_id: sid, action: 99, ..Default::default() }).await.unwrap_err(),
         Code::InvalidArgument,
