@@ -39,6 +39,7 @@ pub static FILES: &[(&str, &[u8])] = web_files!(
     "js/ladder.js",
     "js/model.js",
     "js/panels.js",
+    "js/plots.js",
 );
 
 /// The `content-type` for a file name, by its extension: browsers refuse

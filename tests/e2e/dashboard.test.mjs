@@ -307,16 +307,29 @@ test('an ended session replays from history after a restart', async () => {
   await page.waitForFunction(() => document.querySelectorAll('.cursor-line').length === 0, null, { timeout: 5000 });
 });
 
+/** Calls the REST API directly (not through the page); fails the test on an error reply. */
+async function api(method, path, body) {
+  const r = await fetch(`${base}/api/v1${path}`, {
+    method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body),
+  });
+  const json = await r.json();
+  assert.ok(r.ok, `${method} ${path}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Every stored event of a session. */
+async function allEvents(sid) {
+  const events = [];
+  for (let after = 0; ;) {
+    const page = await api('GET', `/sessions/${sid}/events?after_seq=${after}&limit=10000`);
+    events.push(...page.events);
+    if (page.events.length < 10000) return events;
+    after = page.next_after_seq;
+  }
+}
+
 test('10,000 segments stay responsive: only what is in view is drawn', async () => {
   // A bulk transfer over REST with a small MSS gives about 11,000 segments.
-  const api = async (method, path, body) => {
-    const r = await fetch(`${base}/api/v1${path}`, {
-      method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body),
-    });
-    const json = await r.json();
-    assert.ok(r.ok, `${method} ${path}: ${JSON.stringify(json)}`);
-    return json;
-  };
   const { id } = await api('POST', '/sessions', { name: 'bulk', profile: { isn: 300, mss: 536 } });
   await api('POST', `/sessions/${id}/hosts`, { name: 'A', ip: '10.0.0.1' });
   await api('POST', `/sessions/${id}/hosts`, { name: 'B', ip: '10.0.0.2' });
@@ -410,4 +423,80 @@ test('a built-in lab started from the browser: its checks pass and its handshake
   // Two-way: B is ESTABLISHED on the stale SYN alone, a connection nobody asked for.
   await page.waitForSelector('[data-testid=ladder-state][data-host=B][data-state=ESTABLISHED]');
   await shot('11-lab-why-not-two-way');
+});
+
+test('the time-sequence, window and queue plots draw a point per event of a known session, and a click moves the ladder', async () => {
+  // 120 KiB through a 2 Mb/s link with a 16 KiB drop-tail queue: slow start
+  // overfills the queue, the sender loses segments, retransmits and halves.
+  const { id } = await api('POST', '/sessions', { name: 'plots', profile: { isn: 300 } });
+  await api('POST', `/sessions/${id}/hosts`, { name: 'A', ip: '10.0.0.1' });
+  await api('POST', `/sessions/${id}/hosts`, { name: 'B', ip: '10.0.0.2' });
+  await api('PUT', `/sessions/${id}/links`, { a: 'A', b: 'B', latency_ms: 10, bandwidth_bps: 2_000_000, queue_bytes: 16_384 });
+  await api('POST', `/sessions/${id}/listeners`, { host: 'B', port: 80 });
+  await api('POST', `/sessions/${id}/connections`, { client: 'A', server: 'B', port: 80 });
+  await api('POST', `/sessions/${id}/clock`, { action: 'run_until_idle' });
+  await api('POST', `/sessions/${id}/connections/1/send`, { side: 'client', data_base64: Buffer.alloc(120 * 1024, 'p').toString('base64') });
+  await api('POST', `/sessions/${id}/clock`, { action: 'run_until_idle' });
+
+  // What each plot must draw, counted from the stored log.
+  const events = await allEvents(id);
+  const seqLen = (g) => g.len + (g.flags.includes('SYN') ? 1 : 0) + (g.flags.includes('FIN') ? 1 : 0);
+  const count = (pred) => events.filter(pred).length;
+  const sentByA = (e) => e.kind === 'segment_sent' && e.connection === 1 && e.segment.from === 'A' && seqLen(e.segment) > 0;
+  const want = {
+    sent: count((e) => sentByA(e) && !e.segment.retransmission),
+    rtx: count((e) => sentByA(e) && e.segment.retransmission),
+    lost: count((e) => e.kind === 'segment_dropped' && e.segment.from === 'A' && seqLen(e.segment) > 0),
+    ack: count((e) => e.kind === 'segment_delivered' && e.connection === 1 && e.segment.from === 'B' && e.segment.flags.includes('ACK')),
+    cwnd: count((e) => e.kind === 'congestion_changed' && e.connection === 1 && e.side === 'client'),
+    joins: count((e) => e.kind === 'segment_queued' && e.segment.from === 'A'),
+    drops: count((e) => e.kind === 'segment_dropped' && e.reason === 'queue_full' && e.segment.from === 'A'),
+  };
+  assert.ok(want.sent > 80 && want.rtx > 0 && want.lost > 0 && want.drops > 0 && want.cwnd > 5 && want.joins > 20, JSON.stringify(want));
+  const last = events[events.length - 1].seq;
+
+  await page.goto(`${base}/#/sessions/${id}`);
+  await page.waitForFunction((n) => document.querySelector('[data-testid=timeline-position]').textContent.startsWith(`event ${n} / ${n}`), last, { timeout: 30_000 });
+  await tid('tab-plots').click();
+  await tid('plot-conn').selectOption('1');
+  await tid('plot-side').selectOption('client');
+  /** The points a series draws: its data-points, checked against the move-tos of its path. */
+  const points = (plot, series) => page.$eval(`[data-testid=${plot}] [data-series=${series}]`, (p) => {
+    const moves = (p.getAttribute('d').match(/M/g) || []).length;
+    return moves === Number(p.dataset.points) ? moves : `data-points ${p.dataset.points} but ${moves} move-tos`;
+  });
+  await page.waitForFunction((n) => document.querySelector('[data-testid=plot-cwnd] [data-series=cwnd]')?.dataset.points === String(n), want.cwnd);
+  const got = {
+    sent: await points('plot-tseq', 'sent'),
+    rtx: await points('plot-tseq', 'rtx'),
+    lost: await points('plot-tseq', 'lost'),
+    ack: await points('plot-tseq', 'ack'),
+    cwnd: await points('plot-cwnd', 'cwnd'),
+    joins: await points('plot-queue-chart', 'joins'),
+    drops: await points('plot-queue-chart', 'drops'),
+  };
+  assert.deepEqual(got, want);
+  // The flight size has a point per segment A sent and per ACK it received;
+  // ssthresh one per congestion change (none drawn while it is unset).
+  assert.equal(await points('plot-tseq', 'rwnd'), want.ack);
+  assert.ok(Number(await points('plot-cwnd', 'flight')) >= want.sent + want.rtx);
+  assert.equal(await tid('plot-queue').inputValue(), 'A→B');
+  await shot('12-plots');
+
+  // A click in the window plot moves the cursor to that point's event: the
+  // ladder draws a cursor there, and every plot draws only up to it.
+  const box = await page.locator('[data-testid=plot-cwnd] svg').boundingBox();
+  await page.mouse.click(box.x + box.width * 0.4, box.y + box.height / 2);
+  await page.waitForSelector('.cursor-line', { state: 'attached' });
+  const at = Number(/^event (\d+) \//.exec(await tid('timeline-position').textContent())[1]);
+  assert.ok(at > 0 && at < last, `cursor at ${at} of ${last}`);
+  const clicked = events.find((e) => e.seq === at);
+  assert.ok(['congestion_changed', 'segment_sent', 'segment_delivered'].includes(clicked.kind), clicked.kind);
+  await page.waitForSelector('[data-testid=plot-cwnd] [data-testid=plot-cursor]', { state: 'attached' });
+  const cwndBy = count((e) => e.seq <= at && e.kind === 'congestion_changed' && e.connection === 1 && e.side === 'client');
+  await page.waitForFunction((n) => document.querySelector('[data-testid=plot-cwnd] [data-series=cwnd]').dataset.points === String(n), cwndBy);
+  assert.ok(cwndBy < want.cwnd, `${cwndBy} of ${want.cwnd} window changes by event ${at}`);
+  await shot('13-plots-cursor');
+  await tid('timeline-live').click();
+  await page.waitForFunction((n) => document.querySelector('[data-testid=plot-cwnd] [data-series=cwnd]').dataset.points === String(n), want.cwnd);
 });

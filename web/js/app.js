@@ -10,6 +10,7 @@ import { Ladder } from './ladder.js';
 import { initLabs, renderLab } from './labs.js';
 import { SessionModel } from './model.js';
 import { renderConnections, renderDetail, renderSessions, renderTopology } from './panels.js';
+import { Plots } from './plots.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,6 +41,8 @@ const ladder = new Ladder({
   },
 });
 
+const plots = new Plots({ root: $('tab-plots'), onSeek: (seq) => { stopPlaying(); setCursor(seq); } });
+
 // ----- small UI pieces -----
 
 let toastTimer = 0;
@@ -54,7 +57,8 @@ function toast(message, error = false) {
 function showTab(name) {
   state.tab = name;
   for (const b of document.querySelectorAll('[data-tab]')) b.classList.toggle('active', b.dataset.tab === name);
-  for (const id of ['connections', 'controls', 'detail', 'lab']) $(`tab-${id}`).hidden = id !== name;
+  for (const id of ['connections', 'controls', 'detail', 'lab', 'plots']) $(`tab-${id}`).hidden = id !== name;
+  if (name === 'plots') plots.schedule();
 }
 
 function setStream(text, cls) {
@@ -166,6 +170,7 @@ function setCursor(seq, reveal = true) {
   // At the end of the log the view shows everything (and follows a live session).
   state.cursor = seq === null || seq >= m.lastSeq ? null : Math.max(0, seq);
   ladder.setCursor(state.cursor);
+  plots.setCursor(state.cursor);
   if (reveal) {
     if (state.cursor === null) ladder.scrollToBottom();
     else ladder.reveal(m.layout.yAt(state.cursor));
@@ -263,6 +268,7 @@ async function refreshLive() {
       if (gen !== state.gen) return;
       state.topo = { hosts: hosts.hosts, links: links.links, listeners: listeners.listeners, faults: faults.faults };
       state.conns = conns.connections;
+      plots.setLinks(links.links);
       let changed = false;
       for (const h of hosts.hosts) changed = state.model.addHost(h.name) || changed;
       ladder.setHostInfo(hosts.hosts);
@@ -316,6 +322,7 @@ function flush() {
   renderTimeline();
   renderHead();
   syncConnOptions();
+  plots.schedule();
   if (live()) refreshLiveSoon(); else { renderConnectionsPanel(); renderTopologyPanel(); }
   if (state.selected) renderDetail($('tab-detail'), state.selected, m);
 }
@@ -362,6 +369,8 @@ async function openSession(sid) {
   state.queue = [];
   state.model = sid === null ? null : new SessionModel(sid);
   ladder.setModel(state.model);
+  plots.setLinks([]);
+  plots.setModel(state.model);
   ladder.setHostInfo([]);
   $('conn-filter').value = '';
   renderDetail($('tab-detail'), null, null);
@@ -401,6 +410,7 @@ async function openSession(sid) {
     state.model.add(all);
     // A replay starts at the beginning.
     ladder.schedule();
+    plots.schedule();
     renderHead();
     renderTopologyPanel();
     renderConnectionsPanel();
@@ -446,6 +456,7 @@ function init() {
     if (!state.model) return;
     state.model.setFilter(ev.target.value === '' ? null : Number(ev.target.value));
     ladder.schedule();
+    plots.showConnection(ev.target.value);
     if (state.cursor === null) ladder.scrollToBottom();
     else ladder.reveal(state.model.layout.yAt(state.cursor));
   });
@@ -475,4 +486,4 @@ function init() {
 init();
 
 // For the console and the browser tests: the dashboard's state and ladder.
-window.tcplab = { state, ladder };
+window.tcplab = { state, ladder, plots };
