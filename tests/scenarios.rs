@@ -5,7 +5,7 @@
 use tcplab::engine::{ConnError, Flags, Handshake, Isn, Profile, State, Switch, TimerKind};
 use tcplab::sim::{
     ConnectSpec, DropReason, Event, EventKind, FaultAction, FaultSpec, HostKind, InjectSpec, LinkParams, ListenSpec,
-    SegmentMatch, Side, World, WorldConfig,
+    SegmentMatch, Side, Unaccepted, World, WorldConfig, WorldError,
 };
 use tcplab::time::Duration;
 
@@ -575,6 +575,46 @@ fn rst_to_a_closed_port() {
     world.run_until_idle(1000, Duration::MAX);
     let events = world.take_events();
     assert_eq!(sent(&events)[1], seg("B", "RST", 777, 0, 0));
+}
+
+/// Closing a listener aborts the connections in its queue that nobody
+/// accepted (a RST to each client, as BSD's close of a listening socket
+/// does), while an accepted one lives on; a new SYN then meets a RST.
+#[test]
+fn closing_a_listener_resets_what_nobody_accepted_and_keeps_what_was() {
+    let mut world = seed_world();
+    let listener =
+        world.listen(ListenSpec { host: "B".into(), port: 80, isn: Some(500), ..ListenSpec::default() }).unwrap();
+    let open = |world: &mut World, port: u16| {
+        let spec = ConnectSpec {
+            client: "A".into(),
+            server: "B".into(),
+            port: 80,
+            client_port: Some(port),
+            ..ConnectSpec::default()
+        };
+        world.connect(spec).unwrap()
+    };
+    let kept = open(&mut world, 40000);
+    world.run_until_idle(1000, ms(10_000));
+    assert_eq!(world.accept(listener).unwrap(), Some(kept));
+    let queued = open(&mut world, 40001);
+    world.run_until_idle(1000, ms(10_000));
+    assert_eq!(world.status(queued, Side::Server).unwrap().state, State::Established);
+    world.take_events();
+
+    world.close_listener(listener, Unaccepted::Abort).unwrap();
+    world.run_until_idle(1000, ms(10_000));
+    let events = world.take_events();
+    assert_eq!(sent(&events), [seg("B", "RST", 501, 0, 0)], "one RST, to the queued connection's client");
+    assert_eq!(world.status(queued, Side::Client).unwrap().error, Some(ConnError::Reset));
+    assert_eq!(world.status(queued, Side::Server).unwrap().state, State::Closed);
+    assert_eq!(world.status(kept, Side::Server).unwrap().state, State::Established);
+    assert_eq!(world.status(kept, Side::Client).unwrap().state, State::Established);
+    let refused = open(&mut world, 40002);
+    world.run_until_idle(1000, ms(10_000));
+    assert_eq!(world.status(refused, Side::Client).unwrap().error, Some(ConnError::Refused));
+    assert!(matches!(world.close_listener(listener, Unaccepted::Abort), Err(WorldError::UnknownListener(_))));
 }
 
 #[test]

@@ -591,7 +591,11 @@ async fn errors_map_to_invalid_argument_not_found_already_exists_and_failed_prec
         ..Default::default()
     };
     check(lab.set_link(link("mid", None)).await.unwrap_err(), Code::InvalidArgument, "bottleneck: needs bandwidth_bps");
-    check(lab.set_link(link("a b", Some(1000))).await.unwrap_err(), Code::InvalidArgument, "bottleneck: must be 1 to 64");
+    check(
+        lab.set_link(link("a b", Some(1000))).await.unwrap_err(),
+        Code::InvalidArgument,
+        "bottleneck: must be 1 to 64",
+    );
     let too_long = "x".repeat(65);
     check(lab.set_link(link(&too_long, Some(1000))).await.unwrap_err(), Code::InvalidArgument, "bottleneck: ");
     let unrated_queue = pb::SetLinkRequest { queue_bytes: Some(1000), bottleneck: None, ..link("mid", None) };
@@ -707,6 +711,14 @@ async fn errors_map_to_invalid_argument_not_found_already_exists_and_failed_prec
         Code::NotFound,
         "host Z not found",
     );
+    // Closing a listener twice, or one that never was: NOT_FOUND; the first close succeeds.
+    let listener_ref = |listener_id| pb::ListenerRef { session_id: sid, listener_id };
+    lab.close_listener(listener_ref(1)).await.expect("the first close");
+    check(lab.close_listener(listener_ref(1)).await.unwrap_err(), Code::NotFound, "");
+    check(lab.close_listener(listener_ref(9)).await.unwrap_err(), Code::NotFound, "");
+    let listeners = lab.list_listeners(pb::SessionRef { session_id: sid }).await.expect("listeners").into_inner();
+    assert_eq!(listeners.listeners[0].state(), S::Closed, "{listeners:?}");
+
     // An ended session refuses commands.
     lab.end_session(pb::SessionRef { session_id: sid }).await.expect("end");
     check(

@@ -900,3 +900,53 @@ async fn a_bottleneck_queue_fills_drops_the_tail_and_the_sender_halves_its_windo
     assert_eq!(through, [(Some("mid"), Some(true)), (Some("mid"), Some(false))], "{listed}");
     server.stop().await;
 }
+
+/// `DELETE .../listeners/{lid}` is the user's close() of a listening socket:
+/// the accepted connection lives on, the one waiting in the queue is reset,
+/// the listener reads CLOSED, a new SYN meets a RST, and a second close is
+/// a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_listener_resets_its_unaccepted_connections_and_refuses_new_ones() {
+    let server = TestServer::start().await;
+    let rest = &server.rest;
+    let sid = rest.manual_session("close listener", json!({})).await;
+    rest.two_hosts_and_listener(sid).await;
+    let open = |port: u16| {
+        let body = json!({"client": "A", "server": "B", "port": 80, "client_port": port});
+        async move {
+            let conn =
+                rest.post_expect(&format!("/api/v1/sessions/{sid}/connections"), body, StatusCode::CREATED).await;
+            rest.run_until_idle(sid).await;
+            conn["id"].as_u64().expect("id")
+        }
+    };
+    let kept = open(40000).await;
+    let accepted = rest.post_ok(&format!("/api/v1/sessions/{sid}/listeners/1/accept"), json!({})).await;
+    assert_eq!(accepted["id"], kept);
+    let queued = open(40001).await;
+    assert_eq!(connection(rest, sid, queued).await["server"]["state"], "ESTABLISHED");
+
+    let (status, body) = rest.delete(&format!("/api/v1/sessions/{sid}/listeners/1")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    rest.run_until_idle(sid).await;
+    let listeners = rest.get_ok(&format!("/api/v1/sessions/{sid}/listeners")).await;
+    assert_eq!(listeners["listeners"][0]["state"], "CLOSED", "{listeners}");
+    let reset = connection(rest, sid, queued).await;
+    assert_eq!(
+        (reset["client"]["state"].as_str(), reset["client"]["error"].as_str()),
+        (Some("CLOSED"), Some("ECONNRESET"))
+    );
+    let live = connection(rest, sid, kept).await;
+    assert_eq!(
+        (live["client"]["state"].as_str(), live["server"]["state"].as_str()),
+        (Some("ESTABLISHED"), Some("ESTABLISHED"))
+    );
+    let refused = connection(rest, sid, open(40002).await).await;
+    assert_eq!(refused["client"]["error"], "ECONNREFUSED", "{refused}");
+
+    let got = rest.delete(&format!("/api/v1/sessions/{sid}/listeners/1")).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    let got = rest.delete(&format!("/api/v1/sessions/{sid}/listeners/9")).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    server.stop().await;
+}

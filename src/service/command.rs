@@ -35,6 +35,11 @@ pub enum Command {
         /// The listener.
         listener: u64,
     },
+    /// `DELETE .../listeners/{lid}`.
+    CloseListener {
+        /// The listener.
+        listener: u64,
+    },
     /// `POST .../connections`.
     Connect {
         /// The request.

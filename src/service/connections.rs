@@ -9,7 +9,7 @@ use super::parse::port;
 use super::session::SessionState;
 use super::{Error, LabService};
 use crate::engine::State;
-use crate::sim::{ConnectSpec, ListenSpec, Side};
+use crate::sim::{ConnectSpec, ListenSpec, Side, Unaccepted};
 
 impl LabService {
     /// Opens a listener (passive OPEN).
@@ -64,6 +64,18 @@ impl LabService {
             None => Err(Error::not_found("established connection to accept on listener", lid)),
         })
         .await
+    }
+
+    /// The user's close() of a listening socket: it stops listening (a SYN
+    /// to its port now meets a RST), the connections it made that were
+    /// accepted live on, and those nobody accepted are aborted, a RST to
+    /// each peer, as BSD's close of a listening socket aborts its queues.
+    ///
+    /// # Errors
+    /// Unknown session, or a listener unknown or already closed (not found).
+    pub async fn close_listener(&self, sid: u64, lid: u64) -> Result<(), Error> {
+        let record = Command::CloseListener { listener: lid };
+        self.command(sid, record, move |s| Ok(s.world.close_listener(lid, Unaccepted::Abort)?)).await
     }
 
     /// Active OPEN: the SYN leaves now.

@@ -18,7 +18,7 @@ use super::ast::{Direction, Event, EventKind, Expr, Packet, PdOption, Script, Sy
 use crate::engine::{ConnError, Flags, Isn, Profile, Segment, StackError, State, TcpOption, UserError};
 use crate::ladder::ladder;
 use crate::sim::{
-    ConnId, ConnectSpec, HostKind, InjectSpec, LinkParams, ListenSpec, Side, World, WorldConfig, WorldError,
+    ConnId, ConnectSpec, HostKind, InjectSpec, LinkParams, ListenSpec, Side, Unaccepted, World, WorldConfig, WorldError,
 };
 use crate::time::{Duration, Instant};
 
@@ -1241,7 +1241,7 @@ impl Runner {
         match f.kind {
             FdKind::Fresh => {}
             FdKind::Listener { id, port } => {
-                let _ = self.world.close_listener(id);
+                let _ = self.world.close_listener(id, Unaccepted::LiveOn);
                 // Connections nobody accepted go with the listening socket.
                 while let Some(conn) = self.pending_on(port) {
                     self.accepted.insert(conn);

@@ -21,5 +21,5 @@ pub use fault::{FaultAction, FaultRule, FaultSpec, SegmentMatch};
 pub use link::LinkParams;
 pub use world::{
     ConnectSpec, Connection, DEFAULT_RUN_MAX_ITEMS, End, HostId, HostKind, InjectSpec, ListenSpec, RawPacket, RunCap,
-    RunOutcome, World, WorldConfig, WorldError,
+    RunOutcome, Unaccepted, World, WorldConfig, WorldError,
 };

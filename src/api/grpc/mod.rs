@@ -162,6 +162,15 @@ impl LabRpc for GrpcLab {
         reply(self.service.accept(r.session_id, r.listener_id).await?.into())
     }
 
+    async fn close_listener(
+        &self,
+        request: Request<pb::ListenerRef>,
+    ) -> Result<Response<pb::CloseListenerResponse>, Status> {
+        let r = request.into_inner();
+        self.service.close_listener(r.session_id, r.listener_id).await?;
+        reply(pb::CloseListenerResponse {})
+    }
+
     async fn get_connection(&self, request: Request<pb::ConnectionRef>) -> Result<Response<pb::Connection>, Status> {
         let r = request.into_inner();
         reply(self.service.get_connection(r.session_id, r.connection_id).await?.into())

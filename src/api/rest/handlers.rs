@@ -313,6 +313,23 @@ pub async fn accept(
     Ok(Json(svc.accept(p.sid, p.lid).await?))
 }
 
+/// The user's close() of a listening socket: the port stops listening;
+/// connections it made that nobody accepted are reset, accepted ones live on.
+#[utoipa::path(
+    delete, path = "/api/v1/sessions/{sid}/listeners/{lid}", tag = "connections",
+    params(("sid" = u64, Path, description = "Session id"), ("lid" = u64, Path, description = "Listener id")),
+    responses(
+        (status = 204, description = "Closed"),
+        (status = 404, description = "Unknown session, or a listener unknown or already closed", body = ErrorBody),
+        (status = "4XX", description = "Ended session", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    )
+)]
+pub async fn close_listener(State(svc): State<LabService>, ApiPath(p): ApiPath<ListenerPath>) -> ApiResult<StatusCode> {
+    svc.close_listener(p.sid, p.lid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Active OPEN: the SYN leaves now.
 #[utoipa::path(
     post, path = "/api/v1/sessions/{sid}/connections", tag = "connections",

@@ -62,6 +62,7 @@ use crate::service::model::*;
         handlers::add_listener,
         handlers::list_listeners,
         handlers::accept,
+        handlers::close_listener,
         handlers::open_connection,
         handlers::list_connections,
         handlers::get_connection,
@@ -185,6 +186,7 @@ pub fn router(service: LabService) -> Router {
         .route("/api/v1/sessions/{sid}/hosts", post(add_host).get(list_hosts))
         .route("/api/v1/sessions/{sid}/links", axum::routing::put(set_link).get(list_links))
         .route("/api/v1/sessions/{sid}/listeners", post(add_listener).get(list_listeners))
+        .route("/api/v1/sessions/{sid}/listeners/{lid}", axum::routing::delete(close_listener))
         .route("/api/v1/sessions/{sid}/listeners/{lid}/accept", post(accept))
         .route("/api/v1/sessions/{sid}/connections", post(open_connection).get(list_connections))
         .route(conn, get(get_connection))

@@ -204,6 +204,20 @@ impl Connections {
             .count()
     }
 
+    /// Connections a listener made that nobody accepted and that are not
+    /// CLOSED: what closing the listener aborts.
+    pub(super) fn unaccepted(&self, listener: u64) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self
+            .connections
+            .values()
+            .filter(|c| c.listener == Some(listener) && !c.accepted)
+            .filter(|c| c.server.as_ref().is_some_and(|e| e.state != State::Closed))
+            .map(|c| c.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The open listener on a host's port with a full backlog, if any.
     pub(super) fn full_listener(&self, host: HostId, port: u16) -> Option<u64> {
         let l = self.listener_on(host, port)?;

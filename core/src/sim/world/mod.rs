@@ -53,7 +53,9 @@ use crate::time::{Duration, Instant};
 
 pub use self::connections::{Connection, End, ListenerRecord};
 pub use self::hosts::{HostId, HostKind, RawPacket};
-pub use self::spec::{ConnectSpec, DEFAULT_RUN_MAX_ITEMS, InjectSpec, ListenSpec, RunCap, RunOutcome, WorldConfig};
+pub use self::spec::{
+    ConnectSpec, DEFAULT_RUN_MAX_ITEMS, InjectSpec, ListenSpec, RunCap, RunOutcome, Unaccepted, WorldConfig,
+};
 pub(crate) use self::wire::InFlight;
 
 /// Everything a world command can get wrong, each naming what is wrong.
@@ -286,11 +288,17 @@ impl World {
         Ok(id)
     }
 
-    /// Closes a listener (connections it accepted live on).
+    /// Closes a listener. Connections it made that were accepted live on;
+    /// with [`Unaccepted::Abort`], those nobody accepted yet (established in
+    /// its queue, or still in SYN_RECEIVED) are aborted, a RST to each peer,
+    /// as closing a listening socket does in BSD (`soclose()` aborts its
+    /// completed and incomplete queues) and as RFC 9293 section 3.10.5's
+    /// ABORT does for each. [`Unaccepted::LiveOn`] leaves them to a caller
+    /// that keeps its own accept queue (the packetdrill runner).
     ///
     /// # Errors
     /// [`WorldError::UnknownListener`].
-    pub fn close_listener(&mut self, id: u64) -> Result<(), WorldError> {
+    pub fn close_listener(&mut self, id: u64, unaccepted: Unaccepted) -> Result<(), WorldError> {
         let (host, stack_id) = self.connections.open_listener(id)?;
         self.hosts.tcp_stack(host)?.unlisten(stack_id)?;
         self.connections.mark_listener_closed(id);
@@ -304,6 +312,12 @@ impl World {
             cause: Cause::User { call: UserCall::Close },
             rfc: "3.10.4".into(),
         });
+        if unaccepted == Unaccepted::Abort {
+            for conn in self.connections.unaccepted(id) {
+                // Each end was found open just now, so the abort cannot fail.
+                let _ = self.abort(conn, Side::Server);
+            }
+        }
         Ok(())
     }
 

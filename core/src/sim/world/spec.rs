@@ -119,3 +119,13 @@ pub enum RunCap {
     /// The next item is due after the time allowed.
     Time,
 }
+
+/// What closing a listener does with the connections it made that nobody
+/// accepted yet: see [`World::close_listener`](super::World::close_listener).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unaccepted {
+    /// Abort each (a RST to its peer), as a BSD listening socket's close does.
+    Abort,
+    /// Leave them be: the caller keeps its own accept queue and decides.
+    LiveOn,
+}
