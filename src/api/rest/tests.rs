@@ -556,6 +556,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/sessions/{sid}/links"),
     ("post", "/api/v1/sessions/{sid}/listeners"),
     ("get", "/api/v1/sessions/{sid}/listeners"),
+    ("delete", "/api/v1/sessions/{sid}/listeners/{lid}"),
     ("post", "/api/v1/sessions/{sid}/listeners/{lid}/accept"),
     ("post", "/api/v1/sessions/{sid}/connections"),
     ("get", "/api/v1/sessions/{sid}/connections"),
