@@ -888,6 +888,32 @@ mod tests {
     }
 
     #[test]
+    fn data_between_duplicate_acks_does_not_restart_their_count() {
+        // Data flows both ways: the peer's segments that carry data (and
+        // acknowledge SND.UNA) come between its duplicate ACKs. RFC 5681
+        // section 3.2 counts three duplicates "without any intervening ACKs
+        // which move SND.UNA": data that moves nothing restarts nothing.
+        let mut f = five_segments_in_flight();
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, 501, b"")), []);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 101, 501, b"a")), [s("ACK", 3181, 102, 0)]);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 102, 501, b"")), []);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 102, 501, b"b")), [s("ACK", 3181, 103, 0)]);
+        assert_eq!(summary(&f.recv(20 * MS, Flags::ACK, 103, 501, b"")), [s("ACK", 501, 103, 536)], "third duplicate");
+        // An old ACK (reordering) neither counts nor restarts the count
+        // (FreeBSD's tcp_input.c: "Old acks should not affect dupack counting").
+        let mut f = five_segments_in_flight();
+        f.recv(20 * MS, Flags::ACK, 101, 1037, b"");
+        f.recv(20 * MS, Flags::ACK, 101, 1037, b"");
+        f.recv(20 * MS, Flags::ACK, 101, 1037, b"");
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().dup_acks, 2);
+        f.recv(20 * MS, Flags::ACK, 101, 501, b"");
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().dup_acks, 2);
+        // An ACK that moves SND.UNA does.
+        f.recv(20 * MS, Flags::ACK, 101, 1573, b"");
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().dup_acks, 0);
+    }
+
+    #[test]
     fn duplicate_acks_echoing_a_timeout_retransmission_do_not_fast_retransmit() {
         let mut f = five_segments_in_flight();
         // The RTO fires: cwnd collapses to one segment, resent from SND.UNA.

@@ -151,7 +151,7 @@ pub struct TcbStatus {
     /// Slow start, congestion avoidance or fast recovery.
     #[serde(default)]
     pub cc_phase: CcPhase,
-    /// Duplicate ACKs in a row (RFC 5681 section 2).
+    /// Duplicate ACKs (RFC 5681 section 2) since SND.UNA last moved.
     #[serde(default)]
     pub dup_acks: u32,
     /// RFC 6582's `recover` while in fast recovery: the ACK that ends it.
@@ -214,7 +214,8 @@ pub struct Tcb {
     rexmit_due: bool,
     /// In loss recovery after a fast retransmit, until SND.UNA reaches `recover`.
     in_recovery: bool,
-    /// Duplicate ACKs in a row (RFC 5681 section 2's definition).
+    /// Duplicate ACKs (RFC 5681 section 2's definition) since SND.UNA last
+    /// moved: segments with data in between do not restart the count (section 3.2).
     dup_acks: u8,
     /// RFC 6582's `recover`: SND.NXT when recovery began or the RTO last fired.
     recover: SeqNumber,
@@ -992,9 +993,14 @@ impl Tcb {
                 self.cc.on_fast_retransmit(algo, self.flight_size() - limited, smss);
                 self.rexmit_due = true;
             }
-        } else if seg.ack != self.snd_una || !seg.payload.is_empty() {
-            self.dup_acks = 0;
         }
+        // Neither an old ACK nor a segment that carries data (or a new
+        // window) while acknowledging SND.UNA is a duplicate, and neither
+        // restarts the count: RFC 5681 section 3.2 counts three duplicates
+        // "without any intervening ACKs which move SND.UNA", and FreeBSD's
+        // tcp_input.c leaves t_dupacks alone for both ("Old acks should not
+        // affect dupack counting"). With data flowing both ways most of the
+        // peer's segments carry data between its duplicates.
         // Window update (3.10.7.4): only from a segment at least as new as the last one used.
         if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack) {
             let was_zero = self.snd_wnd == 0;
