@@ -111,10 +111,21 @@ impl SmolHost {
         self.ip
     }
 
-    /// Add a TCP socket (state Closed) with the given buffer sizes.
+    /// Add a TCP socket (state Closed) with the given buffer sizes and no
+    /// congestion control (`CongestionControl::None`: smoltcp sends whatever
+    /// the peer's window allows). That is pinned here because the dev
+    /// dependency enables the `socket-tcp-reno` and `socket-tcp-cubic`
+    /// features, which would otherwise make CUBIC every socket's default.
     pub fn add_tcp_socket(&mut self, rx_buf: usize, tx_buf: usize) -> SocketHandle {
-        let sock =
+        self.add_tcp_socket_with(rx_buf, tx_buf, tcp::CongestionControl::None)
+    }
+
+    /// [`SmolHost::add_tcp_socket`] with the given congestion controller
+    /// (`Reno` or `Cubic`, RFC 5681 / RFC 9438 as smoltcp implements them).
+    pub fn add_tcp_socket_with(&mut self, rx_buf: usize, tx_buf: usize, cc: tcp::CongestionControl) -> SocketHandle {
+        let mut sock =
             tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; rx_buf]), tcp::SocketBuffer::new(vec![0u8; tx_buf]));
+        sock.set_congestion_control(cc);
         self.sockets.add(sock)
     }
 
