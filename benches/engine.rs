@@ -5,7 +5,11 @@
 //!    scheduler, engine, event log). Criterion's `elements/s` is segments
 //!    delivered (data and ACKs, both directions) per second. The event log is
 //!    drained every few thousand steps, so that memory stays flat, but the
-//!    events are still produced and dropped inside the timed part.
+//!    events are still produced and dropped inside the timed part. The same
+//!    16 MiB between two smoltcp interfaces (`SmolBulk`) is the baseline of
+//!    the same run, and 4 MiB through a 2 Mb/s bottleneck with a 16 KiB
+//!    drop-tail queue measures the world with congestion control at work
+//!    (queue drops, fast recovery; its virtual time and link use printed).
 //! 2. `lifecycles`: complete connection lifecycles per second with N idle
 //!    established connections open in the same world (N in 1, 1k, 10k, 100k),
 //!    one lifecycle after another (not concurrently): handshake, 1 KiB
@@ -42,7 +46,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tcplab::engine::{Output, Profile, Segment, SocketId, Stack, Tcb};
 use tcplab::sim::{
-    ConnId, ConnectSpec, Connection, End, EventKind, HostKind, LinkParams, ListenSpec, Side, World, WorldConfig,
+    ConnId, ConnectSpec, Connection, DropReason, End, EventKind, HostKind, LinkParams, ListenSpec, Side, World,
+    WorldConfig,
 };
 use tcplab::time;
 
@@ -152,6 +157,14 @@ const BULK_CHUNK: usize = MIB;
 struct Bulk {
     world: World,
     conn: ConnId,
+    /// Octets one transfer moves.
+    bytes: usize,
+    /// Segments a full queue dropped, over every transfer so far.
+    drops: u64,
+    /// Events logged, and of them the two kinds congestion control added
+    /// (`congestion_changed`, `segment_queued`), over every transfer so far.
+    events: u64,
+    cc_events: u64,
     /// The application's buffer, handed to SEND without a copy (as the
     /// server hands over a request's body).
     chunk: bytes::Bytes,
@@ -159,10 +172,15 @@ struct Bulk {
 
 impl Bulk {
     fn new() -> Bulk {
+        Bulk::over(link_1ms(), BULK_BYTES)
+    }
+
+    /// A connection from a to b over `link`, each transfer `bytes` long.
+    fn over(link: LinkParams, bytes: usize) -> Bulk {
         let mut world = World::new(bench_config()).unwrap();
         world.add_host("a", Ipv4Addr::new(10, 0, 0, 1), HostKind::Tcp).unwrap();
         world.add_host("b", Ipv4Addr::new(10, 0, 0, 2), HostKind::Tcp).unwrap();
-        world.set_link("a", "b", link_1ms()).unwrap();
+        world.set_link("a", "b", link).unwrap();
         world.listen(ListenSpec { host: "b".into(), port: 80, ..ListenSpec::default() }).unwrap();
         let conn = world
             .connect(ConnectSpec { client: "a".into(), server: "b".into(), port: 80, ..ConnectSpec::default() })
@@ -170,23 +188,31 @@ impl Bulk {
         run_idle(&mut world);
         world.take_events();
         let chunk = (0..BULK_CHUNK).map(|i| i as u8).collect::<Vec<u8>>().into();
-        Bulk { world, conn, chunk }
+        Bulk { world, conn, bytes, drops: 0, events: 0, cc_events: 0, chunk }
     }
 
-    /// Sends [`BULK_BYTES`] from a to b over the open connection and runs
-    /// until everything is acknowledged. Returns (segments delivered, payload octets delivered).
+    /// Sends `bytes` from a to b over the open connection and runs until
+    /// everything is acknowledged. Returns (segments delivered, payload
+    /// octets delivered); [`Bulk::drops`] counts the segments the queue refused.
     fn transfer(&mut self) -> (u64, u64) {
         let world = &mut self.world;
-        let mut remaining = BULK_BYTES;
+        let mut remaining = self.bytes;
         let mut segments = 0u64;
         let mut octets = 0u64;
         let mut steps = 0u64;
         let mut idle = false;
+        let (drops, all, cc) = (&mut self.drops, &mut self.events, &mut self.cc_events);
         let mut count = |events: Vec<tcplab::sim::Event>| {
+            *all += events.len() as u64;
             for event in &events {
-                if let EventKind::SegmentDelivered { segment, .. } = &event.kind {
-                    segments += 1;
-                    octets += segment.segment.payload.len() as u64;
+                match &event.kind {
+                    EventKind::SegmentDelivered { segment, .. } => {
+                        segments += 1;
+                        octets += segment.segment.payload.len() as u64;
+                    }
+                    EventKind::SegmentDropped { reason: DropReason::QueueFull, .. } => *drops += 1,
+                    EventKind::CongestionChanged { .. } | EventKind::SegmentQueued { .. } => *cc += 1,
+                    _ => {}
                 }
             }
         };
@@ -311,8 +337,13 @@ impl StackBulk {
 
 fn bench_bulk(c: &mut Criterion) {
     // A dry run fixes the number of segments one transfer takes (the world is deterministic).
-    let (segments, octets) = Bulk::new().transfer();
+    let mut dry = Bulk::new();
+    let (segments, octets) = dry.transfer();
     assert_eq!(octets, BULK_BYTES as u64, "every octet is delivered exactly once");
+    println!(
+        "bulk: {} events over the 1 ms link, {} of them congestion_changed or segment_queued",
+        dry.events, dry.cc_events
+    );
     let (stack_segments, stack_octets) = StackBulk::new().transfer();
     assert_eq!(stack_octets, BULK_BYTES as u64, "every octet is delivered exactly once");
     println!(
@@ -322,6 +353,29 @@ fn bench_bulk(c: &mut Criterion) {
     );
     BULK_SEGMENTS.store(segments as isize, Ordering::Relaxed);
     STACK_BULK_SEGMENTS.store(stack_segments as isize, Ordering::Relaxed);
+
+    let smol_packets = smoltcp_baseline::SmolBulk::new().transfer(BULK_BYTES);
+    SMOL_BULK_PACKETS.store(smol_packets as isize, Ordering::Relaxed);
+    // Through a congested bottleneck: the world's time per segment with the
+    // queue full, drops and recoveries (the dry run also measures the link's use).
+    let mut dry = Bulk::over(bottleneck_link(), BOTTLENECK_BYTES);
+    let started = dry.world.now();
+    let (bn_segments, bn_octets) = dry.transfer();
+    assert_eq!(bn_octets, BOTTLENECK_BYTES as u64, "every octet is delivered exactly once");
+    let secs = (dry.world.now() - started).as_millis_f64() / 1e3;
+    println!(
+        "bulk: {} MiB through a 2 Mb/s, 16 KiB drop-tail bottleneck (NewReno) = {bn_segments} segments, \
+         {} queue drops, {secs:.2} s of virtual time, {:.1} % of the link's rate as payload; \
+         {} events, {} of them congestion_changed or segment_queued ({:.1} %)",
+        BOTTLENECK_BYTES / MIB,
+        dry.drops,
+        100.0 * (BOTTLENECK_BYTES * 8) as f64 / (2e6 * secs),
+        dry.events,
+        dry.cc_events,
+        100.0 * dry.cc_events as f64 / dry.events.max(1) as f64
+    );
+    assert!(dry.drops > 0, "the queue overflows");
+    BOTTLENECK_SEGMENTS.store(bn_segments as isize, Ordering::Relaxed);
 
     let mut group = c.benchmark_group("bulk");
     group.sample_size(SAMPLES).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
@@ -357,10 +411,49 @@ fn bench_bulk(c: &mut Criterion) {
             elapsed
         });
     });
+    group.throughput(Throughput::Elements(smol_packets));
+    let mut bulk: Option<smoltcp_baseline::SmolBulk> = None;
+    group.bench_function("smoltcp_16MiB", |b| {
+        let bulk = bulk.get_or_insert_with(smoltcp_baseline::SmolBulk::new);
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(bulk.transfer(BULK_BYTES));
+            }
+            let elapsed = start.elapsed();
+            record("bulk/smoltcp", iters * smol_packets, elapsed);
+            elapsed
+        });
+    });
+    group.throughput(Throughput::Elements(bn_segments));
+    let mut bulk: Option<Bulk> = None;
+    group.bench_function("world_bottleneck_4MiB", |b| {
+        let bulk = bulk.get_or_insert_with(|| Bulk::over(bottleneck_link(), BOTTLENECK_BYTES));
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let mut n = 0;
+            for _ in 0..iters {
+                n += bulk.transfer().0;
+            }
+            let elapsed = start.elapsed();
+            record("bulk/bottleneck", n, elapsed);
+            elapsed
+        });
+    });
     group.finish();
 }
 
+/// Octets of the bulk transfer through the bottleneck.
+const BOTTLENECK_BYTES: usize = 4 * MIB;
+
+/// The `bottleneck-sawtooth` lab's link: 2 Mb/s, a 16 KiB drop-tail queue, 10 ms.
+fn bottleneck_link() -> LinkParams {
+    LinkParams { latency_ms: 10.0, bandwidth_bps: 2_000_000, queue_bytes: 16 * KIB as u64, ..LinkParams::default() }
+}
+
 static BULK_SEGMENTS: AtomicIsize = AtomicIsize::new(0);
+static SMOL_BULK_PACKETS: AtomicIsize = AtomicIsize::new(0);
+static BOTTLENECK_SEGMENTS: AtomicIsize = AtomicIsize::new(0);
 static STACK_BULK_SEGMENTS: AtomicIsize = AtomicIsize::new(0);
 
 // ----- 2. lifecycles with N idle connections open -----
@@ -678,6 +771,32 @@ fn summary(memory: &Memory) {
         BULK_SEGMENTS.load(Ordering::Relaxed),
         fmt(rate("bulk/stacks")),
         STACK_BULK_SEGMENTS.load(Ordering::Relaxed)
+    );
+    let world = rate("bulk/world");
+    let smol = rate("bulk/smoltcp");
+    let smol_packets = SMOL_BULK_PACKETS.load(Ordering::Relaxed) as f64;
+    let world_segments = BULK_SEGMENTS.load(Ordering::Relaxed) as f64;
+    // smoltcp acknowledges less often, so it moves the same octets in fewer
+    // packets: the octets per second are the fairer second comparison.
+    let mib_s = |rate: f64, packets: f64| rate / packets * (BULK_BYTES / MIB) as f64;
+    println!(
+        "segments/s, bulk 16 MiB between two smoltcp interfaces (zero-latency device) {} ({smol_packets} packets); \
+         the world / smoltcp {} in segments/s, {} in MiB/s ({} against {} MiB/s)",
+        fmt(smol),
+        world.zip(smol).map_or_else(|| "-".to_string(), |(w, s)| format!("{:.2}x", w / s)),
+        world.zip(smol).map_or_else(
+            || "-".to_string(),
+            |(w, s)| format!("{:.2}x", mib_s(w, world_segments) / mib_s(s, smol_packets))
+        ),
+        world.map_or_else(|| "-".to_string(), |w| format!("{:.0}", mib_s(w, world_segments))),
+        smol.map_or_else(|| "-".to_string(), |s| format!("{:.0}", mib_s(s, smol_packets))),
+    );
+    println!(
+        "segments/s, bulk 4 MiB through a congested 2 Mb/s bottleneck (queue drops, NewReno): {} ({} segments); \
+         the 1 ms link's rate / this {}",
+        fmt(rate("bulk/bottleneck")),
+        BOTTLENECK_SEGMENTS.load(Ordering::Relaxed),
+        world.zip(rate("bulk/bottleneck")).map_or_else(|| "-".to_string(), |(w, b)| format!("{:.2}x", w / b))
     );
     println!(
         "bytes per idle connection: engine {:.0} per endpoint ({:.0} per connection); world total {:.0} per connection",

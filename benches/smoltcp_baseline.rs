@@ -127,7 +127,11 @@ impl Host {
 }
 
 fn new_socket(buf: usize) -> tcp::Socket<'static> {
-    tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; buf]), tcp::SocketBuffer::new(vec![0u8; buf]))
+    let mut sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; buf]), tcp::SocketBuffer::new(vec![0u8; buf]));
+    // The dev dependency enables smoltcp's Reno and CUBIC (for the interop
+    // tests), which would make CUBIC the default: the baseline keeps none.
+    sock.set_congestion_control(tcp::CongestionControl::None);
+    sock
 }
 
 /// Move everything `from` transmitted to `to`'s receive queue.
@@ -326,5 +330,110 @@ impl SmolLifecycles {
             self.client.dirty = c.is_some_and(|t| t <= self.now);
             self.server.dirty = s.is_some_and(|t| t <= self.now);
         }
+    }
+}
+
+/// rx/tx buffer of each bulk socket: tcplab's default window (65,535 octets).
+const BULK_BUF: usize = 65_535;
+const BULK_PORT: u16 = 80;
+
+/// The engine bench's bulk transfer on smoltcp: one connection between the
+/// two interfaces over the zero-latency device, the client sending as fast
+/// as its buffer drains, the server reading everything that arrives.
+pub struct SmolBulk {
+    client: Host,
+    server: Host,
+    now: Instant,
+    client_socket: SocketHandle,
+    server_socket: SocketHandle,
+    chunk: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Default for SmolBulk {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SmolBulk {
+    /// An established connection, client 10.0.0.1 to server 10.0.0.2 port 80.
+    pub fn new() -> Self {
+        let mut client = Host::new(CLIENT_IP, 1);
+        let mut server = Host::new(SERVER_IP, 1);
+        let client_socket = client.sockets.add(new_socket(BULK_BUF));
+        let server_socket = server.sockets.add(new_socket(BULK_BUF));
+        server.tcp(server_socket).listen(BULK_PORT).unwrap();
+        let cx = client.iface.context();
+        client
+            .sockets
+            .get_mut::<tcp::Socket>(client_socket)
+            .connect(cx, (IpAddress::Ipv4(SERVER_IP), BULK_PORT), 30_000)
+            .unwrap();
+        client.dirty = true;
+        let mut bulk = SmolBulk {
+            client,
+            server,
+            now: Instant::ZERO,
+            client_socket,
+            server_socket,
+            chunk: (0..BULK_BUF).map(|i| i as u8).collect(),
+            scratch: vec![0; BULK_BUF],
+        };
+        while bulk.client.tcp(client_socket).state() != State::Established
+            || bulk.server.tcp(server_socket).state() != State::Established
+        {
+            bulk.step();
+        }
+        bulk
+    }
+
+    /// Polls whichever side has work once, or moves time to the earliest
+    /// deadline when neither has. Returns the packets it moved.
+    fn step(&mut self) -> u64 {
+        let mut moved = 0;
+        if self.client.dirty || !self.client.dev.rx.is_empty() {
+            let c = &mut self.client;
+            c.iface.poll(self.now, &mut c.dev, &mut c.sockets);
+            c.dirty = false;
+            moved += transfer(&mut c.dev, &mut self.server.dev);
+        } else if self.server.dirty || !self.server.dev.rx.is_empty() {
+            let s = &mut self.server;
+            s.iface.poll(self.now, &mut s.dev, &mut s.sockets);
+            s.dirty = false;
+            moved += transfer(&mut s.dev, &mut self.client.dev);
+        } else {
+            let c = self.client.iface.poll_at(self.now, &self.client.sockets);
+            let s = self.server.iface.poll_at(self.now, &self.server.sockets);
+            let next = [c, s].into_iter().flatten().min().expect("a smoltcp bulk transfer waits on a timer");
+            self.now = self.now.max(next);
+            self.client.dirty = c.is_some_and(|t| t <= self.now);
+            self.server.dirty = s.is_some_and(|t| t <= self.now);
+        }
+        moved
+    }
+
+    /// Moves `bytes` from client to server; returns the packets delivered
+    /// (data and ACKs, both directions), as the engine's bulk counts them.
+    pub fn transfer(&mut self, bytes: usize) -> u64 {
+        let (mut sent, mut received, mut packets) = (0, 0, 0);
+        while received < bytes {
+            let (cs, ss) = (self.client_socket, self.server_socket);
+            let client = self.client.tcp(cs);
+            if sent < bytes && client.send_capacity() > client.send_queue() {
+                sent += client.send_slice(&self.chunk[..(bytes - sent).min(BULK_BUF)]).unwrap();
+                self.client.dirty = true;
+            }
+            packets += self.step();
+            let server = self.server.sockets.get_mut::<tcp::Socket>(ss);
+            let mut read = 0;
+            while server.can_recv() {
+                read += server.recv_slice(&mut self.scratch).unwrap();
+            }
+            // Reading opens the window: the server polls to say so.
+            received += read;
+            self.server.dirty |= read > 0;
+        }
+        packets
     }
 }
