@@ -293,13 +293,8 @@ impl RequestFuzzer {
             )
             .await;
             check(st, "SendData", &input, parse(data).map(|r| async move { s.send(sid, 1, r).await.map(drop) })).await;
-            check(
-                st,
-                "SideRequest/close",
-                &input,
-                parse(data).map(|r| async move { s.close(sid, 1, r).await.map(drop) }),
-            )
-            .await;
+            check(st, "CloseRequest", &input, parse(data).map(|r| async move { s.close(sid, 1, r).await.map(drop) }))
+                .await;
             check(
                 st,
                 "SideRequest/abort",

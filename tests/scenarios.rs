@@ -227,6 +227,43 @@ fn half_close_server_keeps_sending_in_close_wait() {
     assert!(world.send(conn, Side::Client, b"x").is_err());
 }
 
+/// The same half-close, but the client closed its socket, not only its
+/// sending side: no one will read, so the server's data meets a reset
+/// (RFC 9293 section 3.10.4, RFC 1122 4.2.2.13) and both ends are gone.
+#[test]
+fn data_after_the_socket_is_closed_is_answered_with_a_reset() {
+    let (mut world, conn) = established();
+    world.close_socket(conn, Side::Client).unwrap();
+    world.run_until_idle(1000, ms(100));
+    assert_eq!(world.status(conn, Side::Client).unwrap().state, State::FinWait2);
+    assert_eq!(world.status(conn, Side::Server).unwrap().state, State::CloseWait);
+    world.send(conn, Side::Server, b"anyone there?").unwrap();
+    world.run_until_idle(1000, ms(100));
+    let events = world.take_events();
+    assert_eq!(
+        sent(&events),
+        [
+            seg("A", "FIN+ACK", 301, 501, 0),
+            seg("B", "ACK", 501, 302, 0),
+            seg("B", "PSH+ACK", 501, 302, 13),
+            // <SEQ=SEG.ACK><CTL=RST>, as BSD's tcp_dropwithreset() answers.
+            seg("A", "RST", 302, 0, 0),
+        ]
+    );
+    assert_eq!(world.status(conn, Side::Client).unwrap().state, State::Closed);
+    assert_eq!(world.received(conn, Side::Client).unwrap(), b"", "nothing was delivered to a closed socket");
+    let server = world.status(conn, Side::Server).unwrap();
+    assert_eq!((server.state, server.error), (State::Closed, Some(ConnError::Reset)));
+    // A pure ACK, or data already received, is no reason for a reset.
+    let (mut world, conn) = established();
+    world.close_socket(conn, Side::Client).unwrap();
+    world.close_socket(conn, Side::Client).unwrap();
+    world.run_until_idle(1000, ms(100));
+    world.close(conn, Side::Server).unwrap();
+    world.run_until_idle(1000, ms(100));
+    assert_eq!(world.status(conn, Side::Client).unwrap().state, State::TimeWait);
+}
+
 #[test]
 fn lost_final_ack_is_answered_again_from_time_wait() {
     let (mut world, conn) = established();

@@ -51,7 +51,7 @@ async fn get(lab: &mut Lab, sid: u64, cid: u64) -> pb::Connection {
 async fn side(lab: &mut Lab, sid: u64, cid: u64, call: &str, side: Side) -> pb::Connection {
     let req = pb::SideRequest { session_id: sid, connection_id: cid, side: side.into() };
     match call {
-        "close" => lab.close(req).await,
+        "close" => lab.close(pb::CloseRequest { session_id: sid, connection_id: cid, side: side.into(), how: 0 }).await,
         _ => lab.abort(req).await,
     }
     .expect("side call")

@@ -950,3 +950,45 @@ async fn closing_a_listener_resets_its_unaccepted_connections_and_refuses_new_on
     assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
     server.stop().await;
 }
+
+/// `POST .../close` with `"how": "close"` closes the socket, not only its
+/// sending side: the peer's later data is answered with a reset. Without
+/// `how` the end still reads (a half-close); an unknown `how` is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_how_close_resets_later_data_and_a_shutdown_still_reads() {
+    let server = TestServer::start().await;
+    let rest = &server.rest;
+    for (how, reads) in [(None, true), (Some("shutdown_write"), true), (Some("close"), false)] {
+        let sid = rest.manual_session("close how", json!({})).await;
+        let cid = handshake(rest, sid).await;
+        let mut body = json!({"side": "client"});
+        if let Some(how) = how {
+            body["how"] = json!(how);
+        }
+        let closed = rest.post_ok(&format!("/api/v1/sessions/{sid}/connections/{cid}/close"), body).await;
+        assert_eq!(closed["client"]["state"], "FIN_WAIT_1", "{how:?}");
+        rest.run_until_idle(sid).await;
+        let late = base64::engine::general_purpose::STANDARD.encode(b"late");
+        rest.post_ok(
+            &format!("/api/v1/sessions/{sid}/connections/{cid}/send"),
+            json!({"side": "server", "data_base64": late}),
+        )
+        .await;
+        rest.run_until_idle(sid).await;
+        let conn = connection(rest, sid, cid).await;
+        if reads {
+            assert_eq!(conn["client"]["state"], "FIN_WAIT_2", "{how:?}: {conn}");
+            assert_eq!(conn["client"]["received_bytes"], 4, "{how:?}: {conn}");
+        } else {
+            assert_eq!(conn["client"]["state"], "CLOSED", "{conn}");
+            assert_eq!(conn["server"]["error"], "ECONNRESET", "{conn}");
+        }
+    }
+    let sid = rest.manual_session("close how", json!({})).await;
+    let cid = handshake(rest, sid).await;
+    let got = rest
+        .post(&format!("/api/v1/sessions/{sid}/connections/{cid}/close"), json!({"side": "client", "how": "slam"}))
+        .await;
+    assert!(got.0.is_client_error() && got.1.to_string().contains("how"), "{got:?}");
+    server.stop().await;
+}

@@ -228,9 +228,9 @@ def main() -> int:
         got_s = stub.GetReceived(pb.SideRequest(session_id=sid, connection_id=cid, side=server), timeout=t)
         got_c = stub.GetReceived(pb.SideRequest(session_id=sid, connection_id=cid, side=client), timeout=t)
 
-        stub.Close(pb.SideRequest(session_id=sid, connection_id=cid, side=client), timeout=t)
+        stub.Close(pb.CloseRequest(session_id=sid, connection_id=cid, side=client), timeout=t)
         run()  # FIN, ACK: the client in FIN_WAIT_2, the server in CLOSE_WAIT
-        stub.Close(pb.SideRequest(session_id=sid, connection_id=cid, side=server), timeout=t)
+        stub.Close(pb.CloseRequest(session_id=sid, connection_id=cid, side=server), timeout=t)
         clock = run()  # FIN, ACK, then TIME_WAIT's 2*MSL
 
         # Ending the session ends the stream.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{AddFault, AddHost, AddListener, ClockRequest, Inject, OpenConnection, SetLink};
 use crate::engine::Profile;
-use crate::sim::Side;
+use crate::sim::{CloseHow, Side};
 
 /// One command as the log stores it: `{"op": "add_host", "args": {...}}`,
 /// the request as the service took it (after REST's or gRPC's parsing).
@@ -60,6 +60,10 @@ pub enum Command {
         connection: u64,
         /// The end that closes.
         side: Side,
+        /// A shutdown of the sending side or a close of the socket (logs
+        /// from before the choice existed read as the shutdown they were).
+        #[serde(default)]
+        how: CloseHow,
     },
     /// `POST .../connections/{cid}/abort`.
     Abort {

@@ -9,7 +9,7 @@ use super::parse::port;
 use super::session::SessionState;
 use super::{Error, LabService};
 use crate::engine::State;
-use crate::sim::{ConnectSpec, ListenSpec, Side, Unaccepted};
+use crate::sim::{CloseHow, ConnectSpec, ListenSpec, Side, Unaccepted};
 
 impl LabService {
     /// Opens a listener (passive OPEN).
@@ -167,14 +167,18 @@ impl LabService {
             .await
     }
 
-    /// CLOSE one end.
+    /// CLOSE one end: a shutdown of its sending side (RFC 9293's CLOSE), or
+    /// the close of its socket, after which arriving data meets a reset.
     ///
     /// # Errors
     /// Unknown ids or a state that refuses.
-    pub async fn close(&self, sid: u64, cid: u64, req: SideRequest) -> Result<ConnectionInfo, Error> {
-        let record = Command::Close { connection: cid, side: req.side };
+    pub async fn close(&self, sid: u64, cid: u64, req: CloseRequest) -> Result<ConnectionInfo, Error> {
+        let record = Command::Close { connection: cid, side: req.side, how: req.how };
         self.command(sid, record, move |s| {
-            s.world.close(cid, req.side)?;
+            match req.how {
+                CloseHow::ShutdownWrite => s.world.close(cid, req.side)?,
+                CloseHow::Close => s.world.close_socket(cid, req.side)?,
+            }
             connection_info(s, cid)
         })
         .await

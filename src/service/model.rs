@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::engine::{Flags, Profile, State, TcbStatus};
-use crate::sim::{FaultAction, HostKind, Side};
+use crate::sim::{CloseHow, FaultAction, HostKind, Side};
 
 /// How a session's virtual clock moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
@@ -352,6 +352,21 @@ pub struct SideRequest {
     /// `client` or `server`.
     #[schema(value_type = String)]
     pub side: Side,
+}
+
+/// `POST .../close`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    /// `client` or `server`.
+    #[schema(value_type = String)]
+    pub side: Side,
+    /// `shutdown_write` (the default: shutdown(SHUT_WR), RFC 9293's CLOSE;
+    /// the end still reads) or `close` (close() of the socket: data that
+    /// arrives before the peer's FIN is answered with a reset).
+    #[serde(default)]
+    #[schema(value_type = String, example = "shutdown_write")]
+    pub how: CloseHow,
 }
 
 /// `POST .../send`.

@@ -335,6 +335,17 @@ impl Stack {
         Ok(())
     }
 
+    /// The user's close() of an endpoint's socket (where [`Stack::close`] is
+    /// shutdown(SHUT_WR)): see [`Tcb::close_socket`].
+    ///
+    /// # Errors
+    /// [`StackError`] for an unknown socket or a closed endpoint.
+    pub fn close_socket(&mut self, id: SocketId, out: &mut Vec<Output>) -> Result<(), StackError> {
+        self.slot_mut(id)?.tcb.close_socket(out)?;
+        self.mark_dirty(id);
+        Ok(())
+    }
+
     /// ABORT on an endpoint.
     ///
     /// # Errors

@@ -203,6 +203,10 @@ pub struct Tcb {
     peer_fin: Option<SeqNumber>,
     /// The user called CLOSE: a FIN follows the queued data.
     fin_queued: bool,
+    /// The user closed the socket itself, not only its sending side: no
+    /// one will read what arrives, so new data is answered with a reset
+    /// (RFC 9293 section 3.10.4, RFC 1122 4.2.2.13; BSD's SS_NOFDREF).
+    app_closed: bool,
     /// The sequence number our FIN occupies, once sent.
     fin_seq: Option<SeqNumber>,
     /// An ACK is owed to the peer.
@@ -227,7 +231,7 @@ pub struct Tcb {
     /// The segment being timed: the sequence number that acknowledges it, and when it left.
     rtt_probe: Option<(SeqNumber, u64)>,
     retries: u32,
-    persist_backoff: u32,
+    persist_backoff: u8,
     error: Option<ConnError>,
     /// The ACK owed is a challenge ACK and nothing else (it never repeats a FIN).
     challenge_only: bool,
@@ -278,6 +282,7 @@ impl Tcb {
             ooo: None,
             peer_fin: None,
             fin_queued: false,
+            app_closed: false,
             fin_seq: None,
             ack_pending: false,
             probe_due: false,
@@ -627,6 +632,29 @@ impl Tcb {
         }
     }
 
+    /// The user's close() of the socket, where [`Tcb::close`] is
+    /// shutdown(SHUT_WR): the FIN follows the queued data as for CLOSE, and
+    /// besides no one reads any more, so data that arrives from now on is
+    /// answered with a reset. Closing a socket whose sending side is already
+    /// shut down is no error.
+    ///
+    /// # Errors
+    /// [`UserError::NotConnected`] when the endpoint is closed.
+    pub fn close_socket(&mut self, out: &mut Vec<Output>) -> Result<(), UserError> {
+        match self.close(out) {
+            Ok(()) | Err(UserError::Closing) => {
+                self.app_closed = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the user closed the socket (not only its sending side).
+    pub fn socket_closed(&self) -> bool {
+        self.app_closed
+    }
+
     /// ABORT (RFC 9293 section 3.10.5): a reset for synchronized peers, then CLOSED.
     pub fn abort(&mut self, now: u64, out: &mut Vec<Output>) {
         let cause = Cause::User { call: UserCall::Abort };
@@ -862,6 +890,22 @@ impl Tcb {
             return;
         }
 
+        // Data after the user closed the socket, before the peer's FIN: no
+        // one will read it, so the peer learns at once (RFC 9293 section
+        // 3.10.4 and RFC 1122 4.2.2.13; BSD's tcp_input.c "If new data are
+        // received on a connection after the user processes are gone, then
+        // RST the other end", with the reset tcp_dropwithreset() makes).
+        if self.app_closed && matches!(self.state, State::FinWait1 | State::FinWait2) && self.new_text_len(seg) > 0 {
+            let rst = if flags.contains(Flags::ACK) {
+                self.segment(seg.ack, Flags::RST, Bytes::new())
+            } else {
+                Segment { ack: seg.seq + seg_len, ..self.segment(SeqNumber(0), Flags::RST | Flags::ACK, Bytes::new()) }
+            };
+            self.emit(rst, false, now, out);
+            self.enter_closed(cause, "3.10.4 (data after the socket was closed: RFC 1122 4.2.2.13)", out);
+            return;
+        }
+
         // Fifth, check the ACK field.
         if !flags.contains(Flags::ACK) {
             return;
@@ -1044,6 +1088,12 @@ impl Tcb {
     }
 
     /// Cuts a segment down to what lies in [RCV.NXT, RCV.NXT + RCV.WND).
+    /// Octets of the segment's text beyond RCV.NXT (what was not received before).
+    fn new_text_len(&self, seg: &Segment) -> usize {
+        let old = if seg.seq < self.rcv_nxt { (self.rcv_nxt - seg.seq) as usize } else { 0 };
+        seg.payload.len().saturating_sub(old)
+    }
+
     fn trim_to_window(&self, seg: &Segment) -> Option<Text> {
         let mut seq = seg.seq;
         let mut data = seg.payload.clone();

@@ -42,7 +42,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::engine::{Flags, Profile, State};
-use crate::sim::{DropReason, Fate, FaultAction, HostKind, LinkParams, SegmentOutcome, Side};
+use crate::sim::{CloseHow, DropReason, Fate, FaultAction, HostKind, LinkParams, SegmentOutcome, Side};
 
 /// Why a lab could not be loaded: each variant says where, so a teacher
 /// editing a lab file can go straight to the mistake.
@@ -426,6 +426,10 @@ pub struct CloseStep {
     pub conn: String,
     /// Which end.
     pub side: Side,
+    /// `shutdown_write` (the default, RFC 9293's CLOSE: the end still reads)
+    /// or `close` (the socket: data arriving before the peer's FIN meets a reset).
+    #[serde(default)]
+    pub how: CloseHow,
     /// The CLOSE must fail with an error containing this text (a check).
     pub expect_error: Option<String>,
 }

@@ -19,8 +19,8 @@ use super::format::{
 use crate::engine::{CcPhase, State};
 use crate::ladder::{Note, ladder};
 use crate::sim::{
-    ConnId, ConnectSpec, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch, SegmentOutcome,
-    Side, World, WorldConfig, WorldError,
+    CloseHow, ConnId, ConnectSpec, Event, EventKind, FaultSpec, InjectSpec, ListenSpec, RunCap, SegmentMatch,
+    SegmentOutcome, Side, World, WorldConfig, WorldError,
 };
 use crate::time::{Duration, Instant};
 
@@ -471,7 +471,10 @@ impl LabRun {
                 }
             }
             Step::Close(c) => {
-                let result = world.close(self.conn(&c.conn)?, c.side);
+                let result = match c.how {
+                    CloseHow::ShutdownWrite => world.close(self.conn(&c.conn)?, c.side),
+                    CloseHow::Close => world.close_socket(self.conn(&c.conn)?, c.side),
+                };
                 self.expect_outcome(world, index, line, "close", &c.expect_error, result)?;
             }
             Step::Abort(e) => world.abort(self.conn(&e.conn)?, e.side).map_err(w)?,

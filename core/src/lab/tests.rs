@@ -243,3 +243,26 @@ fn slow_start_plots_its_window_doubling_once_per_round_trip() {
     assert!(text.contains(plot.as_str()), "the plot is printed under the ladder");
     assert!(text.lines().all(|l| l.chars().count() <= crate::ladder::LADDER_WIDTH));
 }
+
+#[test]
+fn a_lab_closes_a_socket_or_only_its_sending_side() {
+    let steps = |how: &str| {
+        format!(
+            "{HANDSHAKE}\n[[step]]\nclose = {{ conn = \"c\", side = \"client\"{how} }}\n\
+             [[step]]\nrun_until_idle = {{ max_ms = 100 }}\n\
+             [[step]]\nsend = {{ conn = \"c\", side = \"server\", data = \"late\" }}\n\
+             [[step]]\nrun_until_idle = {{ max_ms = 100 }}\n"
+        )
+    };
+    let expect =
+        |state: &str| format!("[[step]]\nexpect_state = {{ conn = \"c\", side = \"client\", state = \"{state}\" }}\n");
+    for (how, state) in
+        [("", "FIN_WAIT_2"), (", how = \"shutdown_write\"", "FIN_WAIT_2"), (", how = \"close\"", "CLOSED")]
+    {
+        let text = format!("{}{}", steps(how), expect(state));
+        let report = run(&Lab::parse("close.toml", &text).expect("parses"));
+        assert!(report.passed, "{how}: {}", render_report(&report));
+    }
+    let err = Lab::parse("close.toml", &steps(", how = \"slam\"")).expect_err("unknown how").to_string();
+    assert!(err.contains("slam") || err.contains("how"), "{err}");
+}

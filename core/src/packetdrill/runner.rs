@@ -1252,7 +1252,8 @@ impl Runner {
                 let live =
                     self.world.connection(conn).and_then(|c| c.end(side)).is_some_and(|e| e.state != State::Closed);
                 if live {
-                    let _ = if f.linger_abort { self.world.abort(conn, side) } else { self.world.close(conn, side) };
+                    let _ =
+                        if f.linger_abort { self.world.abort(conn, side) } else { self.world.close_socket(conn, side) };
                 }
             }
         }

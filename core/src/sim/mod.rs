@@ -20,6 +20,6 @@ pub use fate::{Fate, SegmentOutcome};
 pub use fault::{FaultAction, FaultRule, FaultSpec, SegmentMatch};
 pub use link::LinkParams;
 pub use world::{
-    ConnectSpec, Connection, DEFAULT_RUN_MAX_ITEMS, End, HostId, HostKind, InjectSpec, ListenSpec, RawPacket, RunCap,
-    RunOutcome, Unaccepted, World, WorldConfig, WorldError,
+    CloseHow, ConnectSpec, Connection, DEFAULT_RUN_MAX_ITEMS, End, HostId, HostKind, InjectSpec, ListenSpec, RawPacket,
+    RunCap, RunOutcome, Unaccepted, World, WorldConfig, WorldError,
 };

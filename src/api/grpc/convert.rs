@@ -25,7 +25,7 @@ use crate::engine::{
 use crate::service::model::*;
 use crate::service::packetdrill::ScriptVerdict;
 use crate::service::{Error, LiveEvent};
-use crate::sim::{DropReason, Event, EventKind, Fate, FaultAction, HostKind, Side, WireSegment};
+use crate::sim::{CloseHow, DropReason, Event, EventKind, Fate, FaultAction, HostKind, Side, WireSegment};
 
 /// The serde form of a typed value (a profile's handshake, switch or ISN), to
 /// pass it on in REST's spelling. Model values always serialise; `null`
@@ -94,6 +94,14 @@ fn maybe_side_to_pb(side: Option<Side>) -> i32 {
 /// A required `Side side` field.
 pub fn parse_side(side: i32) -> Result<Side, Error> {
     required("side", side_from_pb(decode("side", side)?), "SIDE_CLIENT, SIDE_SERVER")
+}
+
+/// An optional `CloseHow how` field: unset is a shutdown of the sending side.
+pub fn parse_close_how(how: i32) -> Result<CloseHow, Error> {
+    Ok(match decode("how", how)? {
+        pb::CloseHow::Unspecified | pb::CloseHow::ShutdownWrite => CloseHow::ShutdownWrite,
+        pb::CloseHow::Close => CloseHow::Close,
+    })
 }
 
 /// A state as the message's `i32`.

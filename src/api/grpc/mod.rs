@@ -36,7 +36,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::service::{LabService, StreamItem};
-use convert::{parse_side, renamed};
+use convert::{parse_close_how, parse_side, renamed};
 use pb::lab_service_server::{LabService as LabRpc, LabServiceServer};
 
 /// The messages and the server/client code generated from
@@ -187,10 +187,10 @@ impl LabRpc for GrpcLab {
         reply(self.service.received(r.session_id, r.connection_id, parse_side(r.side)?).await?.try_into()?)
     }
 
-    async fn close(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::Connection>, Status> {
+    async fn close(&self, request: Request<pb::CloseRequest>) -> Result<Response<pb::Connection>, Status> {
         let r = request.into_inner();
-        let side = crate::service::model::SideRequest { side: parse_side(r.side)? };
-        reply(self.service.close(r.session_id, r.connection_id, side).await?.into())
+        let req = crate::service::model::CloseRequest { side: parse_side(r.side)?, how: parse_close_how(r.how)? };
+        reply(self.service.close(r.session_id, r.connection_id, req).await?.into())
     }
 
     async fn abort(&self, request: Request<pb::SideRequest>) -> Result<Response<pb::Connection>, Status> {

@@ -784,9 +784,16 @@ mod server {
         assert_eq!(c.client.map(|e| e.state()), Some(pb::State::Established));
 
         // Errors keep their codes and name the field as the proto spells it.
-        let err = lab.close(pb::SideRequest { session_id: sid, connection_id: conn.id, side: 5 }).await.unwrap_err();
+        let err =
+            lab.close(pb::CloseRequest { session_id: sid, connection_id: conn.id, side: 5, how: 0 }).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().starts_with("side: "), "{}", err.message());
+        let err = lab
+            .close(pb::CloseRequest { session_id: sid, connection_id: conn.id, side: pb::Side::Client.into(), how: 9 })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().starts_with("how: "), "{}", err.message());
         let err = lab.get_session(pb::SessionRef { session_id: 999 }).await.unwrap_err();
         assert_eq!(err.code(), Code::NotFound);
         let err = lab

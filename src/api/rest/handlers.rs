@@ -433,14 +433,16 @@ pub async fn received(
     Ok(Json(svc.received(p.sid, p.cid, side).await?))
 }
 
-/// CLOSE one end.
+/// CLOSE one end: `how` is `shutdown_write` (the default: shutdown(SHUT_WR),
+/// the end still reads) or `close` (close() of the socket: data arriving
+/// before the peer's FIN is answered with a reset).
 #[utoipa::path(
     post, path = "/api/v1/sessions/{sid}/connections/{cid}/close", tag = "connections",
     params(
         ("sid" = u64, Path, description = "Session id"),
         ("cid" = u64, Path, description = "Connection id"),
     ),
-    request_body = SideRequest,
+    request_body = CloseRequest,
     responses(
         (status = 200, description = "OK", body = ConnectionInfo),
         (status = "4XX", description = "Unknown ids, a state that refuses", body = ErrorBody),
@@ -450,7 +452,7 @@ pub async fn received(
 pub async fn close(
     State(svc): State<LabService>,
     ApiPath(p): ApiPath<ConnectionPath>,
-    ApiJson(req): ApiJson<SideRequest>,
+    ApiJson(req): ApiJson<CloseRequest>,
 ) -> ApiResult<Json<ConnectionInfo>> {
     Ok(Json(svc.close(p.sid, p.cid, req).await?))
 }

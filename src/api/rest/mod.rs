@@ -114,6 +114,7 @@ use crate::service::model::*;
         ConnectionInfo,
         ConnectionList,
         SideRequest,
+        CloseRequest,
         SendData,
         SendResult,
         Received,

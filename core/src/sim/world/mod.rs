@@ -54,7 +54,7 @@ use crate::time::{Duration, Instant};
 pub use self::connections::{Connection, End, ListenerRecord};
 pub use self::hosts::{HostId, HostKind, RawPacket};
 pub use self::spec::{
-    ConnectSpec, DEFAULT_RUN_MAX_ITEMS, InjectSpec, ListenSpec, RunCap, RunOutcome, Unaccepted, WorldConfig,
+    CloseHow, ConnectSpec, DEFAULT_RUN_MAX_ITEMS, InjectSpec, ListenSpec, RunCap, RunOutcome, Unaccepted, WorldConfig,
 };
 pub(crate) use self::wire::InFlight;
 
@@ -487,6 +487,19 @@ impl World {
     pub fn close(&mut self, conn: ConnId, side: Side) -> Result<(), WorldError> {
         let (host, socket) = self.live_socket(conn, side)?;
         self.with_outputs(|w, out| w.hosts.tcp_stack(host)?.close(socket, out).map_err(WorldError::from))?;
+        self.settle(host);
+        Ok(())
+    }
+
+    /// The user's close() of one end's socket, where [`World::close`] is
+    /// shutdown(SHUT_WR): the FIN follows the queued data, and data that
+    /// arrives from now on is answered with a reset.
+    ///
+    /// # Errors
+    /// Unknown connection or end, or an end already CLOSED.
+    pub fn close_socket(&mut self, conn: ConnId, side: Side) -> Result<(), WorldError> {
+        let (host, socket) = self.live_socket(conn, side)?;
+        self.with_outputs(|w, out| w.hosts.tcp_stack(host)?.close_socket(socket, out).map_err(WorldError::from))?;
         self.settle(host);
         Ok(())
     }

@@ -129,3 +129,17 @@ pub enum Unaccepted {
     /// Leave them be: the caller keeps its own accept queue and decides.
     LiveOn,
 }
+
+/// What a user's CLOSE closes: the two calls a socket has for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseHow {
+    /// shutdown(SHUT_WR), RFC 9293's CLOSE: "I have no more data to send";
+    /// the end still reads what the peer sends (a half-close).
+    #[default]
+    ShutdownWrite,
+    /// close() of the socket: the FIN follows as for a shutdown, and no one
+    /// reads any more, so data that arrives before the peer's FIN is answered
+    /// with a reset (RFC 9293 section 3.10.4, RFC 1122 4.2.2.13).
+    Close,
+}
