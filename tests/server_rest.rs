@@ -813,6 +813,12 @@ async fn a_bottleneck_queue_fills_drops_the_tail_and_the_sender_halves_its_windo
     assert_eq!((client["cwnd"].as_u64(), client["ssthresh"].as_u64()), (Some(4380), None));
     assert_eq!((client["cc_phase"].as_str(), client["flight_size"].as_u64()), (Some("slow_start"), Some(0)));
     assert_eq!((client["dup_acks"].as_u64(), client["recovery_point"].as_u64()), (Some(0), None));
+    // The buffers' sizes, as SO_RCVBUF and SO_SNDBUF report them: the default profile's.
+    assert_eq!(
+        (client["recv_buffer_size"].as_u64(), client["send_buffer_size"].as_u64()),
+        (Some(65_535), Some(4 * 1024 * 1024)),
+        "{client}"
+    );
 
     let base = format!("/api/v1/sessions/{sid}/connections/{cid}");
     let data = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 400_000]);

@@ -93,7 +93,10 @@ const TCB_ROWS = [
   ['ISS', (e) => e.iss], ['IRS', (e) => e.irs],
   ['SND.UNA', (e) => e.snd_una], ['SND.NXT', (e) => e.snd_nxt], ['SND.WND', (e) => e.snd_wnd],
   ['RCV.NXT', (e) => e.rcv_nxt], ['RCV.WND', (e) => e.rcv_wnd], ['SND.MSS', (e) => e.snd_mss],
-  ['send buffer', (e) => e.send_buffered], ['recv buffer', (e) => e.recv_buffered], ['out of order', (e) => e.out_of_order],
+  // Octets held, of the buffer's size (SO_SNDBUF, SO_RCVBUF) where the server says it.
+  ['send buffer', (e) => (e.send_buffer_size ? `${e.send_buffered} of ${e.send_buffer_size}` : e.send_buffered)],
+  ['recv buffer', (e) => (e.recv_buffer_size ? `${e.recv_buffered} of ${e.recv_buffer_size}` : e.recv_buffered)],
+  ['out of order', (e) => e.out_of_order],
   ['received', (e) => e.received_bytes],
   ['RTO', (e) => (e.rto_ns !== undefined ? fmtTime(e.rto_ns) : undefined)],
   ['SRTT', (e) => (e.srtt_ns === undefined ? undefined : e.srtt_ns === null ? '—' : fmtTime(e.srtt_ns))],

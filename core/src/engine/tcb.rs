@@ -157,6 +157,14 @@ pub struct TcbStatus {
     /// RFC 6582's `recover` while in fast recovery: the ACK that ends it.
     #[serde(default)]
     pub recovery_point: Option<u32>,
+    /// The receive buffer's size, as SO_RCVBUF reports it: the profile's
+    /// `window`, rounded up to a multiple of the MSS where the profile
+    /// follows BSD (`rcv_window_from_buffer`; tcp_input.c's tcp_mss_update()).
+    #[serde(default)]
+    pub recv_buffer_size: u32,
+    /// The send buffer's size, as SO_SNDBUF reports it: the profile's `send_buffer`.
+    #[serde(default)]
+    pub send_buffer_size: u32,
 }
 
 /// One endpoint's TCB. Field names follow RFC 9293 section 3.3.1.
@@ -443,9 +451,7 @@ impl Tcb {
         if !self.profile.rcv_window_from_buffer.is_on() || bufferless {
             return advertised;
         }
-        let mss = u32::from(self.snd_mss.max(1));
-        let buffer = self.profile.window.div_ceil(mss).saturating_mul(mss);
-        buffer.saturating_sub(self.rx.len() as u32).max(advertised)
+        self.recv_buffer_size().saturating_sub(self.rx.len() as u32).max(advertised)
     }
 
     /// STATUS (RFC 9293 section 3.10.6).
@@ -477,7 +483,19 @@ impl Tcb {
             cc_phase: self.cc.phase(self.in_recovery),
             dup_acks: u32::from(self.dup_acks),
             recovery_point: self.in_recovery.then_some(self.recover.0),
+            recv_buffer_size: self.recv_buffer_size(),
+            send_buffer_size: self.profile.send_buffer,
         }
+    }
+
+    /// The receive buffer: the profile's window, rounded up to whole
+    /// segments where the profile follows BSD.
+    fn recv_buffer_size(&self) -> u32 {
+        if !self.profile.rcv_window_from_buffer.is_on() {
+            return self.profile.window;
+        }
+        let mss = u32::from(self.snd_mss.max(1));
+        self.profile.window.div_ceil(mss).saturating_mul(mss)
     }
 
     /// The SMSS of RFC 5681: the largest segment we send.

@@ -977,6 +977,8 @@ impl From<EndInfo> for pb::End {
             cc_phase: cc_phase_to_pb(t.cc_phase),
             dup_acks: t.dup_acks,
             recovery_point: t.recovery_point,
+            recv_buffer_size: t.recv_buffer_size,
+            send_buffer_size: t.send_buffer_size,
         }
     }
 }

@@ -440,6 +440,8 @@ fn tcb() -> TcbStatus {
         cc_phase: CcPhase::FastRecovery,
         dup_acks: 3,
         recovery_point: Some(106),
+        recv_buffer_size: 65_700,
+        send_buffer_size: 4_194_304,
     }
 }
 
@@ -465,6 +467,7 @@ fn connection_ends_carry_the_tcb() {
         (4380, Some(2920), 5, pb::CcPhase::FastRecovery)
     );
     assert_eq!((end.dup_acks, end.recovery_point), (3, Some(106)));
+    assert_eq!((end.recv_buffer_size, end.send_buffer_size), (65_700, 4_194_304));
 }
 
 #[test]
