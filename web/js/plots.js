@@ -126,7 +126,7 @@ export function queueKeys(model, links) {
  */
 export function queueSeries(model, key, links, cursor) {
   const out = { joins: [], steps: [], drops: [], t0: null, t1: null };
-  let waiting = []; // [transmit_ns, octets], in transmit order
+  const waiting = []; // [transmit_ns, octets], in transmit order
   let level = 0;
   const drain = (t) => {
     while (waiting.length && waiting[0][0] <= t) {
@@ -146,8 +146,8 @@ export function queueSeries(model, key, links, cursor) {
       // The segment's own octets: what waits with it, less what waited before.
       const octets = Math.max(0, e.queued_bytes - level);
       level = e.queued_bytes;
+      // One transmitter serves a queue in order: transmit times only grow.
       waiting.push([e.transmit_ns, octets]);
-      waiting.sort((a, b) => a[0] - b[0]);
       out.joins.push([e.t_ns, level, e.seq]);
       out.steps.push([e.t_ns, level, e.seq]);
     } else {
@@ -183,7 +183,7 @@ function fmtOctets(v) {
 
 /**
  * An SVG chart. `series`: {name, points, style: 'bars'|'dots'|'step'|'cross', cls, label}.
- * Returns {svg, scale} where scale maps [t, y] to pixels (for clicks).
+ * Returns {svg, x}, where x maps a time to its pixel column (for clicks).
  */
 function chart(testid, title, series, t0, t1, cursorT, yLabel) {
   let yMax = 1;
@@ -237,7 +237,7 @@ function chart(testid, title, series, t0, t1, cursorT, yLabel) {
   const svg = `<div class="plot" data-testid="${testid}"><div class="plot-title">${esc(title)}</div>` +
     `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>` +
     `<div class="plot-legend">${legend}</div></div>`;
-  return { svg, x, t0, span };
+  return { svg, x };
 }
 
 /** The plots panel: its selectors, its three charts, and clicks that move the cursor. */

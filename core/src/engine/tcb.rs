@@ -668,11 +668,6 @@ impl Tcb {
         }
     }
 
-    /// Whether the user closed the socket (not only its sending side).
-    pub fn socket_closed(&self) -> bool {
-        self.app_closed
-    }
-
     /// ABORT (RFC 9293 section 3.10.5): a reset for synchronized peers, then CLOSED.
     pub fn abort(&mut self, now: u64, out: &mut Vec<Output>) {
         let cause = Cause::User { call: UserCall::Abort };
