@@ -135,7 +135,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
 fn bench_config() -> WorldConfig {
-    WorldConfig { seed: 7, profile: Profile::default(), keep_received: false, keep_closed: false }
+    WorldConfig { seed: 7, profile: Profile::default(), keep_received: false, keep_closed: false, auto_read: true }
 }
 
 fn link_1ms() -> LinkParams {

@@ -74,6 +74,37 @@ fn shared_freebsd_suite_passes_at_least_the_floor() {
     }
 }
 
+/// The FreeBSD suite's data-path scripts (delayed ACKs, SACK blocks for
+/// every reordering and overlap, the options of a SYN, SACK loss recovery)
+/// against tests/packetdrill/floor-data-path.txt, with option lists compared
+/// (`--strict-options`): a SACK block out of place is a failure.
+#[test]
+fn shared_data_path_suite_passes_at_least_its_floor_with_options_compared() {
+    let suite = repo().join("../shared/conformance/freebsd-data-path");
+    if !Path::new(&suite).is_dir() {
+        eprintln!("!!! SKIPPED: the shared data-path suite is not at {}: its floor was NOT checked", suite.display());
+        return;
+    }
+    let floor: usize = std::fs::read_to_string(repo().join("tests/packetdrill/floor-data-path.txt"))
+        .expect("tests/packetdrill/floor-data-path.txt")
+        .trim()
+        .parse()
+        .expect("one number");
+    let suite = suite.to_string_lossy().into_owned();
+    let (_, stdout) = packetdrill(&[&suite, "--strict-options"]);
+    let (passed, failed, skipped) = summary(&stdout);
+    eprintln!("{}", stdout.lines().last().unwrap_or(""));
+    assert!(passed >= floor, "the data-path suite fell below its floor: {passed} < {floor}\n{stdout}");
+    assert!(passed + failed + skipped <= 134, "{stdout}");
+    // Every reordering and overlap script: SACK blocks, D-SACK, delayed ACKs, MSG_PEEK.
+    for name in ["reordering-13524", "overlapping-250-475", "overlapping-050-275", "overlapping-200-300"] {
+        assert!(stdout.contains(&format!("PASS {suite}/rcv-data-segments/{name}.pkt")), "{name}: {stdout}");
+    }
+    if passed > floor {
+        eprintln!("the data-path suite rose to {passed}: raise tests/packetdrill/floor-data-path.txt from {floor}");
+    }
+}
+
 #[test]
 fn our_scripts_for_the_seed_claims_all_pass() {
     let (code, stdout) = packetdrill(&["tests/packetdrill"]);
@@ -103,7 +134,7 @@ fn a_wrong_expectation_fails_with_file_line_and_ladder() {
     let script = dir.path().join("wrong.pkt");
     let text = std::fs::read_to_string(repo().join("tests/packetdrill/seed-handshake-numbers.pkt"))
         .expect("seed script")
-        .replace("> . 1:1(0) ack 401 win 65535", "> . 1:1(0) ack 402 win 65535");
+        .replace("> . 1:1(0) ack 401 win 65435", "> . 1:1(0) ack 402 win 65435");
     std::fs::write(&script, &text).expect("write script");
     let line = text.lines().position(|l| l.contains("ack 402")).expect("edited line") + 1;
     let path = script.to_string_lossy().into_owned();
@@ -111,7 +142,7 @@ fn a_wrong_expectation_fails_with_file_line_and_ladder() {
     assert_eq!(code, 1, "{stdout}");
     assert_eq!(summary(&stdout), (0, 1, 0));
     assert!(stdout.contains(&format!("FAIL {path}:{line}: ack 401, expected 402")), "{stdout}");
-    assert!(stdout.contains("tcplab:   0.030000 . 1:1(0) ack 401 win 65535"), "{stdout}");
+    assert!(stdout.contains("tcplab:   0.030000 . 1:1(0) ack 401 win 65435"), "{stdout}");
     assert!(stdout.contains("ladder so far:") && stdout.contains("ESTABLISHED"), "{stdout}");
     let junit = std::fs::read_to_string(dir.path().join("report.xml")).expect("junit report");
     assert!(junit.contains("<failure message=\"line") && junit.contains("tests=\"1\" failures=\"1\""), "{junit}");

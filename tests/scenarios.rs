@@ -1066,3 +1066,52 @@ fn a_bottleneck_needs_a_rate_and_a_plain_name() {
     assert_eq!(field(world.set_link_through("A", "B", rated.clone(), Some(""))), "bottleneck");
     assert!(world.set_link_through("A", "B", rated, Some("mid")).is_ok());
 }
+
+/// A session's profile changes while it runs (a `sysctl` mid-script): a
+/// setting read where it is used reaches the open connection at once; one
+/// fixed when an endpoint opens is refused while endpoints are open, naming
+/// it, and accepted once none is.
+#[test]
+fn a_profile_change_reaches_open_connections_or_is_refused_by_name() {
+    let (mut world, conn) = established();
+    // Delayed ACKs switched on mid-connection: B's next ACK waits 100 ms.
+    let on = serde_json::json!({"delayed_ack": "on", "delayed_ack_ms": 100});
+    let after = world.patch_profile(on.as_object().unwrap().clone()).unwrap();
+    assert_eq!((after.delayed_ack, after.delayed_ack_ms), (Switch::On, 100));
+    world.send(conn, Side::Client, b"x").unwrap();
+    world.run_until_idle(1000, ms(1_000));
+    let events = world.take_events();
+    let ack_at = events.iter().find_map(|e| match &e.kind {
+        EventKind::SegmentSent { segment, .. } if &*segment.from == "B" => Some(e.t_ns),
+        _ => None,
+    });
+    let data_at = events.iter().find_map(|e| match &e.kind {
+        EventKind::SegmentSent { segment, .. } if &*segment.from == "A" => Some(e.t_ns),
+        _ => None,
+    });
+    let (ack_at, data_at) = (ack_at.expect("B acknowledges"), data_at.expect("A sends"));
+    assert!(ack_at >= data_at + 100 * MS, "the ACK waited for the timer: {data_at} -> {ack_at}");
+    assert!(events.iter().any(|e| matches!(e.kind, EventKind::TimerFired { timer: TimerKind::DelayedAck, .. })));
+    // The MSS is fixed when a connection opens: refused, by name, with nothing changed.
+    let mss = serde_json::json!({"mss": 536, "delayed_ack_ms": 300});
+    match world.patch_profile(mss.as_object().unwrap().clone()) {
+        Err(WorldError::ProfileChange(e)) => {
+            assert_eq!(e.field, "profile.mss");
+            assert!(e.message.contains("cannot change while"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!((world.profile().mss, world.profile().delayed_ack_ms), (1460, 100));
+    // Unknown settings and bad values name themselves too.
+    let bad = serde_json::json!({"delayed_ack_ms": 900});
+    assert!(matches!(world.patch_profile(bad.as_object().unwrap().clone()),
+        Err(WorldError::ProfileChange(e)) if e.field == "profile.delayed_ack_ms"));
+    // With nothing open, any setting may change; the next connection has it.
+    let mut fresh = seed_world();
+    let mss = serde_json::json!({"mss": 536});
+    assert_eq!(fresh.patch_profile(mss.as_object().unwrap().clone()).unwrap().mss, 536);
+    listen(&mut fresh, Some(500));
+    let c = connect(&mut fresh);
+    fresh.run_until_idle(1000, ms(1_000));
+    assert_eq!(fresh.status(c, Side::Client).unwrap().snd_mss, 536);
+}

@@ -193,6 +193,7 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
                     TimerKind::Retransmit => "(RTO expires)".to_string(),
                     TimerKind::TimeWait => "(2MSL expires)".to_string(),
                     TimerKind::Persist => "(persist timer)".to_string(),
+                    TimerKind::DelayedAck => "(delayed ACK)".to_string(),
                 };
                 if crowded(host) {
                     text.push_str(&who(connection, side));

@@ -68,6 +68,30 @@ pub fn named_profile(name: &str) -> Result<Profile, ProfileLookupError> {
     Ok(profile)
 }
 
+/// The settings an open connection or listener reads where it uses them,
+/// as a kernel reads a sysctl each time: a change applies to every endpoint
+/// at once. The others (the handshake, the ISN, the MSS and buffers, the RTO
+/// bounds, SACK and congestion control) are fixed when an endpoint opens, as
+/// FreeBSD copies `recvspace`, `rexmit_min` or `sack.enable` into each new
+/// connection.
+pub const RUNTIME_SETTINGS: [&str; 15] = [
+    "time_wait",
+    "msl_ms",
+    "max_retries",
+    "rfc5961",
+    "rfc5961_rst",
+    "rfc5961_syn",
+    "drop_synfin",
+    "syn_reset_acks",
+    "ack_repeats_fin",
+    "challenge_ack_limit",
+    "listen_drops_syn_ack",
+    "time_wait_acks_all",
+    "limited_transmit",
+    "delayed_ack",
+    "delayed_ack_ms",
+];
+
 /// A setting a profile choice could not take, named as the request named it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

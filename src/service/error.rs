@@ -118,6 +118,7 @@ impl From<WorldError> for Error {
             WorldError::BadHostName => Error::invalid("name", e.to_string()),
             WorldError::Link(l) => Error::invalid(l.field, l.message),
             WorldError::Profile(p) => Error::invalid(format!("profile.{}", p.field), p.message),
+            WorldError::ProfileChange(p) => Error::invalid(p.field, p.message),
             WorldError::BadPort(field) => Error::invalid(field, "must be between 1 and 65535"),
             WorldError::Encode(d) => Error::invalid("options", d.to_string()),
             WorldError::NotTcpHost(_) | WorldError::NotRawHost(_) | WorldError::Stack(_) => {

@@ -97,12 +97,15 @@ const TCB_ROWS = [
   ['send buffer', (e) => (e.send_buffer_size ? `${e.send_buffered} of ${e.send_buffer_size}` : e.send_buffered)],
   ['recv buffer', (e) => (e.recv_buffer_size ? `${e.recv_buffered} of ${e.recv_buffer_size}` : e.recv_buffered)],
   ['out of order', (e) => e.out_of_order],
+  // RFC 2018: negotiated in the SYN exchange; the blocks this end reports, most recent first.
+  ['SACK', (e) => (e.sack_permitted === undefined ? undefined : e.sack_permitted ? 'permitted' : 'off')],
+  ['SACK blocks', (e) => (e.sack_blocks?.length ? e.sack_blocks.map((b) => `${b.start}:${b.end}`).join(' ') : undefined)],
   ['received', (e) => e.received_bytes],
   ['RTO', (e) => (e.rto_ns !== undefined ? fmtTime(e.rto_ns) : undefined)],
   ['SRTT', (e) => (e.srtt_ns === undefined ? undefined : e.srtt_ns === null ? '—' : fmtTime(e.srtt_ns))],
   ['retries', (e) => e.retries],
 ];
-const TIMERS = ['retransmit', 'time_wait', 'persist'];
+const TIMERS = ['retransmit', 'time_wait', 'persist', 'delayed_ack'];
 
 let previous = new Map();
 

@@ -13,6 +13,8 @@
 //! - [`profile`]: lab variants and tunables (plain data).
 //! - [`rtt`]: RFC 6298's estimator.
 //! - [`cc`]: congestion control (RFC 5681, RFC 6582, RFC 9438).
+//! - [`reass`]: the reassembly queue of out-of-order segments.
+//! - [`sack`]: the SACK blocks a receiver reports (RFC 2018, RFC 2883).
 //! - [`tcb`]: one endpoint's state machine.
 //! - [`stack`]: one host's endpoints, listeners, demultiplexing and timers.
 //! - [`output`]: what the engine reports.
@@ -20,8 +22,10 @@
 pub mod cc;
 pub mod output;
 pub mod profile;
+mod reass;
 mod recvbuf;
 pub mod rtt;
+pub mod sack;
 pub mod segment;
 mod sendbuf;
 pub mod seq;
@@ -32,6 +36,7 @@ pub mod tcb;
 pub use cc::{CcAlgorithm, CcPhase, InitialWindow};
 pub use output::{Cause, ConnError, ListenerId, Output, SocketId, TimerKind, UserCall};
 pub use profile::{Handshake, Isn, Profile, Switch};
+pub use sack::SackBlock;
 pub use segment::{Flags, Segment, TcpOption};
 pub use seq::SeqNumber;
 pub use stack::{Delivery, Stack, StackError};

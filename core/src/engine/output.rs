@@ -27,6 +27,9 @@ pub enum TimerKind {
     TimeWait,
     /// Zero-window probing (the persist timer).
     Persist,
+    /// The delayed ACK (RFC 9293 section 3.8.6.3): an in-order segment's
+    /// acknowledgement waits for this or for the next segment.
+    DelayedAck,
 }
 
 /// The user calls of RFC 9293 section 3.9.1.

@@ -156,6 +156,20 @@ pub struct Profile {
     /// RFC 3042 limited transmit: the first and second duplicate ACK each let
     /// one new segment out, so that a small window still gets its third.
     pub limited_transmit: Switch,
+    /// RFC 2018 selective acknowledgement: SACK-permitted offered in the SYN
+    /// exchange, and once both ends offered it, SACK blocks (with RFC 2883's
+    /// D-SACK) on every ACK while data is held out of order. FreeBSD's
+    /// `net.inet.tcp.sack.enable`.
+    pub sack: Switch,
+    /// Delayed ACKs (RFC 9293 section 3.8.6.3, RFC 1122 4.2.3.2, RFC 5681
+    /// section 4.2): an in-order segment is acknowledged by a timer or by the
+    /// next segment, whichever comes first; out-of-order segments, segments
+    /// that fill a hole and FINs are acknowledged at once. FreeBSD's
+    /// `net.inet.tcp.delayed_ack`; off: every segment is acknowledged at once.
+    pub delayed_ack: Switch,
+    /// The delayed-ACK timer, in milliseconds (RFC 9293 MUST-40: under 0.5 s).
+    /// FreeBSD's `net.inet.tcp.delacktime` (TCPTV_DELACK, 40 ms).
+    pub delayed_ack_ms: u64,
 }
 
 impl Default for Profile {
@@ -185,6 +199,9 @@ impl Default for Profile {
             cc: CcAlgorithm::NewReno,
             initial_window: InitialWindow::Rfc5681,
             limited_transmit: Switch::On,
+            sack: Switch::Off,
+            delayed_ack: Switch::Off,
+            delayed_ack_ms: 200,
         }
     }
 }
@@ -230,6 +247,9 @@ impl Profile {
         if self.max_retries > 64 {
             return bad("max_retries", "must be at most 64");
         }
+        if self.delayed_ack_ms == 0 || self.delayed_ack_ms > 500 {
+            return bad("delayed_ack_ms", "must be between 1 and 500 ms (RFC 9293 MUST-40)");
+        }
         if let InitialWindow::Segments(n) = self.initial_window {
             if n == 0 || n > super::cc::MAX_INITIAL_WINDOW {
                 return bad("initial_window", "must be \"rfc5681\" or between 1 and 1000 segments");
@@ -246,6 +266,11 @@ impl Profile {
     /// Whether a SYN in a synchronized state gets a challenge ACK (RFC 5961 section 4.2).
     pub fn syn_challenge(&self) -> bool {
         self.rfc5961_syn.unwrap_or(self.rfc5961).is_on()
+    }
+
+    /// The delayed-ACK timeout in nanoseconds, or `None` when every segment is acknowledged at once.
+    pub fn delayed_ack_ns(&self) -> Option<u64> {
+        self.delayed_ack.is_on().then(|| self.delayed_ack_ms * 1_000_000)
     }
 
     /// 2*MSL in nanoseconds.

@@ -331,6 +331,11 @@ impl Segment {
         })
     }
 
+    /// Whether the segment offers SACK (RFC 2018 section 2's SACK-permitted option).
+    pub fn sack_permitted(&self) -> bool {
+        self.options.contains(&TcpOption::SackPermitted)
+    }
+
     /// Encodes the segment with a correct checksum for the given IPv4 pseudo-header.
     ///
     /// # Errors
@@ -389,7 +394,10 @@ impl Segment {
     /// padding would come back as extra EOL options.
     pub fn encodes_exactly(&self) -> bool {
         let options_len: usize = self.options.iter().map(TcpOption::wire_len).sum();
-        options_len % 4 == 0 && options_len <= MAX_HEADER_LEN - HEADER_LEN
+        // Decoding stops at an EOL: nothing may follow one.
+        let eol_last =
+            self.options.iter().position(|o| *o == TcpOption::Eol).is_none_or(|at| at + 1 == self.options.len());
+        options_len % 4 == 0 && options_len <= MAX_HEADER_LEN - HEADER_LEN && eol_last
     }
 
     /// Writes the header and options (padded, checksum zero) to `out`.

@@ -132,6 +132,44 @@ impl Stack {
         self.slots.len() - self.free.len()
     }
 
+    /// Whether any endpoint is held or any port listens.
+    pub fn has_endpoints(&self) -> bool {
+        self.socket_count() > 0 || self.listeners.iter().any(Option::is_some)
+    }
+
+    /// Every profile the stack holds: its own, its listeners', its endpoints'
+    /// (one per distinct profile, however many share it).
+    pub fn profiles(&self) -> Vec<Arc<Profile>> {
+        let mut seen: Vec<Arc<Profile>> = vec![self.profile.clone()];
+        let held = self.listeners.iter().flatten().map(|l| &l.profile);
+        for p in held.chain(self.slots.iter().flatten().map(|s| s.tcb.profile())) {
+            if !seen.iter().any(|q| Arc::ptr_eq(p, q)) {
+                seen.push(p.clone());
+            }
+        }
+        seen
+    }
+
+    /// Replaces each profile the stack holds by its counterpart in
+    /// `replace` (pairs of old and new, compared by identity), so that a
+    /// change of settings reaches every listener and endpoint at once.
+    pub fn replace_profiles(&mut self, replace: &[(Arc<Profile>, Arc<Profile>)]) {
+        let find = |p: &Arc<Profile>| replace.iter().find(|(old, _)| Arc::ptr_eq(old, p)).map(|(_, new)| new.clone());
+        if let Some(new) = find(&self.profile) {
+            self.profile = new;
+        }
+        for listener in self.listeners.iter_mut().flatten() {
+            if let Some(new) = find(&listener.profile) {
+                listener.profile = new;
+            }
+        }
+        for slot in self.slots.iter_mut().flatten() {
+            if let Some(new) = find(slot.tcb.profile()) {
+                slot.tcb.set_profile(new);
+            }
+        }
+    }
+
     /// Passive OPEN on `port`.
     ///
     /// # Errors
@@ -596,7 +634,7 @@ mod tests {
     use super::*;
     use crate::engine::output::Cause;
     use crate::engine::profile::Switch;
-    use crate::engine::{CcAlgorithm, CcPhase, ConnError, InitialWindow, TimerKind};
+    use crate::engine::{CcAlgorithm, CcPhase, ConnError, InitialWindow, TcpOption, TimerKind};
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
 
@@ -1232,6 +1270,119 @@ mod tests {
         take(&mut f);
         assert_eq!(replayed.last().copied(), Some(cc(&f)));
         assert_eq!(replayed.len(), 3, "enter recovery, inflate once, leave: {replayed:?}");
+    }
+
+    fn delaying() -> Profile {
+        Profile { delayed_ack: Switch::On, delayed_ack_ms: 40, ..profile() }
+    }
+
+    #[test]
+    fn a_delayed_ack_waits_for_its_timer_or_the_next_segment() {
+        let mut f = Fixture::established(delaying());
+        // One segment: no ACK yet, the timer runs 40 ms.
+        assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 101, 501, b"a")), []);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().timers.delayed_ack, Some(42 * MS));
+        // The second is acknowledged at once, with the first (RFC 5681 section 4.2).
+        assert_eq!(summary(&f.recv(3 * MS, Flags::ACK, 102, 501, b"b")), [s("ACK", 501, 103, 0)]);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().timers.delayed_ack, None);
+        // A lone third one: the timer acknowledges it.
+        assert_eq!(summary(&f.recv(10 * MS, Flags::ACK, 103, 501, b"c")), []);
+        assert_eq!(summary(&f.tick(49 * MS)), []);
+        f.stack.on_timer(at(50 * MS), &mut f.out);
+        assert!(f.out.iter().any(|o| matches!(o, Output::TimerFired { timer: TimerKind::DelayedAck, .. })));
+        f.stack.dispatch(at(50 * MS), &mut f.out);
+        assert_eq!(summary(&f.sent()), [s("ACK", 501, 104, 0)]);
+        // A segment out of order, and the one that fills the hole: at once.
+        assert_eq!(summary(&f.recv(60 * MS, Flags::ACK, 105, 501, b"e")), [s("ACK", 501, 104, 0)]);
+        assert_eq!(summary(&f.recv(61 * MS, Flags::ACK, 104, 501, b"d")), [s("ACK", 501, 106, 0)]);
+        // A FIN: at once.
+        assert_eq!(summary(&f.recv(70 * MS, Flags::FIN | Flags::ACK, 106, 501, b"")), [s("ACK", 501, 107, 0)]);
+    }
+
+    #[test]
+    fn data_sent_meanwhile_carries_the_delayed_ack() {
+        let mut f = Fixture::established(delaying());
+        assert_eq!(summary(&f.recv(2 * MS, Flags::ACK, 101, 501, b"a")), []);
+        f.stack.send(SocketId(0), b"reply").unwrap();
+        f.stack.dispatch(at(5 * MS), &mut f.out);
+        assert_eq!(summary(&f.sent()), [s("PSH+ACK", 501, 102, 5)]);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().timers.delayed_ack, None);
+    }
+
+    /// A listener's endpoint in ESTABLISHED after a SYN that offered SACK.
+    fn established_with_sack(profile: Profile) -> Fixture {
+        let mut f = Fixture::listening(profile);
+        let syn = Segment {
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(100),
+            flags: Flags::SYN,
+            window: 65535,
+            options: vec![TcpOption::Mss { value: 1460 }, TcpOption::SackPermitted],
+            ..Segment::default()
+        };
+        f.stack.process(at(0), PEER, &syn, &mut f.rng, &mut f.out);
+        f.stack.dispatch(at(0), &mut f.out);
+        let synack = f.sent();
+        assert_eq!(
+            synack[0].options,
+            [TcpOption::Mss { value: 1460 }, TcpOption::SackPermitted, TcpOption::Eol, TcpOption::Eol],
+            "SACK-permitted answers SACK-permitted, padded as BSD pads"
+        );
+        f.recv(MS, Flags::ACK, 101, 501, b"");
+        assert!(f.stack.status(SocketId(0)).unwrap().sack_permitted);
+        f
+    }
+
+    fn sack_of(seg: &Segment) -> Vec<(u32, u32)> {
+        seg.options
+            .iter()
+            .find_map(|o| match o {
+                TcpOption::Sack { blocks } => Some(blocks.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn sack_blocks_report_held_data_newest_first_and_a_duplicate_once() {
+        let mut f = established_with_sack(Profile { sack: Switch::On, ..profile() });
+        let data = [0u8; 100];
+        // 101..201 in order; 301..401 and 501..601 held.
+        f.recv(2 * MS, Flags::ACK, 101, 501, &data);
+        let acks = f.recv(3 * MS, Flags::ACK, 301, 501, &data);
+        assert_eq!(sack_of(&acks[0]), [(301, 401)]);
+        assert_eq!(acks[0].options[..2], [TcpOption::Nop, TcpOption::Nop]);
+        let acks = f.recv(4 * MS, Flags::ACK, 501, 501, &data);
+        assert_eq!(sack_of(&acks[0]), [(501, 601), (301, 401)]);
+        let status = f.stack.status(SocketId(0)).unwrap();
+        let blocks: Vec<(u32, u32)> = status.sack_blocks.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(blocks, [(501, 601), (301, 401)]);
+        // Old data again: a D-SACK block first, sent once.
+        let acks = f.recv(5 * MS, Flags::ACK, 151, 501, &data[..20]);
+        assert_eq!(sack_of(&acks[0]), [(151, 171), (501, 601), (301, 401)]);
+        let acks = f.recv(6 * MS, Flags::ACK, 541, 501, &data[..10]);
+        assert_eq!(sack_of(&acks[0]), [(541, 551), (501, 601), (301, 401)], "a duplicate of held data");
+        // The hole filled: what is still held is reported, and the D-SACK
+        // block above RCV.NXT with it until RCV.NXT passes it (FreeBSD's
+        // tcp_clean_dsack_blocks() drops only blocks at or below RCV.NXT).
+        let acks = f.recv(7 * MS, Flags::ACK, 201, 501, &data);
+        assert_eq!(acks[0].ack.0, 401);
+        assert_eq!(sack_of(&acks[0]), [(541, 551), (501, 601)]);
+        let acks = f.recv(8 * MS, Flags::ACK, 401, 501, &data);
+        assert_eq!((acks[0].ack.0, acks[0].options.clone()), (601, vec![]));
+        assert!(f.stack.status(SocketId(0)).unwrap().sack_blocks.is_empty());
+    }
+
+    #[test]
+    fn without_sack_on_both_sides_no_blocks_are_sent() {
+        let mut f = established_with_sack(Profile { sack: Switch::On, ..profile() });
+        f.recv(2 * MS, Flags::ACK, 301, 501, b"x");
+        assert!(!f.recv(3 * MS, Flags::ACK, 401, 501, b"y")[0].options.is_empty());
+        // A SYN without SACK-permitted: none.
+        let mut f = Fixture::established(Profile { sack: Switch::On, ..profile() });
+        assert!(!f.stack.status(SocketId(0)).unwrap().sack_permitted);
+        assert_eq!(f.recv(2 * MS, Flags::ACK, 301, 501, b"x")[0].options, []);
     }
 
     fn dup_ack(ack: u32) -> Segment {

@@ -20,8 +20,10 @@ use serde::Serialize;
 use super::cc::{CcPhase, Congestion, SSTHRESH_INFINITE};
 use super::output::{Cause, ConnError, Output, SocketId, TimerKind, UserCall};
 use super::profile::{Handshake, Profile};
+use super::reass::{MAX_RANGES, Reassembly};
 use super::recvbuf::RecvBuffer;
 use super::rtt::RttEstimator;
+use super::sack::SackReport;
 use super::segment::{Flags, Segment, TcpOption};
 use super::sendbuf::SendBuffer;
 use super::seq::SeqNumber;
@@ -32,6 +34,19 @@ pub const DEFAULT_PEER_MSS: u16 = 536;
 
 /// The largest window the 16-bit field can advertise without window scaling.
 const MAX_UNSCALED_WINDOW: u32 = 65_535;
+
+/// SACK blocks that fit in one segment's 40 octets of options beside two
+/// NOPs (RFC 2018 section 3).
+const MAX_SACK_BLOCKS_SENT: usize = 4;
+
+/// Ends an option list on a 32-bit boundary as BSD's tcp_addoptions() does:
+/// an EOL, then zero octets (which packetdrill shows as more EOLs).
+fn pad_options_bsd(options: &mut Vec<TcpOption>) {
+    let len: usize = options.iter().map(TcpOption::wire_len).sum();
+    if len % 4 != 0 {
+        options.extend(std::iter::repeat_n(TcpOption::Eol, 4 - len % 4));
+    }
+}
 
 /// Why a user call was refused (RFC 9293 section 3.10's "error:" responses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +74,9 @@ pub struct Timers {
     pub time_wait: Option<u64>,
     /// Next zero-window probe.
     pub persist: Option<u64>,
+    /// The delayed ACK of an in-order segment (RFC 9293 section 3.8.6.3).
+    #[serde(default)]
+    pub delayed_ack: Option<u64>,
 }
 
 /// A deadline that never comes: the timer is not running.
@@ -71,11 +89,12 @@ struct Deadlines {
     retransmit: u64,
     time_wait: u64,
     persist: u64,
+    delayed_ack: u64,
 }
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Deadlines { retransmit: NEVER, time_wait: NEVER, persist: NEVER }
+        Deadlines { retransmit: NEVER, time_wait: NEVER, persist: NEVER, delayed_ack: NEVER }
     }
 }
 
@@ -86,11 +105,12 @@ impl Deadlines {
             retransmit: running(self.retransmit),
             time_wait: running(self.time_wait),
             persist: running(self.persist),
+            delayed_ack: running(self.delayed_ack),
         }
     }
 
     fn earliest(self) -> Option<u64> {
-        let t = self.retransmit.min(self.time_wait).min(self.persist);
+        let t = self.retransmit.min(self.time_wait).min(self.persist).min(self.delayed_ack);
         (t != NEVER).then_some(t)
     }
 }
@@ -165,6 +185,38 @@ pub struct TcbStatus {
     /// The send buffer's size, as SO_SNDBUF reports it: the profile's `send_buffer`.
     #[serde(default)]
     pub send_buffer_size: u32,
+    /// Both ends offered SACK-permitted in the SYN exchange (RFC 2018 section 2).
+    #[serde(default)]
+    pub sack_permitted: bool,
+    /// The SACK blocks this end reports to its peer, the first one the most
+    /// recent (RFC 2018 section 4), a D-SACK block first until it was sent
+    /// once (RFC 2883).
+    #[serde(default)]
+    pub sack_blocks: Vec<SeqRange>,
+}
+
+/// A range of sequence space, `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SeqRange {
+    /// The first octet.
+    pub start: u32,
+    /// One past the last octet.
+    pub end: u32,
+}
+
+/// What an endpoint holds beyond its in-order data, allocated only while
+/// there is some, so that an idle connection pays one pointer for it:
+/// segments ahead of RCV.NXT and the SACK blocks it reports about them.
+#[derive(Debug, Clone, Default)]
+struct Held {
+    queue: Reassembly,
+    sacks: SackReport,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.sacks.is_empty()
+    }
 }
 
 /// One endpoint's TCB. Field names follow RFC 9293 section 3.3.1.
@@ -203,10 +255,11 @@ pub struct Tcb {
     tx: SendBuffer,
     /// In-order data not yet read by the user.
     rx: RecvBuffer,
-    /// Out-of-order segments, sorted by sequence number, trimmed to the
-    /// window; boxed, and absent while nothing is held (almost always).
-    #[allow(clippy::box_collection)] // one pointer, not three words, in every idle TCB
-    ooo: Option<Box<Vec<(SeqNumber, Bytes)>>>,
+    /// Out-of-order segments and the SACK blocks reported about them;
+    /// absent while there is neither (almost always).
+    held: Option<Box<Held>>,
+    /// Both ends offered SACK-permitted (RFC 2018 section 2).
+    sack_permitted: bool,
     /// Where the peer's FIN sits, once seen (it is processed when RCV.NXT reaches it).
     peer_fin: Option<SeqNumber>,
     /// The user called CLOSE: a FIN follows the queued data.
@@ -287,7 +340,8 @@ impl Tcb {
             last_adv_wnd: 0,
             tx: SendBuffer::default(),
             rx: RecvBuffer::default(),
-            ooo: None,
+            held: None,
+            sack_permitted: false,
             peer_fin: None,
             fin_queued: false,
             app_closed: false,
@@ -350,6 +404,7 @@ impl Tcb {
         tcb.max_snd_wnd = tcb.snd_wnd;
         tcb.snd_wl1 = syn.seq;
         tcb.snd_mss = syn.mss().unwrap_or(DEFAULT_PEER_MSS).min(tcb.profile.mss);
+        tcb.sack_permitted = tcb.profile.sack.is_on() && syn.sack_permitted();
         tcb.cc.restart(tcb.initial_window());
         if !syn.payload.is_empty() {
             // Text on a SYN is queued until the connection is established (3.10.7.2).
@@ -373,7 +428,7 @@ impl Tcb {
                 tcb.snd_ptr = tcb.snd_una;
                 tcb.set_state(State::Established, cause, "3.10.7.2 (two_way variant)", out);
                 tcb.emit(synack, false, now, out);
-                tcb.deliver_queued(out);
+                tcb.deliver_queued(now, out);
             }
         }
         tcb.report_congestion(None, out);
@@ -435,9 +490,29 @@ impl Tcb {
         &self.profile
     }
 
-    /// RCV.WND: the free part of the receive buffer (capped at what 16 bits carry).
+    /// A changed profile for a running endpoint: the settings it reads where
+    /// it uses them apply from now on; those it fixed when it opened (its
+    /// MSS, buffers, RTO bounds, SACK, congestion control) stay as they were.
+    pub fn set_profile(&mut self, profile: Arc<Profile>) {
+        self.profile = profile;
+    }
+
+    /// RCV.WND: the free part of the receive buffer (capped at what 16 bits
+    /// carry); with the profile's `rcv_window_from_buffer`, of the buffer
+    /// rounded up to whole segments, as BSD's `sbspace()` gives it once the
+    /// connection has a socket buffer.
     pub fn rcv_wnd(&self) -> u32 {
-        self.profile.window.saturating_sub(self.rx.len() as u32).min(MAX_UNSCALED_WINDOW)
+        let buffer = if self.bsd_buffer() { self.recv_buffer_size() } else { self.profile.window };
+        buffer.saturating_sub(self.rx.len() as u32).min(MAX_UNSCALED_WINDOW)
+    }
+
+    /// The receive buffer is BSD's socket buffer (rounded up to whole
+    /// segments): the profile says so, and the connection has one (BSD
+    /// keeps none in a passive SYN-RECEIVED, the syncache, or in TIME-WAIT,
+    /// the compressed tcptw).
+    fn bsd_buffer(&self) -> bool {
+        let bufferless = (self.passive && self.state == State::SynReceived) || self.state == State::TimeWait;
+        self.profile.rcv_window_from_buffer.is_on() && !bufferless
     }
 
     /// RCV.WND for the acceptability test: what was advertised, or with the
@@ -445,10 +520,7 @@ impl Tcb {
     /// multiple of the MSS (BSD), whichever is larger.
     fn acceptance_wnd(&self) -> u32 {
         let advertised = self.rcv_wnd();
-        // BSD keeps no socket buffer in a passive SYN-RECEIVED (the syncache)
-        // or in TIME-WAIT (the compressed tcptw): there, the advertised window.
-        let bufferless = (self.passive && self.state == State::SynReceived) || self.state == State::TimeWait;
-        if !self.profile.rcv_window_from_buffer.is_on() || bufferless {
+        if !self.bsd_buffer() {
             return advertised;
         }
         self.recv_buffer_size().saturating_sub(self.rx.len() as u32).max(advertised)
@@ -471,7 +543,7 @@ impl Tcb {
             snd_mss: self.snd_mss,
             send_buffered: self.tx.len(),
             recv_buffered: self.rx.len(),
-            out_of_order: self.ooo.iter().flat_map(|held| held.iter()).map(|(_, b)| b.len()).sum(),
+            out_of_order: self.held.as_ref().map_or(0, |held| held.queue.len()),
             timers: self.timers.public(),
             rto_ns: self.rtt.rto,
             srtt_ns: self.rtt.srtt,
@@ -485,6 +557,10 @@ impl Tcb {
             recovery_point: self.in_recovery.then_some(self.recover.0),
             recv_buffer_size: self.recv_buffer_size(),
             send_buffer_size: self.profile.send_buffer,
+            sack_permitted: self.sack_permitted,
+            sack_blocks: self.held.as_ref().map_or_else(Vec::new, |held| {
+                held.sacks.blocks().iter().map(|b| SeqRange { start: b.start.0, end: b.end.0 }).collect()
+            }),
         }
     }
 
@@ -726,6 +802,7 @@ impl Tcb {
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1;
         self.snd_mss = seg.mss().unwrap_or(DEFAULT_PEER_MSS).min(self.profile.mss);
+        self.sack_permitted = self.profile.sack.is_on() && seg.sack_permitted();
         // A lost SYN leaves an initial window of one SMSS (RFC 5681 section 3.1).
         let syn_lost = self.retries > 0;
         self.cc.restart(if syn_lost { self.smss() } else { self.initial_window() });
@@ -832,6 +909,9 @@ impl Tcb {
             if flags.contains(Flags::RST) {
                 return;
             }
+            if !flags.contains(Flags::SYN) {
+                self.record_duplicate(seg);
+            }
             if self.state == State::TimeWait && flags.contains(Flags::FIN) && seg.seq + seg_len == self.rcv_nxt {
                 // The peer's FIN again: our last ACK was lost. Answer it and
                 // restart the 2*MSL wait (3.10.7.4, eighth step, TIME-WAIT).
@@ -936,6 +1016,7 @@ impl Tcb {
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
                 self.set_state(State::Established, cause.clone(), "3.10.7.4", out);
+                self.deliver_queued(now, out);
                 if self.fin_queued {
                     // A CLOSE issued in SYN-RECEIVED takes effect now (3.10.4).
                     self.set_state(State::FinWait1, Cause::User { call: UserCall::Close }, "3.10.4", out);
@@ -955,6 +1036,7 @@ impl Tcb {
 
         // Sixth (URG) is not implemented: urgent data is delivered in line.
         // Seventh and eighth: text and FIN.
+        self.record_duplicate(seg);
         if let Some(text) = self.trim_to_window(seg) {
             self.receive_text(text, &cause, now, out);
         }
@@ -1133,24 +1215,63 @@ impl Tcb {
         Some(Text { seq, data, fin })
     }
 
+    /// Octets of the segment's text that lie below RCV.NXT (received
+    /// before) are reported as a D-SACK block, and acknowledged at once so
+    /// that the report goes out before the next segment clears it (RFC 2883
+    /// section 4; FreeBSD's tcp_input.c "DSACK - add SACK block for dropped range").
+    fn record_duplicate(&mut self, seg: &Segment) {
+        if !self.sack_permitted || seg.payload.is_empty() || seg.seq >= self.rcv_nxt {
+            return;
+        }
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return;
+        }
+        let old = (self.rcv_nxt - seg.seq).min(seg.payload.len() as u32);
+        let rcv_nxt = self.rcv_nxt;
+        self.held_mut().sacks.update(rcv_nxt, seg.seq, seg.seq + old);
+        self.ack_pending = true;
+    }
+
     /// The seventh and eighth steps: accept text in order (holding what comes
     /// early), then the FIN once everything before it has arrived.
+    ///
+    /// When to acknowledge follows RFC 5681 section 4.2 and FreeBSD's
+    /// tcp_input.c: a segment in order with nothing held may wait for the
+    /// delayed-ACK timer if it is not running yet (so at least every second
+    /// segment is acknowledged at once); a segment out of order, one that
+    /// fills a hole, and a FIN are acknowledged at once.
     fn receive_text(&mut self, text: Text, cause: &Cause, now: u64, out: &mut Vec<Output>) {
         let accepts_text = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2);
         let Text { seq, data, fin } = text;
         let text_end = seq + data.len() as u32;
-        if !data.is_empty() {
-            self.ack_pending = true;
-            if accepts_text {
-                if seq == self.rcv_nxt {
-                    self.rx.push(data);
-                    self.rcv_nxt = text_end;
-                    self.drain_out_of_order();
-                    out.push(Output::Readable { socket: self.id });
-                } else if seq > self.rcv_nxt {
-                    self.hold_out_of_order(seq, data);
-                }
+        if !data.is_empty() && accepts_text {
+            let before = self.rcv_nxt;
+            let len = data.len() as u32;
+            let nothing_held = self.held.as_ref().is_none_or(|held| held.queue.is_empty());
+            // The range of held data the segment now belongs to (FreeBSD's
+            // tcp_reass() *tlenp), which decides the SACK report.
+            let joined = if seq == self.rcv_nxt && nothing_held {
+                self.delay_or_ack(len, now);
+                self.rx.push(data);
+                self.rcv_nxt = text_end;
+                len
+            } else {
+                self.ack_pending = true;
+                let limit = (self.recv_buffer_size() / self.smss() + 1).min(MAX_RANGES as u32) as usize;
+                let rcv_nxt = self.rcv_nxt;
+                let joined = self.held_mut().queue.insert(seq, data, rcv_nxt, limit).map_or(0, |(_, n)| n);
+                self.drain_out_of_order();
+                joined
+            };
+            if self.rcv_nxt != before {
+                out.push(Output::Readable { socket: self.id });
             }
+            if self.sack_permitted && self.held.is_some() {
+                self.report_sack(seq, len, before, joined);
+            }
+            self.release_held();
+        } else if !data.is_empty() {
+            self.ack_pending = true;
         }
         if fin {
             let fin = text_end;
@@ -1167,45 +1288,76 @@ impl Tcb {
         }
     }
 
-    fn hold_out_of_order(&mut self, seq: SeqNumber, data: Bytes) {
-        let held = self.ooo.get_or_insert_with(Box::default);
-        let at = held.partition_point(|(s, _)| *s < seq);
-        if held.get(at).is_some_and(|(s, d)| *s == seq && d.len() >= data.len()) {
-            return; // a duplicate of what we hold
+    /// An in-order segment's ACK: at once, or when the delayed-ACK timer
+    /// fires if it is not running yet, the segment is at most one MSS and
+    /// our last window was not zero (FreeBSD's DELAY_ACK()).
+    fn delay_or_ack(&mut self, len: u32, now: u64) {
+        match self.profile.delayed_ack_ns() {
+            Some(delay) if self.timers.delayed_ack == NEVER && len <= self.smss() && self.last_adv_wnd > 0 => {
+                self.timers.delayed_ack = now + delay;
+            }
+            _ => self.ack_pending = true,
         }
-        held.insert(at, (seq, data));
     }
 
-    /// Moves held segments that now continue the in-order stream into `rx`,
-    /// each octet exactly once.
+    /// Updates the SACK blocks after text arrived (FreeBSD's tcp_input.c,
+    /// after tcp_reass()): `seq` and `len` are the text beyond RCV.NXT,
+    /// `before` RCV.NXT when it came and `joined` the length of the held
+    /// range it now belongs to (0: dropped).
+    fn report_sack(&mut self, seq: SeqNumber, len: u32, before: SeqNumber, joined: u32) {
+        let rcv_nxt = self.rcv_nxt;
+        let sacks = &mut self.held_mut().sacks;
+        if joined > 0 && rcv_nxt > before {
+            match sacks.blocks().first().copied() {
+                // The part below RCV.NXT was recorded when it was trimmed: keep it first.
+                Some(first) if first.end == seq => sacks.update(rcv_nxt, first.start, first.end),
+                _ => sacks.update_dsack(rcv_nxt, seq, seq + len),
+            }
+        } else if joined >= len {
+            sacks.update_dsack(rcv_nxt, seq, seq + len);
+        } else if joined > 0 {
+            sacks.update_dsack(rcv_nxt, seq, seq + joined);
+        }
+    }
+
+    fn held_mut(&mut self) -> &mut Held {
+        self.held.get_or_insert_with(Box::default)
+    }
+
+    /// Frees what [`Held`] took once it holds nothing.
+    fn release_held(&mut self) {
+        if self.held.as_ref().is_some_and(|held| held.is_empty()) {
+            self.held = None;
+        }
+    }
+
+    fn hold_out_of_order(&mut self, seq: SeqNumber, data: Bytes) {
+        let rcv_nxt = self.rcv_nxt;
+        let _ = self.held_mut().queue.insert(seq, data, rcv_nxt, MAX_RANGES);
+    }
+
+    /// Moves the held range that now continues the in-order stream into `rx`.
     fn drain_out_of_order(&mut self) {
-        let Some(held) = self.ooo.as_mut() else {
+        let rcv_nxt = self.rcv_nxt;
+        let Some(chunks) = self.held.as_mut().and_then(|held| held.queue.take_at(rcv_nxt)) else {
             return;
         };
-        let mut ready = 0;
-        for (seq, data) in held.iter() {
-            if *seq > self.rcv_nxt {
-                break;
-            }
-            ready += 1;
-            let skip = (self.rcv_nxt - *seq) as usize;
-            if skip < data.len() {
-                self.rx.push(data.slice(skip..));
-                self.rcv_nxt += (data.len() - skip) as u32;
-            }
+        for chunk in chunks {
+            self.rcv_nxt += chunk.len() as u32;
+            self.rx.push(chunk);
         }
-        held.drain(..ready);
-        if held.is_empty() {
-            self.ooo = None;
-        }
+        self.release_held();
     }
 
-    /// Delivers text queued before ESTABLISHED (data that came on a SYN).
-    fn deliver_queued(&mut self, out: &mut Vec<Output>) {
+    /// Delivers text queued before ESTABLISHED (data that came on a SYN),
+    /// acknowledged as in-order data is: with delayed ACKs it may wait, so
+    /// that the application's reply or FIN carries the ACK (BSD presents it
+    /// with tcp_reass() and sets no ACK flag).
+    fn deliver_queued(&mut self, now: u64, out: &mut Vec<Output>) {
         let before = self.rcv_nxt;
         self.drain_out_of_order();
         if self.rcv_nxt != before {
-            self.ack_pending = true;
+            self.delay_or_ack(self.rcv_nxt - before, now);
             out.push(Output::Readable { socket: self.id });
         }
     }
@@ -1235,6 +1387,7 @@ impl Tcb {
     fn enter_time_wait(&mut self, cause: Cause, now: u64, out: &mut Vec<Output>) {
         self.timers.retransmit = NEVER;
         self.timers.persist = NEVER;
+        self.timers.delayed_ack = NEVER;
         if self.profile.time_wait.is_on() {
             self.set_state(State::TimeWait, cause, "3.10.7.4", out);
             self.timers.time_wait = now + self.profile.time_wait_ns();
@@ -1272,6 +1425,11 @@ impl Tcb {
             out.push(Output::TimerFired { socket: self.id, timer: TimerKind::TimeWait });
             self.enter_closed(Cause::Timer { timer: TimerKind::TimeWait }, "3.10.8", out);
             return;
+        }
+        if self.timers.delayed_ack <= now {
+            self.timers.delayed_ack = NEVER;
+            out.push(Output::TimerFired { socket: self.id, timer: TimerKind::DelayedAck });
+            self.ack_pending = true;
         }
         if self.timers.retransmit <= now {
             self.timers.retransmit = NEVER;
@@ -1495,6 +1653,11 @@ impl Tcb {
         let flags = if self.state == State::SynSent { Flags::SYN } else { Flags::SYN | Flags::ACK };
         let mut seg = self.segment(self.iss, flags, Bytes::new());
         seg.options = vec![TcpOption::Mss { value: self.profile.mss }];
+        // SACK-permitted in our SYN, and in a SYN+ACK when the peer's SYN had it.
+        if self.profile.sack.is_on() && (self.state == State::SynSent || self.sack_permitted) {
+            seg.options.push(TcpOption::SackPermitted);
+        }
+        pad_options_bsd(&mut seg.options);
         seg
     }
 
@@ -1504,6 +1667,19 @@ impl Tcb {
         let ack = if flags.contains(Flags::ACK) { self.rcv_nxt } else { SeqNumber(0) };
         // A reset advertises no window: the connection is gone.
         let window = if flags.contains(Flags::RST) { 0 } else { self.rcv_wnd() };
+        let mut options = Vec::new();
+        if flags.contains(Flags::ACK) && !flags.contains(Flags::SYN) && !flags.contains(Flags::RST) {
+            if let Some(held) = self.held.as_ref().filter(|held| self.sack_permitted && !held.sacks.is_empty()) {
+                // RFC 2018 section 3, laid out as FreeBSD's tcp_addoptions()
+                // does: two NOPs, then as many blocks as fit in 40 octets.
+                let blocks = held.sacks.blocks().iter().take(MAX_SACK_BLOCKS_SENT);
+                options = vec![
+                    TcpOption::Nop,
+                    TcpOption::Nop,
+                    TcpOption::Sack { blocks: blocks.map(|b| (b.start.0, b.end.0)).collect() },
+                ];
+            }
+        }
         Segment {
             src_port: self.local_port,
             dst_port: self.remote_port,
@@ -1511,6 +1687,7 @@ impl Tcb {
             ack,
             flags,
             window: window as u16,
+            options,
             payload,
             ..Segment::default()
         }
@@ -1522,6 +1699,13 @@ impl Tcb {
             self.ack_pending = false;
             self.challenge_only = false;
             self.last_adv_wnd = u32::from(segment.window);
+            // The ACK a delayed ACK waited for is this one.
+            self.timers.delayed_ack = NEVER;
+            if let Some(held) = self.held.as_mut() {
+                // A D-SACK block is reported once (FreeBSD's tcp_output(): "Clean up any DSACK's sent").
+                held.sacks.clean_dsack(self.rcv_nxt);
+                self.release_held();
+            }
         }
         if seg_len > 0 && !segment.flags.contains(Flags::RST) {
             if self.timers.retransmit == NEVER && self.snd_una != self.snd_nxt {
@@ -1548,9 +1732,6 @@ impl Tcb {
         let from = self.state;
         self.state = to;
         out.push(Output::StateChanged { socket: self.id, from, to, cause, rfc });
-        if to == State::Established && from == State::SynReceived {
-            self.deliver_queued(out);
-        }
     }
 
     /// Sends a challenge ACK unless this second's quota (the profile's
@@ -1585,7 +1766,7 @@ impl Tcb {
         self.probe_due = false;
         self.fin_queued = false;
         self.tx = SendBuffer::default();
-        self.ooo = None;
+        self.held = None;
         self.set_state(State::Closed, cause, rfc, out);
     }
 }
@@ -1593,12 +1774,14 @@ impl Tcb {
 #[cfg(test)]
 mod size {
     /// An idle endpoint pays 16 octets for congestion control (cwnd,
-    /// ssthresh and one pointer): a TCB is 360 octets, 344 before congestion
-    /// control, so an idle connection (two endpoints) grows by 32. What a
-    /// sender needs beyond that comes with its first data segment.
+    /// ssthresh and one pointer) and 8 for the delayed-ACK deadline: a TCB
+    /// is 368 octets, 344 before congestion control. What a sender needs
+    /// beyond that comes with its first data segment; out-of-order data and
+    /// SACK blocks share one pointer, which is null on an idle connection.
     #[test]
-    fn congestion_control_costs_an_idle_endpoint_sixteen_octets() {
+    fn an_idle_endpoint_pays_for_congestion_control_and_the_delayed_ack_deadline() {
         assert_eq!(std::mem::size_of::<super::Congestion>(), 16);
-        assert!(std::mem::size_of::<super::Tcb>() <= 360, "{}", std::mem::size_of::<super::Tcb>());
+        assert_eq!(std::mem::size_of::<Option<Box<super::Held>>>(), 8);
+        assert!(std::mem::size_of::<super::Tcb>() <= 368, "{}", std::mem::size_of::<super::Tcb>());
     }
 }

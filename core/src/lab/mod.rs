@@ -39,6 +39,7 @@ pub fn builtin() -> Vec<(&'static str, &'static str)> {
         "syn-retransmission",
         "rst-to-closed-port",
         "zero-window-probe",
+        "delayed-ack",
         "slow-start",
         "congestion-avoidance",
         "fast-retransmit",

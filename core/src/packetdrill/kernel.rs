@@ -80,10 +80,16 @@ pub fn apply_sysctl(profile: &mut Profile, name: &str, value: i64) -> bool {
             Ok(v) => profile.challenge_ack_limit = v,
             Err(_) => return false,
         },
+        "net.inet.tcp.sack.enable" => profile.sack = switch(value != 0),
+        "net.inet.tcp.delayed_ack" => profile.delayed_ack = switch(value != 0),
+        "net.inet.tcp.delacktime" => match u64::try_from(value) {
+            Ok(ms) if (1..=500).contains(&ms) => profile.delayed_ack_ms = ms,
+            _ => return false,
+        },
         // TCP options tcplab does not negotiate are compared only with
         // --strict-options; the rest are no-ops in a simulated world with no
         // host cache, no ECN and no socket-buffer ceiling.
-        "net.inet.tcp.rfc1323" | "net.inet.tcp.sack.enable" => {}
+        "net.inet.tcp.rfc1323" => {}
         "net.inet.tcp.ecn.enable" | "net.inet.tcp.hostcache.purgenow" | "kern.ipc.maxsockbuf" => {}
         // blackhole=0 is what tcplab does (RST to closed ports); other values are not modelled.
         "net.inet.tcp.blackhole" => return value == 0,
@@ -113,5 +119,12 @@ mod tests {
         assert!(!apply_sysctl(&mut p, "net.inet.tcp.blackhole", 2));
         assert!(!apply_sysctl(&mut p, "net.inet.tcp.cc.algorithm", 1));
         assert!(!apply_sysctl(&mut p, "net.inet.tcp.recvspace", 0));
+        assert!(apply_sysctl(&mut p, "net.inet.tcp.sack.enable", 0));
+        assert_eq!(p.sack, Switch::Off);
+        assert!(apply_sysctl(&mut p, "net.inet.tcp.delacktime", 100));
+        assert_eq!(p.delayed_ack_ms, 100);
+        assert!(!apply_sysctl(&mut p, "net.inet.tcp.delacktime", 501));
+        assert!(apply_sysctl(&mut p, "net.inet.tcp.delayed_ack", 0));
+        assert_eq!(p.delayed_ack, Switch::Off);
     }
 }

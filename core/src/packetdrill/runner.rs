@@ -383,8 +383,18 @@ impl ScriptRun {
     }
 
     /// Runs the next event, or a turn of it (see [`ScriptBudget`]); `false`
-    /// once the script is done (passed or stopped).
+    /// once the script is done (passed or stopped). The tested stack's
+    /// connections made meanwhile keep what arrives in their receive buffers
+    /// until the script reads it, also in a session's world whose other
+    /// connections read at once.
     pub fn step(&mut self) -> bool {
+        let auto_read = self.runner.world.set_auto_read_default(false);
+        let more = self.step_inner();
+        self.runner.world.set_auto_read_default(auto_read);
+        more
+    }
+
+    fn step_inner(&mut self) -> bool {
         if self.verdict.is_some() {
             return false;
         }
@@ -551,7 +561,7 @@ fn tested_profile(profile: &Profile) -> Profile {
 
 fn build_world(profile: &Profile) -> Result<World, WorldError> {
     let mut world =
-        World::new(WorldConfig { seed: 1, profile: profile.clone(), keep_received: true, keep_closed: true })?;
+        World::new(WorldConfig { seed: 1, profile: profile.clone(), auto_read: false, ..WorldConfig::default() })?;
     world.add_host(TESTED, TESTED_IP, HostKind::Tcp)?;
     world.add_host(PEER, PEER_IP, HostKind::Raw)?;
     world.set_link(TESTED, PEER, LinkParams { latency_ms: 0.0, ..LinkParams::default() })?;
@@ -720,7 +730,8 @@ impl Runner {
         let (fd, deadline) = (parked.fd, parked.window_ns.1);
         let is_connect = parked.call.name == "connect";
         let max = parked.call.args.get(2).and_then(Expr::int).unwrap_or(0);
-        let outcome = if is_connect { self.connect_outcome(fd) } else { self.read_outcome(fd, max) };
+        let peek = recv_peeks(&parked.call);
+        let outcome = if is_connect { self.connect_outcome(fd) } else { self.read_outcome(fd, max, peek) };
         let now = self.world.now().as_nanos();
         let Ok(Some(got)) = outcome else {
             if now > deadline {
@@ -806,7 +817,24 @@ impl Runner {
             return skip(format!("TCP flags {:?}", p.flags));
         };
         let ack = p.ack.map_or(0, |a| a.wrapping_add(self.local_isn));
-        let options = p.options.clone().flatten().unwrap_or_default().iter().map(to_engine_option).collect();
+        // SACK blocks acknowledge tcplab's data: relative to its ISN, as seq and ack are.
+        let local_isn = self.local_isn;
+        let options = p
+            .options
+            .clone()
+            .flatten()
+            .unwrap_or_default()
+            .iter()
+            .map(|o| match to_engine_option(o) {
+                TcpOption::Sack { blocks } => TcpOption::Sack {
+                    blocks: blocks
+                        .iter()
+                        .map(|(l, r)| (l.wrapping_add(local_isn), r.wrapping_add(local_isn)))
+                        .collect(),
+                },
+                other => other,
+            })
+            .collect();
         let spec = InjectSpec {
             from: PEER.into(),
             to: TESTED.into(),
@@ -1194,26 +1222,46 @@ impl Runner {
         let Some(max) = call.args.get(2).and_then(Expr::int) else {
             return skip(format!("{}() without a length", call.name));
         };
+        if call.name == "recv" {
+            match call.args.get(3) {
+                None | Some(Expr::Int(0)) => {}
+                Some(Expr::Name(flag)) if flag == "MSG_PEEK" => {}
+                Some(other) => return skip(format!("recv() flags {other:?}")),
+            }
+        }
         let nonblocking = self.fd(fd)?.nonblocking;
-        match self.read_outcome(fd, max)? {
+        match self.read_outcome(fd, max, recv_peeks(call))? {
             Some(r) => self.check_result(call, r),
             None if nonblocking => self.check_result(call, Err("EWOULDBLOCK")),
             None => self.park(call, fd),
         }
     }
 
-    /// What read() on `fd` returns now (consuming what it returns): data,
-    /// 0 at the end of the stream, a pending error; `None` when it would block.
-    fn read_outcome(&mut self, fd: i64, max: i64) -> Step<Option<Result<i64, &'static str>>> {
+    /// What read() on `fd` returns now (consuming what it returns unless
+    /// `peek`, recv()'s MSG_PEEK): data, 0 at the end of the stream, a
+    /// pending error; `None` when it would block. Data waits in the tested
+    /// stack's receive buffer (narrowing its window) until read; what an end
+    /// had not read when it closed was moved to its `received` log.
+    fn read_outcome(&mut self, fd: i64, max: i64, peek: bool) -> Step<Option<Result<i64, &'static str>>> {
         let consumed = self.fd(fd)?.consumed;
         let Some((conn, side)) = self.conn_of(fd)? else {
             return Ok(Some(Err("ENOTCONN")));
         };
-        let available = self.world.received(conn, side).map(|r| r.len().saturating_sub(consumed)).unwrap_or(0);
+        let logged = self.world.received(conn, side).map(|r| r.len().saturating_sub(consumed)).unwrap_or(0);
         let status = self.world.status(conn, side).ok();
-        if available > 0 {
-            let n = available.min(usize::try_from(max).unwrap_or(0));
-            self.fd(fd)?.consumed += n;
+        let buffered = status.as_ref().filter(|s| s.state != State::Closed).map_or(0, |s| s.recv_buffered);
+        let want = usize::try_from(max).unwrap_or(0);
+        if logged + buffered > 0 {
+            let n = if peek {
+                (logged + buffered).min(want)
+            } else if logged > 0 {
+                logged.min(want)
+            } else {
+                self.world.read(conn, side, want).unwrap_or(0)
+            };
+            if !peek {
+                self.fd(fd)?.consumed += n;
+            }
             return Ok(Some(Ok(n as i64)));
         }
         Ok(match status {
@@ -1376,11 +1424,10 @@ impl Runner {
         let Some(setting) = words.iter().skip(1).find(|w| !w.starts_with('-')) else {
             return skip(format!("`{}`", words.join(" ")));
         };
-        if !words.contains(&"-w") {
-            return skip(format!("`{}` (only sysctl -w is modelled)", words.join(" ")));
-        }
+        // FreeBSD's sysctl(8) writes `name=value` with or without -w; a
+        // bare name only prints the value, which changes nothing.
         let Some((name, value)) = setting.split_once('=') else {
-            return skip(format!("sysctl {setting}"));
+            return Ok(());
         };
         let Ok(n) = value.parse::<i64>() else {
             return skip(format!("sysctl {name}={value}"));
@@ -1583,8 +1630,24 @@ fn state_by_sockstat_name(name: &str) -> Option<State> {
 
 /// Options match when they are the same list; TS val is the stack's own
 /// clock, so only its presence is compared.
+/// recv(fd, buf, len, flags) with MSG_PEEK among its flags.
+fn recv_peeks(call: &Syscall) -> bool {
+    call.name == "recv" && call.args.get(3).and_then(Expr::name) == Some("MSG_PEEK")
+}
+
+/// The option lists carry the same options in the same order and take the
+/// same room in the header. EOLs at the end are padding (a decoder stops at
+/// the first, so `eol,eol` on the wire comes back as one); TSval is the
+/// stack's own clock and not compared.
 fn options_match(expected: &[PdOption], actual: &[TcpOption]) -> bool {
-    expected.len() == actual.len()
+    let words = |len: usize| len.div_ceil(4);
+    let expected_len: usize = expected.iter().map(|o| to_engine_option(o).wire_len()).sum();
+    let actual_len: usize = actual.iter().map(TcpOption::wire_len).sum();
+    let trim_e = expected.iter().rposition(|o| *o != PdOption::Eol).map_or(0, |i| i + 1);
+    let trim_a = actual.iter().rposition(|o| *o != TcpOption::Eol).map_or(0, |i| i + 1);
+    let (expected, actual) = (&expected[..trim_e], &actual[..trim_a]);
+    words(expected_len) == words(actual_len)
+        && expected.len() == actual.len()
         && expected.iter().zip(actual).all(|(e, a)| match (e, a) {
             (PdOption::Timestamp { ecr, .. }, TcpOption::Timestamps { ecr: got, .. }) => ecr == got,
             (e, a) => &to_engine_option(e) == a,
@@ -1643,6 +1706,8 @@ mod tests {
         assert!(fail_reason(verdict(&bad, ScriptProfilePolicy::Header).0).contains("unknown profile \"bsd\""));
     }
 
+    // The ACK of data leaves before the blocked read() takes it: its window
+    // is the buffer less the 10 octets (rfc9293's unrounded 65535).
     const BLOCKING: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 0.1...0.2 connect(3, ..., ...) = 0
 0.1 > S 0:0(0) win 65535
@@ -1650,7 +1715,7 @@ mod tests {
 0.2 > . 1:1(0) ack 1 win 65535
 0.3...0.4 read(3, ..., 100) = 10
 0.4 < P. 1:11(10) ack 1 win 65535
-0.4 > . 1:1(0) ack 11 win 65535
+0.4 > . 1:1(0) ack 11 win 65525
 0.5 close(3) = 0
 0.5 > F. 1:1(0) ack 11 win 65535
 ";
@@ -1708,11 +1773,12 @@ mod tests {
 +0 accept(3, ..., ...) = -1 EAGAIN (Resource temporarily unavailable)
 ";
         assert_eq!(run(text), Verdict::Pass);
-        // Reads: nothing yet, then data, then the end of the stream.
+        // Reads: nothing yet, then data (its ACK's window counts the 3
+        // octets not read yet), then the end of the stream.
         let text = format!(
             "{CONNECTED}+0 read(3, ..., 10) = -1 EWOULDBLOCK (Operation would block)
 +0 < P. 1:4(3) ack 1 win 1000
-+0 > . 1:1(0) ack 4 win 65535
++0 > . 1:1(0) ack 4 win 65532
 +0 read(3, ..., 2) = 2
 +0 read(3, ..., 10) = 1
 +0 < F. 4:4(0) ack 1 win 1000
@@ -1839,5 +1905,43 @@ mod tests {
             parse_script("t.pkt", &text.replace("<mss 1460,nop,wscale 6>", "<mss 1460>"), &default_defines()).unwrap();
         assert_eq!(run_script(&exact, &strict).verdict, Verdict::Pass);
         assert!(options_match(&[PdOption::Timestamp { val: 1, ecr: 0 }], &[TcpOption::Timestamps { val: 77, ecr: 0 }]));
+        // Trailing EOLs are padding: `eol,eol` is what one EOL and a zero octet decode to.
+        let sack_ok = [TcpOption::Mss { value: 1460 }, TcpOption::SackPermitted, TcpOption::Eol];
+        assert!(options_match(&[PdOption::Mss(1460), PdOption::SackOk, PdOption::Eol, PdOption::Eol], &sack_ok));
+        assert!(!options_match(&[PdOption::Mss(1460), PdOption::SackOk], &sack_ok[..1]));
+    }
+
+    /// A FreeBSD script's receiver: data waits in the buffer (the window
+    /// shrinks, rounded as BSD rounds its buffer) until recv() reads it;
+    /// MSG_PEEK reads without taking; sysctl writes with or without -w.
+    #[test]
+    fn recv_peeks_and_reads_from_the_receive_buffer() {
+        let text = "--ip_version=ipv4
+0 `sysctl net.inet.tcp.delacktime=100`
++0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460>
++0 > S. 0:0(0) ack 1 win 65535 <mss 1460>
++0 < . 1:1(0) ack 1 win 65535
++0 accept(3, ..., ...) = 4
++0 < . 1:1001(1000) ack 1 win 65535
++0 recv(4, ..., 10, MSG_PEEK) = 10
++0 recv(4, ..., 2000, MSG_PEEK) = 1000
++0.1 > . 1:1(0) ack 1001 win 64700
++0 recv(4, ..., 600, 0) = 600
++0 recv(4, ..., 600, 0) = 400
++0 recv(4, ..., 600, MSG_WAITALL) = 0
+";
+        let script = parse_script("t.pkt", text, &default_defines()).unwrap();
+        let opts = RunOptions { script_profile: ScriptProfilePolicy::HeaderOrSysctl, ..RunOptions::default() };
+        let outcome = run_script(&script, &opts);
+        match outcome.verdict {
+            Verdict::Skip { feature, .. } => assert!(feature.contains("recv() flags"), "{feature}"),
+            other => panic!("expected the MSG_WAITALL line to skip, got {other:?}"),
+        }
+        let shorter = text.replace("+0 recv(4, ..., 600, MSG_WAITALL) = 0\n", "");
+        let script = parse_script("t.pkt", &shorter, &default_defines()).unwrap();
+        assert_eq!(run_script(&script, &opts).verdict, Verdict::Pass, "the delayed ACK after delacktime=100");
     }
 }

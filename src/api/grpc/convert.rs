@@ -298,6 +298,7 @@ fn timer_kind_to_pb(timer: TimerKind) -> i32 {
         TimerKind::Retransmit => pb::TimerKind::Retransmit,
         TimerKind::TimeWait => pb::TimerKind::TimeWait,
         TimerKind::Persist => pb::TimerKind::Persist,
+        TimerKind::DelayedAck => pb::TimerKind::DelayedAck,
     }
     .into()
 }
@@ -506,6 +507,19 @@ impl TryFrom<pb::Profile> for Profile {
     /// Each typed value is given in REST's spelling (its serde form), so both
     /// APIs merge and validate through the one function.
     fn try_from(p: pb::Profile) -> Result<Profile, Error> {
+        let settings = profile_settings(p)?;
+        crate::profiles::with_overrides(&Profile::default(), settings).map_err(|e| Error::invalid(e.field, e.message))
+    }
+}
+
+/// The fields a `Profile` message sets, as REST's `profile` object names
+/// them (`name` included when set): what [`crate::profiles::with_overrides`]
+/// and PATCH .../profile take.
+///
+/// # Errors
+/// A value out of its type's range (an MSS over 65535, an unknown enum).
+pub fn profile_settings(p: pb::Profile) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    {
         use serde_json::Value;
         // Every field by name (the destructuring is exhaustive: a new proto
         // field that is not passed on does not compile).
@@ -535,13 +549,16 @@ impl TryFrom<pb::Profile> for Profile {
             cc,
             initial_window,
             limited_transmit,
+            sack,
+            delayed_ack,
+            delayed_ack_ms,
         } = p;
         let switch = |on: Option<bool>| on.map(|on| serde_value(&switch_from_pb(on)));
         let handshake = handshake_from_pb(decode("profile.handshake", handshake)?);
         let isn = isn.map(isn_from_pb).transpose()?;
         let cc = cc_from_pb(decode("profile.cc", cc)?);
         let initial_window = initial_window.map(initial_window_from_pb).transpose()?;
-        let fields: [(&str, Option<Value>); 25] = [
+        let fields: [(&str, Option<Value>); 28] = [
             ("name", name.map(Value::from)),
             ("handshake", handshake.map(|h| serde_value(&h))),
             ("time_wait", switch(time_wait)),
@@ -567,9 +584,11 @@ impl TryFrom<pb::Profile> for Profile {
             ("cc", cc.map(|c| serde_value(&c))),
             ("initial_window", initial_window),
             ("limited_transmit", switch(limited_transmit)),
+            ("sack", switch(sack)),
+            ("delayed_ack", switch(delayed_ack)),
+            ("delayed_ack_ms", delayed_ack_ms.map(Value::from)),
         ];
-        let settings = fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect();
-        crate::profiles::with_overrides(&Profile::default(), settings).map_err(|e| Error::invalid(e.field, e.message))
+        Ok(fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect())
     }
 }
 
@@ -813,6 +832,9 @@ impl From<Profile> for pb::Profile {
             cc,
             initial_window,
             limited_transmit,
+            sack,
+            delayed_ack,
+            delayed_ack_ms,
         } = p;
         pb::Profile {
             name: None,
@@ -840,6 +862,9 @@ impl From<Profile> for pb::Profile {
             cc: cc_to_pb(cc),
             initial_window: Some(initial_window_to_pb(initial_window)),
             limited_transmit: Some(switch_to_pb(limited_transmit)),
+            sack: Some(switch_to_pb(sack)),
+            delayed_ack: Some(switch_to_pb(delayed_ack)),
+            delayed_ack_ms: Some(delayed_ack_ms),
         }
     }
 }
@@ -963,6 +988,7 @@ impl From<EndInfo> for pb::End {
                 retransmit: t.timers.retransmit,
                 time_wait: t.timers.time_wait,
                 persist: t.timers.persist,
+                delayed_ack: t.timers.delayed_ack,
             }),
             error: conn_error_to_pb(t.error),
             local_port: u32::from(t.local_port),
@@ -979,6 +1005,8 @@ impl From<EndInfo> for pb::End {
             recovery_point: t.recovery_point,
             recv_buffer_size: t.recv_buffer_size,
             send_buffer_size: t.send_buffer_size,
+            sack_permitted: t.sack_permitted,
+            sack_blocks: t.sack_blocks.iter().map(|r| pb::SeqRange { start: r.start, end: r.end }).collect(),
         }
     }
 }

@@ -11,7 +11,7 @@ use tonic::Code;
 
 use super::convert::{kinds_filter, parse_side, renamed};
 use super::*;
-use crate::engine::tcb::Timers;
+use crate::engine::tcb::{SeqRange, Timers};
 use crate::engine::{CcPhase, ConnError, Flags, Handshake, Isn, Profile, State, Switch, TcbStatus, TcpOption};
 use crate::service::model::*;
 use crate::service::{Error, LiveEvent, StreamItem};
@@ -99,7 +99,7 @@ fn grpc_takes_every_profile_setting_rest_takes() {
         "rfc5961": "off", "rfc5961_rst": "on", "rfc5961_syn": "off", "drop_synfin": "on", "syn_reset_acks": "off",
         "ack_repeats_fin": "on", "rcv_window_from_buffer": "on", "challenge_ack_limit": 7,
         "listen_drops_syn_ack": "on", "time_wait_acks_all": "on", "cc": "cubic", "initial_window": 7,
-        "limited_transmit": "off",
+        "limited_transmit": "off", "sack": "on", "delayed_ack": "on", "delayed_ack_ms": 90,
     });
     assert_eq!(json.as_object().unwrap().len(), settings.len(), "the test names every setting");
     let rest = crate::service::model::resolve_profile(json.clone()).expect("REST takes it");
@@ -129,6 +129,9 @@ fn grpc_takes_every_profile_setting_rest_takes() {
         cc: pb::CcAlgorithm::Cubic.into(),
         initial_window: Some(pb::profile::InitialWindow::InitialWindowSegments(7)),
         limited_transmit: Some(false),
+        sack: Some(true),
+        delayed_ack: Some(true),
+        delayed_ack_ms: Some(90),
     })
     .expect("gRPC takes it");
     assert_eq!(grpc, rest);
@@ -429,7 +432,7 @@ fn tcb() -> TcbStatus {
         send_buffered: 5,
         recv_buffered: 2,
         out_of_order: 0,
-        timers: Timers { retransmit: Some(1_000_000), time_wait: None, persist: None },
+        timers: Timers { retransmit: Some(1_000_000), time_wait: None, persist: None, delayed_ack: Some(40_000_000) },
         rto_ns: 1_000_000_000,
         srtt_ns: None,
         retries: 1,
@@ -442,6 +445,8 @@ fn tcb() -> TcbStatus {
         recovery_point: Some(106),
         recv_buffer_size: 65_700,
         send_buffer_size: 4_194_304,
+        sack_permitted: true,
+        sack_blocks: vec![SeqRange { start: 400, end: 500 }, SeqRange { start: 200, end: 300 }],
     }
 }
 
@@ -468,6 +473,10 @@ fn connection_ends_carry_the_tcb() {
     );
     assert_eq!((end.dup_acks, end.recovery_point), (3, Some(106)));
     assert_eq!((end.recv_buffer_size, end.send_buffer_size), (65_700, 4_194_304));
+    assert_eq!(end.timers.unwrap().delayed_ack, Some(40_000_000));
+    assert!(end.sack_permitted);
+    let blocks: Vec<(u32, u32)> = end.sack_blocks.iter().map(|r| (r.start, r.end)).collect();
+    assert_eq!(blocks, [(400, 500), (200, 300)]);
 }
 
 #[test]

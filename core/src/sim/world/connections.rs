@@ -44,7 +44,7 @@ pub struct End {
 
 impl End {
     /// A new end on `host`'s endpoint `socket`, in `state`, that sent `iss`.
-    pub(super) fn new(host: HostId, socket: SocketId, state: State, iss: u32) -> End {
+    pub(super) fn new(host: HostId, socket: SocketId, state: State, iss: u32, auto_read: bool) -> End {
         End {
             host,
             socket: Some(socket),
@@ -52,7 +52,7 @@ impl End {
             final_status: None,
             received: Vec::new(),
             received_total: 0,
-            auto_read: true,
+            auto_read,
             iss,
         }
     }

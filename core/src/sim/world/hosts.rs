@@ -180,6 +180,22 @@ impl Hosts {
         }
     }
 
+    /// Every TCP stack.
+    pub(super) fn tcp_stacks(&self) -> impl Iterator<Item = &Stack> {
+        self.hosts.iter().filter_map(|h| match &h.stack {
+            HostStack::Tcp(stack) => Some(&**stack),
+            HostStack::Raw(_) => None,
+        })
+    }
+
+    /// Every TCP stack, to touch it.
+    pub(super) fn tcp_stacks_mut(&mut self) -> impl Iterator<Item = &mut Stack> {
+        self.hosts.iter_mut().filter_map(|h| match &mut h.stack {
+            HostStack::Tcp(stack) => Some(&mut **stack),
+            HostStack::Raw(_) => None,
+        })
+    }
+
     /// A host's TCP stack, or [`WorldError::NotTcpHost`] naming it.
     pub(super) fn tcp_stack(&mut self, id: HostId) -> Result<&mut Stack, WorldError> {
         let h = &mut self.hosts[id as usize];

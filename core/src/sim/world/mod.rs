@@ -106,6 +106,10 @@ pub enum WorldError {
     /// A port of 0 was given.
     #[error("{0}: port must be between 1 and 65535")]
     BadPort(&'static str),
+    /// A profile change the world cannot take: a setting that is not one,
+    /// a bad value, or one fixed while endpoints are open.
+    #[error("{0}")]
+    ProfileChange(#[from] crate::profiles::OverrideError),
 }
 
 /// A simulated network of hosts running TCP: the parts, and the one RNG.
@@ -157,6 +161,74 @@ impl World {
     /// The world's profile.
     pub fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// Changes settings of the world's profile while it runs (a `sysctl`
+    /// mid-script): `settings` as in [`crate::profiles::with_overrides`],
+    /// without `name`. The settings in [`crate::profiles::RUNTIME_SETTINGS`]
+    /// apply at once to every host, listener and connection, their own
+    /// overrides included; the others are fixed when an endpoint opens, so
+    /// they may change only while no listener or endpoint is open (they
+    /// apply to those opened later). Returns the world's profile after.
+    ///
+    /// # Errors
+    /// [`WorldError::ProfileChange`] naming the first offending setting
+    /// (with every fixed one in the message); nothing changes then.
+    pub fn patch_profile(
+        &mut self,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Profile, WorldError> {
+        use crate::profiles::{OverrideError, RUNTIME_SETTINGS, with_overrides};
+        if settings.contains_key("name") {
+            return Err(OverrideError {
+                field: "profile.name".into(),
+                message: "a running session's profile changes setting by setting; its base stays".into(),
+            }
+            .into());
+        }
+        let next = with_overrides(&self.profile, settings.clone())?;
+        next.validate().map_err(|e| OverrideError { field: format!("profile.{}", e.field), message: e.message })?;
+        let (before, after) = (serde_json::to_value(&*self.profile), serde_json::to_value(&next));
+        let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) = (before, after) else {
+            return Err(OverrideError { field: "profile".into(), message: "does not serialize".into() }.into());
+        };
+        let mut fixed: Vec<&str> = settings
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !RUNTIME_SETTINGS.contains(k) && before.get(*k) != after.get(*k))
+            .collect();
+        fixed.sort_unstable();
+        if !fixed.is_empty() && self.hosts.tcp_stacks().any(|s| s.has_endpoints()) {
+            return Err(OverrideError {
+                field: format!("profile.{}", fixed[0]),
+                message: format!(
+                    "{} cannot change while listeners or connections are open: each endpoint fixes it when it \
+                     opens (may change at any time: {})",
+                    fixed.join(", "),
+                    RUNTIME_SETTINGS.join(", ")
+                ),
+            }
+            .into());
+        }
+        // Every distinct profile in use, changed once; endpoints that shared one share its successor.
+        let mut replace: Vec<(Arc<Profile>, Arc<Profile>)> = vec![(self.profile.clone(), Arc::new(next.clone()))];
+        for stack in self.hosts.tcp_stacks() {
+            for old in stack.profiles() {
+                if replace.iter().any(|(p, _)| Arc::ptr_eq(p, &old)) {
+                    continue;
+                }
+                let new = with_overrides(&old, settings.clone())?;
+                new.validate()
+                    .map_err(|e| OverrideError { field: format!("profile.{}", e.field), message: e.message })?;
+                replace.push((old, Arc::new(new)));
+            }
+        }
+        for stack in self.hosts.tcp_stacks_mut() {
+            stack.replace_profiles(&replace);
+        }
+        self.profile = replace[0].1.clone();
+        self.config.profile = next.clone();
+        Ok(next)
     }
 
     // ----- topology -----
@@ -392,7 +464,7 @@ impl World {
                     return Err(e.into());
                 }
             };
-            let end = End::new(client, socket, State::SynSent, status.iss);
+            let end = End::new(client, socket, State::SynSent, status.iss, w.config.auto_read);
             match side {
                 Side::Client => {
                     w.connections.open_client(end, (client_ip, status.local_port, server_ip, spec.port));
@@ -514,6 +586,12 @@ impl World {
         self.with_outputs(|w, out| w.hosts.tcp_stack(host)?.abort(now, socket, out).map_err(WorldError::from))?;
         self.settle(host);
         Ok(())
+    }
+
+    /// Whether the applications of ends opened from now on read what arrives
+    /// at once ([`WorldConfig::auto_read`]); returns the previous setting.
+    pub fn set_auto_read_default(&mut self, on: bool) -> bool {
+        std::mem::replace(&mut self.config.auto_read, on)
     }
 
     /// Whether one end's application reads data as soon as it arrives (the

@@ -244,7 +244,7 @@ impl World {
         let local_port = tcb.local_port();
         let tuple = (remote_ip, remote_port, self.hosts.ip(host), local_port);
         let irs = tcb.irs().0;
-        let end = End::new(host, socket, State::Listen, tcb.iss().0);
+        let end = End::new(host, socket, State::Listen, tcb.iss().0, self.config.auto_read);
         let conn_id = self.connections.adopt(end, local_port, tuple, irs);
         if let Some(stack) = self.hosts.tcp_mut(host) {
             let _ = stack.set_user_data(socket, super::connections::tag(conn_id, Side::Server));
@@ -264,6 +264,14 @@ impl World {
             return;
         }
         let who = stack.user_data(socket).ok().and_then(untag);
+        if who.is_some() {
+            // What the application had not read yet stays readable, as BSD's
+            // soreceive() returns buffered data before a connection's error.
+            self.read_into_end(host, socket, usize::MAX);
+        }
+        let Some(stack) = self.hosts.tcp_mut(host) else {
+            return;
+        };
         let _ = stack.release(socket);
         let Some((conn_id, side)) = who else {
             return;

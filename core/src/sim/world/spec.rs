@@ -23,11 +23,16 @@ pub struct WorldConfig {
     pub keep_received: bool,
     /// Keep connections whose ends are all CLOSED; off for benchmarks.
     pub keep_closed: bool,
+    /// Applications read what arrives at once (each end can change it with
+    /// [`super::World::set_auto_read`]); off: data waits in the receive
+    /// buffer, and narrows the window, until [`super::World::read`] takes it,
+    /// as for the packetdrill runner, whose scripts read with recv().
+    pub auto_read: bool,
 }
 
 impl Default for WorldConfig {
     fn default() -> Self {
-        WorldConfig { seed: 0, profile: Profile::default(), keep_received: true, keep_closed: true }
+        WorldConfig { seed: 0, profile: Profile::default(), keep_received: true, keep_closed: true, auto_read: true }
     }
 }
 
