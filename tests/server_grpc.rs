@@ -711,6 +711,32 @@ async fn errors_map_to_invalid_argument_not_found_already_exists_and_failed_prec
         Code::NotFound,
         "host Z not found",
     );
+    // PatchProfile: a setting read where it is used changes; one fixed when
+    // an endpoint opens is INVALID_ARGUMENT naming it while endpoints are open.
+    let patch = |profile: pb::Profile| pb::PatchProfileRequest { session_id: sid, profile: Some(profile) };
+    let after = lab
+        .patch_profile(patch(pb::Profile { delayed_ack: Some(true), delayed_ack_ms: Some(90), ..Default::default() }))
+        .await
+        .expect("a running setting changes")
+        .into_inner();
+    assert_eq!((after.delayed_ack, after.delayed_ack_ms), (Some(true), Some(90)));
+    check(
+        lab.patch_profile(patch(pb::Profile { mss: Some(536), ..Default::default() })).await.unwrap_err(),
+        Code::InvalidArgument,
+        "profile.mss: mss cannot change while",
+    );
+    check(
+        lab.patch_profile(patch(pb::Profile { delayed_ack_ms: Some(600), ..Default::default() })).await.unwrap_err(),
+        Code::InvalidArgument,
+        "profile.delayed_ack_ms: ",
+    );
+    check(
+        lab.patch_profile(patch(pb::Profile { name: Some("freebsd".into()), ..Default::default() })).await.unwrap_err(),
+        Code::InvalidArgument,
+        "profile.name: ",
+    );
+    check(lab.patch_profile(patch(pb::Profile::default())).await.unwrap_err(), Code::InvalidArgument, "profile: ");
+
     // Closing a listener twice, or one that never was: NOT_FOUND; the first close succeeds.
     let listener_ref = |listener_id| pb::ListenerRef { session_id: sid, listener_id };
     lab.close_listener(listener_ref(1)).await.expect("the first close");

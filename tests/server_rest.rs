@@ -998,3 +998,62 @@ async fn close_how_close_resets_later_data_and_a_shutdown_still_reads() {
     assert!(got.0.is_client_error() && got.1.to_string().contains("how"), "{got:?}");
     server.stop().await;
 }
+
+/// `PATCH .../profile` is a `sysctl` mid-session: a setting a connection
+/// reads where it uses it changes at once (the session shows it, and the
+/// open connection's next ACK waits for the delayed-ACK timer); a setting
+/// fixed when an endpoint opens is refused with a 400 naming it while a
+/// listener is open; unknown settings, bad values and `name` are 400s too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patching_the_profile_changes_running_settings_and_refuses_fixed_ones_by_name() {
+    let server = TestServer::start().await;
+    let rest = &server.rest;
+    let sid = rest.manual_session("patch profile", json!({})).await;
+    let path = format!("/api/v1/sessions/{sid}/profile");
+    // Nothing open yet: a fixed setting may change.
+    let (status, body) = rest.patch(&path, json!({"mss": 1000, "sack": "on"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["mss"].as_u64(), body["sack"].as_str()), (Some(1000), Some("on")), "{body}");
+    rest.two_hosts_and_listener(sid).await;
+    let body = json!({"client": "A", "server": "B", "port": 80, "client_port": 40000});
+    let conn = rest.post_expect(&format!("/api/v1/sessions/{sid}/connections"), body, StatusCode::CREATED).await;
+    let cid = conn["id"].as_u64().expect("id");
+    rest.run_until_idle(sid).await;
+    let c = connection(rest, sid, cid).await;
+    assert_eq!((c["client"]["snd_mss"].as_u64(), c["client"]["sack_permitted"].as_bool()), (Some(1000), Some(true)));
+
+    let (status, body) = rest.patch(&path, json!({"delayed_ack": "on", "delayed_ack_ms": 120})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = rest.get_ok(&format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(session["profile"]["delayed_ack_ms"], 120, "{session}");
+    rest.post_expect(
+        &format!("/api/v1/sessions/{sid}/connections/{cid}/send"),
+        json!({"side": "client", "data": "hi"}),
+        StatusCode::OK,
+    )
+    .await;
+    rest.post_ok(&format!("/api/v1/sessions/{sid}/clock"), json!({"action": "advance", "ms": 60})).await;
+    let waiting = connection(rest, sid, cid).await;
+    assert!(waiting["server"]["timers"]["delayed_ack"].is_u64(), "the ACK waits: {waiting}");
+    rest.run_until_idle(sid).await;
+    let events = rest.get_ok(&format!("/api/v1/sessions/{sid}/events?kind=timer_fired")).await;
+    assert!(events["events"].as_array().expect("events").iter().any(|e| e["timer"] == "delayed_ack"), "{events}");
+
+    let got = rest.patch(&path, json!({"window": 4096, "delayed_ack_ms": 10})).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_argument", Some("profile.window"));
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| m.contains("cannot change while")), "{}", got.1);
+    let session = rest.get_ok(&format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(session["profile"]["delayed_ack_ms"], 120, "nothing changed: {session}");
+    for (body, field) in [
+        (json!({"delayed_ack_ms": 501}), "profile.delayed_ack_ms"),
+        (json!({"no_such_setting": 1}), "profile.no_such_setting"),
+        (json!({"name": "freebsd"}), "profile.name"),
+        (json!({"delayed_ack": "sometimes"}), "profile.delayed_ack"),
+        (json!({}), "profile"),
+    ] {
+        assert_error(&rest.patch(&path, body).await, StatusCode::BAD_REQUEST, "invalid_argument", Some(field));
+    }
+    let got = rest.patch("/api/v1/sessions/999/profile", json!({"msl_ms": 1})).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    server.stop().await;
+}

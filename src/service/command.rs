@@ -106,6 +106,11 @@ pub enum Command {
         /// Lines in the script.
         lines: usize,
     },
+    /// `PATCH .../profile`: settings of the session's profile changed while it runs.
+    PatchProfile {
+        /// The settings as the request named them (`profile.<key>` overrides).
+        settings: serde_json::Map<String, serde_json::Value>,
+    },
     /// `POST /api/v1/labs/{name}/runs`: the session runs this lab's variant.
     RunLab {
         /// Which lab and variant.

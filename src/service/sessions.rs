@@ -93,6 +93,39 @@ impl LabService {
         Ok(id)
     }
 
+    /// Changes settings of a running session's profile (`PATCH .../profile`,
+    /// a `sysctl` mid-script): those a connection reads where it uses them
+    /// ([`crate::profiles::RUNTIME_SETTINGS`]) apply at once to every
+    /// listener and connection; the others only while none is open (they
+    /// are fixed when one opens). Returns the session's profile after.
+    ///
+    /// # Errors
+    /// Unknown session; an unknown setting, a bad value, or a fixed setting
+    /// while endpoints are open (invalid, naming `profile.<key>`); a send
+    /// buffer over the server's limit.
+    pub async fn patch_profile(
+        &self,
+        sid: u64,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<crate::engine::Profile, Error> {
+        if settings.is_empty() {
+            return Err(Error::invalid("profile", "name at least one setting to change"));
+        }
+        let max_buffered = self.inner.limits.max_buffered_bytes;
+        let record = super::command::Command::PatchProfile { settings: settings.clone() };
+        self.command(sid, record, move |s| {
+            let next = crate::profiles::with_overrides(&s.profile, settings.clone())
+                .map_err(|e| Error::invalid(e.field, e.message))?;
+            if next.send_buffer > max_buffered {
+                return Err(Error::LimitExceeded { limit: "max_buffered_bytes", max: u64::from(max_buffered) });
+            }
+            let profile = s.world.patch_profile(settings)?;
+            s.profile = profile.clone();
+            Ok(profile)
+        })
+        .await
+    }
+
     /// One session, live or ended.
     ///
     /// # Errors

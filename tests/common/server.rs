@@ -135,6 +135,11 @@ impl Rest {
         self.call(reqwest::Method::PUT, path, Some(&body)).await
     }
 
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(reqwest::Method::PATCH, path, Some(&body)).await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Reply {
         self.call(reqwest::Method::DELETE, path, None).await

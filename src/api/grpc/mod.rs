@@ -104,6 +104,12 @@ impl LabRpc for GrpcLab {
         reply(self.service.end_session(request.into_inner().session_id).await?.into())
     }
 
+    async fn patch_profile(&self, request: Request<pb::PatchProfileRequest>) -> Result<Response<pb::Profile>, Status> {
+        let r = request.into_inner();
+        let settings = convert::profile_settings(r.profile.unwrap_or_default())?;
+        reply(self.service.patch_profile(r.session_id, settings).await?.into())
+    }
+
     async fn add_host(&self, request: Request<pb::AddHostRequest>) -> Result<Response<pb::Host>, Status> {
         let req = request.into_inner();
         let sid = req.session_id;

@@ -188,6 +188,32 @@ pub async fn end_session(
     Ok(Json(svc.end_session(p.sid).await?))
 }
 
+/// Changes settings of a running session's profile (a `sysctl` mid-script).
+/// The body names the settings to change, as a session's `profile` does
+/// (`{"delayed_ack_ms": 100}`; no `name`). Settings a connection reads where
+/// it uses them apply at once to every listener and connection; those fixed
+/// when an endpoint opens (`handshake`, `isn`, `mss`, `window`,
+/// `send_buffer`, the RTO bounds, `rcv_window_from_buffer`, `cc`,
+/// `initial_window`, `sack`) may change only while none is open, else 400
+/// naming them.
+#[utoipa::path(
+    patch, path = "/api/v1/sessions/{sid}/profile", tag = "sessions",
+    params(("sid" = u64, Path, description = "Session id")),
+    request_body(content = Object, description = "The settings to change", example = json!({"delayed_ack_ms": 100})),
+    responses(
+        (status = 200, description = "The session's profile after the change", body = Object),
+        (status = "4XX", description = "Unknown or fixed setting, bad value, unknown or ended session", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    )
+)]
+pub async fn patch_profile(
+    State(svc): State<LabService>,
+    ApiPath(p): ApiPath<SessionPath>,
+    ApiJson(settings): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<Json<crate::engine::Profile>> {
+    Ok(Json(svc.patch_profile(p.sid, settings).await?))
+}
+
 // ----- topology -----
 
 /// Adds a host.

@@ -54,6 +54,7 @@ use crate::service::model::*;
         handlers::create_session,
         handlers::list_sessions,
         handlers::get_session,
+        handlers::patch_profile,
         handlers::end_session,
         handlers::add_host,
         handlers::list_hosts,
@@ -184,6 +185,7 @@ pub fn router(service: LabService) -> Router {
         .route("/api/v1/profiles", get(list_profiles))
         .route("/api/v1/sessions", post(create_session).get(list_sessions))
         .route("/api/v1/sessions/{sid}", get(get_session).delete(end_session))
+        .route("/api/v1/sessions/{sid}/profile", axum::routing::patch(patch_profile))
         .route("/api/v1/sessions/{sid}/hosts", post(add_host).get(list_hosts))
         .route("/api/v1/sessions/{sid}/links", axum::routing::put(set_link).get(list_links))
         .route("/api/v1/sessions/{sid}/listeners", post(add_listener).get(list_listeners))

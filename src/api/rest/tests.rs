@@ -550,6 +550,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/sessions"),
     ("get", "/api/v1/sessions/{sid}"),
     ("delete", "/api/v1/sessions/{sid}"),
+    ("patch", "/api/v1/sessions/{sid}/profile"),
     ("post", "/api/v1/sessions/{sid}/hosts"),
     ("get", "/api/v1/sessions/{sid}/hosts"),
     ("put", "/api/v1/sessions/{sid}/links"),
