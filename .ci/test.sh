@@ -23,7 +23,7 @@ echo "== packetdrill: our scripts, and the shared FreeBSD suite's summary (its f
 target/debug/tcplab packetdrill run tests/packetdrill | tail -1
 if [ -d ../shared/conformance/freebsd-tcp-testsuite ]; then
   target/debug/tcplab packetdrill run ../shared/conformance/freebsd-tcp-testsuite | tail -2 || true
-  target/debug/tcplab packetdrill run --strict-options ../shared/conformance/freebsd-data-path | tail -2 || true
+  target/debug/tcplab packetdrill run ../shared/conformance/freebsd-data-path | tail -2 || true
 else
   echo "!!! ../shared/conformance/freebsd-tcp-testsuite is absent: the shared suite was NOT run"
 fi

@@ -96,8 +96,8 @@ pub struct Command {
     pub defines: Vec<String>,
     /// Tolerance in milliseconds, overriding each script's `--tolerance_usecs`.
     pub tolerance_ms: Option<f64>,
-    /// Compare TCP options exactly.
-    pub strict_options: bool,
+    /// Leave TCP options uncompared.
+    pub ignore_options: bool,
     /// Where to write a JUnit report.
     pub junit: Option<PathBuf>,
     /// Print every script's ladder.
@@ -164,7 +164,7 @@ pub fn run_command(cmd: &Command, out: &mut dyn std::io::Write) -> Result<Summar
     let opts = RunOptions {
         profile,
         tolerance_us: cmd.tolerance_ms.map(|ms| (ms * 1000.0).round() as i64),
-        strict_options: cmd.strict_options,
+        ignore_options: cmd.ignore_options,
         // A --profile on the command line wins; otherwise each script may say
         // which kernel it was written for.
         script_profile: if cmd.profile.is_some() {

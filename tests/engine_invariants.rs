@@ -153,7 +153,15 @@ impl Harness {
         world.add_host("B", Ipv4Addr::new(10, 0, 0, 2), HostKind::Tcp).expect("B");
         world.set_link("A", "B", LinkParams { latency_ms: 10.0, ..LinkParams::default() }).expect("link");
         world
-            .listen(ListenSpec { host: "B".into(), port: 80, isn: None, profile: None, backlog: None })
+            .listen(ListenSpec {
+                host: "B".into(),
+                port: 80,
+                isn: None,
+                profile: None,
+                backlog: None,
+                nodelay: false,
+                keepalive: None,
+            })
             .expect("listen");
         let mut h =
             Harness { world, conns: Vec::new(), faults: Vec::new(), sent: HashMap::new(), next_seq: 1, last_t: 0 };

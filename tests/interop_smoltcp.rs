@@ -135,7 +135,17 @@ fn tcplab_opens_to_smoltcp_and_closes_first() {
 #[test]
 fn smoltcp_opens_to_tcplab_and_closes_first() {
     let mut p = Pair::new(lossless(), 2);
-    p.world.listen(ListenSpec { host: "A".into(), port: 80, isn: Some(5000), profile: None, backlog: None }).unwrap();
+    p.world
+        .listen(ListenSpec {
+            host: "A".into(),
+            port: 80,
+            isn: Some(5000),
+            profile: None,
+            backlog: None,
+            nodelay: false,
+            keepalive: None,
+        })
+        .unwrap();
     let client = p.smol.add_tcp_socket(65_535, 65_535);
     p.smol.connect(client, (A_IP.into(), 80), 45_000);
     assert!(p.run(5_000 * MS, |p| {
@@ -215,7 +225,15 @@ fn open_between(p: &mut Pair, tcplab_opens: bool, smol: SocketHandle) -> (u64, S
         (p.world.connect(spec).unwrap(), Side::Client)
     } else {
         p.world
-            .listen(ListenSpec { host: "A".into(), port: 80, isn: Some(5000), profile: None, backlog: None })
+            .listen(ListenSpec {
+                host: "A".into(),
+                port: 80,
+                isn: Some(5000),
+                profile: None,
+                backlog: None,
+                nodelay: false,
+                keepalive: None,
+            })
             .unwrap();
         p.smol.connect(smol, (A_IP.into(), 80), 45_000);
         assert!(p.run(30_000 * MS, |p| !p.world.connections().is_empty()));
@@ -508,7 +526,17 @@ fn a_tcplab_flow_and_a_smoltcp_flow_share_a_congested_bottleneck() {
     let tcplab_data = pattern(STREAM, 2_654_435_761, 13);
     let mut app = SmolApp { out: pattern(STREAM, 40_503, 7), sent: 0, got: Vec::new() };
     for host in ["B1", "B2"] {
-        p.world.listen(ListenSpec { host: host.into(), port: 80, isn: None, profile: None, backlog: None }).unwrap();
+        p.world
+            .listen(ListenSpec {
+                host: host.into(),
+                port: 80,
+                isn: None,
+                profile: None,
+                backlog: None,
+                nodelay: false,
+                keepalive: None,
+            })
+            .unwrap();
     }
     let spec = ConnectSpec { client: "A1".into(), server: "B1".into(), port: 80, ..ConnectSpec::default() };
     let tcplab = p.world.connect(spec).unwrap();

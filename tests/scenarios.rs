@@ -29,7 +29,17 @@ fn seed_world() -> World {
 }
 
 fn listen(world: &mut World, isn: Option<u32>) {
-    world.listen(ListenSpec { host: "B".into(), port: 80, isn, profile: None, backlog: None }).unwrap();
+    world
+        .listen(ListenSpec {
+            host: "B".into(),
+            port: 80,
+            isn,
+            profile: None,
+            backlog: None,
+            nodelay: false,
+            keepalive: None,
+        })
+        .unwrap();
 }
 
 fn connect(world: &mut World) -> u64 {
@@ -722,7 +732,12 @@ fn out_of_order_segments_are_delivered_once_in_order() {
     assert_eq!(world.received(conn, Side::Server).unwrap(), data);
     let events = world.take_events();
     let acks: Vec<u32> = sent(&events).iter().filter(|s| s.0 == "B").map(|s| s.3).collect();
-    assert_eq!(acks, [301, 301, 4301], "duplicate ACKs while the hole is open, then all of it");
+    // A duplicate ACK while the hole is open; the hole filled, all that
+    // arrived; the short tail (1080 octets) waited for that ACK (Nagle's
+    // algorithm: data was unacknowledged), then its own ACK.
+    assert_eq!(acks, [301, 3221, 4301], "a duplicate ACK while the hole is open, then all of it");
+    let a: Vec<usize> = sent(&events).iter().filter(|s| s.0 == "A").map(|s| s.4).collect();
+    assert_eq!(a, [1460, 1460, 1080]);
 }
 
 #[test]
@@ -1014,7 +1029,17 @@ fn two_host_pairs_crossing_one_bottleneck_share_its_rate_and_queue() {
         let mut conns = Vec::new();
         for (a, b) in [("A1", "B1"), ("A2", "B2")] {
             world.set_link_through(a, b, link.clone(), shared.then_some("mid")).unwrap();
-            world.listen(ListenSpec { host: b.into(), port: 80, isn: None, profile: None, backlog: None }).unwrap();
+            world
+                .listen(ListenSpec {
+                    host: b.into(),
+                    port: 80,
+                    isn: None,
+                    profile: None,
+                    backlog: None,
+                    nodelay: false,
+                    keepalive: None,
+                })
+                .unwrap();
             let spec = ConnectSpec { client: a.into(), server: b.into(), port: 80, ..ConnectSpec::default() };
             conns.push(world.connect(spec).unwrap());
         }

@@ -110,6 +110,8 @@ async fn session(lab: &mut Lab, name: &str, seed: u64) -> u64 {
             port: 80,
             isn: Some(500),
             backlog: None,
+            nodelay: None,
+            keepalive: None,
         })
         .await
         .expect("listen")
@@ -128,6 +130,8 @@ async fn handshake(lab: &mut Lab, sid: u64) -> u64 {
             port: 80,
             client_port: Some(40000),
             isn: Some(300),
+            nodelay: None,
+            keepalive: None,
         })
         .await
         .expect("connect")
@@ -562,6 +566,8 @@ async fn errors_map_to_invalid_argument_not_found_already_exists_and_failed_prec
             port: 70000,
             isn: None,
             backlog: None,
+            nodelay: None,
+            keepalive: None,
         })
         .await
         .unwrap_err(),
@@ -662,6 +668,8 @@ async fn errors_map_to_invalid_argument_not_found_already_exists_and_failed_prec
         port: 80,
         client_port: Some(40000),
         isn: None,
+        nodelay: None,
+        keepalive: None,
     };
     check(lab.open_connection(same_tuple).await.unwrap_err(), Code::AlreadyExists, "address in use");
     // What RFC 9293 refuses in the connection's state: FAILED_PRECONDITION.

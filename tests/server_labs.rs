@@ -35,7 +35,7 @@ async fn labs_are_listed_over_rest_and_grpc() {
     let names: Vec<&str> = list["labs"].as_array().expect("labs").iter().filter_map(|l| l["name"].as_str()).collect();
     let builtin: Vec<&str> = tcplab::lab::builtin().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, builtin);
-    assert_eq!(names.len(), 21);
+    assert_eq!(names.len(), 23);
     let two = server.rest.get_ok("/api/v1/labs/why-not-two-way").await;
     let variants: Vec<&str> =
         two["variants"].as_array().expect("variants").iter().filter_map(|v| v["name"].as_str()).collect();

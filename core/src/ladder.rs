@@ -194,6 +194,7 @@ pub fn ladder(events: &[Event], a: &str, b: &str, labels: &BTreeMap<ConnId, Stri
                     TimerKind::TimeWait => "(2MSL expires)".to_string(),
                     TimerKind::Persist => "(persist timer)".to_string(),
                     TimerKind::DelayedAck => "(delayed ACK)".to_string(),
+                    TimerKind::Keepalive => "(keepalive)".to_string(),
                 };
                 if crowded(host) {
                     text.push_str(&who(connection, side));

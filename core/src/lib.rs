@@ -35,7 +35,7 @@
 //! world.add_host("A", Ipv4Addr::new(10, 0, 0, 1), HostKind::Tcp).expect("host A");
 //! world.add_host("B", Ipv4Addr::new(10, 0, 0, 2), HostKind::Tcp).expect("host B");
 //! world
-//!     .listen(ListenSpec { host: "B".into(), port: 80, isn: Some(500), profile: None, backlog: None })
+//!     .listen(ListenSpec { host: "B".into(), port: 80, isn: Some(500), profile: None, backlog: None, nodelay: false, keepalive: None })
 //!     .expect("listen");
 //! let conn = world
 //!     .connect(ConnectSpec {
@@ -44,7 +44,7 @@
 //!         port: 80,
 //!         client_port: Some(40000),
 //!         isn: Some(300),
-//!         profile: None,
+//!         ..ConnectSpec::default()
 //!     })
 //!     .expect("connect");
 //! let outcome = world.run_until_idle(1_000, tcplab_core::time::Duration::MAX);

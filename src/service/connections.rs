@@ -18,10 +18,18 @@ impl LabService {
     /// Unknown host, bad port, port in use.
     pub async fn add_listener(&self, sid: u64, req: AddListener) -> Result<ListenerInfo, Error> {
         let p = port("port", req.port)?;
+        keepalive("keepalive", req.keepalive)?;
         let record = Command::Listen { args: req.clone() };
         self.command(sid, record, move |s| {
-            let spec =
-                ListenSpec { host: req.host.clone(), port: p, isn: req.isn, profile: None, backlog: req.backlog };
+            let spec = ListenSpec {
+                host: req.host.clone(),
+                port: p,
+                isn: req.isn,
+                profile: None,
+                backlog: req.backlog,
+                nodelay: req.nodelay.unwrap_or(false),
+                keepalive: req.keepalive,
+            };
             let id = s.world.listen(spec)?;
             Ok(ListenerInfo { id, host: req.host, port: p, state: State::Listen, backlog: req.backlog, pending: 0 })
         })
@@ -85,6 +93,7 @@ impl LabService {
     pub async fn open_connection(&self, sid: u64, req: OpenConnection) -> Result<ConnectionInfo, Error> {
         let p = port("port", req.port)?;
         let client_port = req.client_port.map(|cp| port("client_port", cp)).transpose()?;
+        keepalive("keepalive", req.keepalive)?;
         let record = Command::Connect { args: req.clone() };
         self.command(sid, record, move |s| {
             if s.world.connection_count() >= s.limits.max_connections {
@@ -97,6 +106,8 @@ impl LabService {
                 client_port,
                 isn: req.isn,
                 profile: None,
+                nodelay: req.nodelay.unwrap_or(false),
+                keepalive: req.keepalive,
             })?;
             connection_info(s, id)
         })
@@ -206,4 +217,12 @@ pub(super) fn connection_info(s: &SessionState, cid: u64) -> Result<ConnectionIn
         Some(EndInfo { host: s.world.host_name(e.host).to_string(), side, tcb, received_bytes: e.received_total })
     };
     Ok(ConnectionInfo { id: cid, client: end(Side::Client), server: end(Side::Server) })
+}
+
+/// A keepalive request within its bounds ([`crate::engine::Keepalive::validate`]).
+fn keepalive(field: &str, k: Option<crate::engine::Keepalive>) -> Result<(), Error> {
+    match k.map(|k| k.validate()) {
+        Some(Err((key, message))) => Err(Error::invalid(format!("{field}.{key}"), message)),
+        _ => Ok(()),
+    }
 }

@@ -280,6 +280,15 @@ pub struct AddListener {
     /// SYN is dropped unanswered (unlimited when absent).
     #[serde(default)]
     pub backlog: Option<u32>,
+    /// TCP_NODELAY on the listening socket: the connections it accepts
+    /// start with Nagle's algorithm off (default `false`).
+    #[serde(default)]
+    pub nodelay: Option<bool>,
+    /// Keepalive for the connections it accepts: `{"idle_ms", "interval_ms",
+    /// "count"}`, absent keys at 7200000, 75000 and 9 (off when absent).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"idle_ms": 10000, "interval_ms": 1000, "count": 3}))]
+    pub keepalive: Option<crate::engine::Keepalive>,
 }
 
 /// A listener.
@@ -316,6 +325,14 @@ pub struct OpenConnection {
     /// Client ISN.
     #[serde(default)]
     pub isn: Option<u32>,
+    /// TCP_NODELAY: Nagle's algorithm off for the client's end (default `false`).
+    #[serde(default)]
+    pub nodelay: Option<bool>,
+    /// Keepalive for the client's end: `{"idle_ms", "interval_ms", "count"}`,
+    /// absent keys at 7200000, 75000 and 9 (off when absent).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"idle_ms": 10000, "interval_ms": 1000, "count": 3}))]
+    pub keepalive: Option<crate::engine::Keepalive>,
 }
 
 /// One end of a connection: its TCB and what it received.

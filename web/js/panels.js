@@ -99,13 +99,17 @@ const TCB_ROWS = [
   ['out of order', (e) => e.out_of_order],
   // RFC 2018: negotiated in the SYN exchange; the blocks this end reports, most recent first.
   ['SACK', (e) => (e.sack_permitted === undefined ? undefined : e.sack_permitted ? 'permitted' : 'off')],
+  // RFC 7323: the shifts once both ends offered Window Scale; TS.Recent while timestamps are on.
+  ['wscale snd/rcv', (e) => (e.snd_wscale === undefined || e.snd_wscale === null ? undefined : `${e.snd_wscale}/${e.rcv_wscale}`)],
+  ['TS.Recent', (e) => (e.timestamps ? e.ts_recent : undefined)],
+  ['Nagle', (e) => (e.nodelay === undefined ? undefined : e.nodelay ? 'off (TCP_NODELAY)' : 'on')],
   ['SACK blocks', (e) => (e.sack_blocks?.length ? e.sack_blocks.map((b) => `${b.start}:${b.end}`).join(' ') : undefined)],
   ['received', (e) => e.received_bytes],
   ['RTO', (e) => (e.rto_ns !== undefined ? fmtTime(e.rto_ns) : undefined)],
   ['SRTT', (e) => (e.srtt_ns === undefined ? undefined : e.srtt_ns === null ? '—' : fmtTime(e.srtt_ns))],
   ['retries', (e) => e.retries],
 ];
-const TIMERS = ['retransmit', 'time_wait', 'persist', 'delayed_ack'];
+const TIMERS = ['retransmit', 'time_wait', 'persist', 'delayed_ack', 'keepalive'];
 
 let previous = new Map();
 

@@ -35,10 +35,10 @@ pub mod tcb;
 
 pub use cc::{CcAlgorithm, CcPhase, InitialWindow};
 pub use output::{Cause, ConnError, ListenerId, Output, SocketId, TimerKind, UserCall};
-pub use profile::{Handshake, Isn, Profile, Switch};
+pub use profile::{Handshake, Isn, Profile, Switch, WindowScale};
 pub use sack::SackBlock;
 pub use segment::{Flags, Segment, TcpOption};
 pub use seq::SeqNumber;
 pub use stack::{Delivery, Stack, StackError};
 pub use state::State;
-pub use tcb::{Tcb, TcbStatus, UserError};
+pub use tcb::{Keepalive, Tcb, TcbStatus, UserError};

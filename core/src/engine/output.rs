@@ -30,6 +30,9 @@ pub enum TimerKind {
     /// The delayed ACK (RFC 9293 section 3.8.6.3): an in-order segment's
     /// acknowledgement waits for this or for the next segment.
     DelayedAck,
+    /// Keepalive (RFC 9293 section 3.8.4): a probe after the idle time, or
+    /// the end of a connection whose probes went unanswered.
+    Keepalive,
 }
 
 /// The user calls of RFC 9293 section 3.9.1.

@@ -79,6 +79,66 @@ impl<'de> Deserialize<'de> for Isn {
     }
 }
 
+/// The window scale shift an endpoint offers (RFC 7323 section 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum WindowScale {
+    /// No Window Scale option: windows stay within 65535 octets.
+    #[default]
+    Off,
+    /// The smallest shift that lets the receive buffer be advertised whole.
+    Auto,
+    /// This shift, 0 to 14.
+    Shift(u8),
+}
+
+/// The largest shift RFC 7323 section 2.3 allows.
+pub const MAX_WINDOW_SHIFT: u8 = 14;
+
+impl WindowScale {
+    /// The shift to offer for a receive buffer of `buffer` octets, if any.
+    pub fn shift_for(self, buffer: u32) -> Option<u8> {
+        match self {
+            WindowScale::Off => None,
+            WindowScale::Shift(s) => Some(s.min(MAX_WINDOW_SHIFT)),
+            WindowScale::Auto => {
+                let mut s = 0;
+                while s < MAX_WINDOW_SHIFT && (65_535u64 << s) < u64::from(buffer) {
+                    s += 1;
+                }
+                Some(s)
+            }
+        }
+    }
+}
+
+impl Serialize for WindowScale {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WindowScale::Off => s.serialize_str("off"),
+            WindowScale::Auto => s.serialize_str("auto"),
+            WindowScale::Shift(n) => s.serialize_u8(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WindowScale {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        let bad = || serde::de::Error::custom("window_scale: expected \"off\", \"auto\" or a shift 0..=14");
+        match Raw::deserialize(d).map_err(|_| bad())? {
+            Raw::Number(n) if n <= u64::from(MAX_WINDOW_SHIFT) => Ok(WindowScale::Shift(n as u8)),
+            Raw::Text(t) if t == "off" => Ok(WindowScale::Off),
+            Raw::Text(t) if t == "auto" => Ok(WindowScale::Auto),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// The settings of one TCP endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -94,7 +154,7 @@ pub struct Profile {
     /// The MSS we announce and the largest segment we send.
     pub mss: u16,
     /// Receive buffer in octets: RCV.WND is what is free of it (at most 65535
-    /// is advertised, since window scaling is not negotiated).
+    /// is advertised unless window scaling is negotiated; up to 1 GiB).
     pub window: u32,
     /// Send buffer in octets: how much a SEND may queue.
     pub send_buffer: u32,
@@ -104,8 +164,20 @@ pub struct Profile {
     pub rto_min_ms: u64,
     /// The RTO ceiling after backoff (RFC 6298 section 2.5: at least 60 s).
     pub rto_max_ms: u64,
+    /// Added to every RTO computed after the initial one, and not doubled by
+    /// backoff (FreeBSD's `net.inet.tcp.rexmit_slop`, 200 ms, which
+    /// TCPT_RANGESET() adds for the peer's delayed ACK); 0 in RFC 6298.
+    pub rto_slop_ms: u64,
     /// Retransmissions of one segment before the connection times out (R2 of RFC 9293 section 3.8.3).
     pub max_retries: u32,
+    /// A connection not established this long after its SYN fails with
+    /// ETIMEDOUT whatever its retransmissions (BSD's `net.inet.tcp.keepinit`,
+    /// 75 s, the keepalive timer in the SYN states); 0: only `max_retries` limits it.
+    pub keepinit_ms: u64,
+    /// SYN retransmissions from the third on carry no Window Scale,
+    /// Timestamps or SACK-permitted, for middleboxes that drop unknown
+    /// options (FreeBSD's `net.inet.tcp.rexmit_drop_options`, off by default).
+    pub syn_rexmit_drop_options: Switch,
     /// RFC 5961 mitigations in synchronized states: challenge ACKs for SYNs and
     /// for in-window RSTs not exactly at RCV.NXT (`off`: RFC 793 resets).
     pub rfc5961: Switch,
@@ -147,6 +219,10 @@ pub struct Profile {
     /// RCV.NXT, ACK = SND.NXT) is acknowledged; off: RFC 9293, where the
     /// only thing TIME-WAIT answers is the peer's FIN again.
     pub time_wait_acks_all: Switch,
+    /// A segment that lies wholly below RCV.NXT (an old duplicate) still has
+    /// its ACK processed, as BSD's tcp_input() trims it ("todrop") and goes
+    /// on; off: RFC 9293 acknowledges and drops it, ACK field unread.
+    pub old_segment_acks: Switch,
     /// The congestion control algorithm (RFC 9293 section 3.8.2's MUST-19):
     /// `newreno` (RFC 5681 with RFC 6582), `reno` (RFC 5681 alone) or `cubic` (RFC 9438).
     pub cc: CcAlgorithm,
@@ -170,6 +246,13 @@ pub struct Profile {
     /// The delayed-ACK timer, in milliseconds (RFC 9293 MUST-40: under 0.5 s).
     /// FreeBSD's `net.inet.tcp.delacktime` (TCPTV_DELACK, 40 ms).
     pub delayed_ack_ms: u64,
+    /// RFC 7323 section 2: the Window Scale shift offered in the SYN (`"off"`,
+    /// `"auto"` for the receive buffer, or 0..=14); used once both ends offered one.
+    pub window_scale: WindowScale,
+    /// RFC 7323 sections 3-5: Timestamps offered in the SYN; once both ends
+    /// offered them every segment carries TSval and TSecr, RTTM feeds the RTO
+    /// estimator and PAWS drops old duplicates.
+    pub timestamps: Switch,
 }
 
 impl Default for Profile {
@@ -185,7 +268,10 @@ impl Default for Profile {
             rto_initial_ms: 1_000,
             rto_min_ms: 1_000,
             rto_max_ms: 60_000,
+            rto_slop_ms: 0,
             max_retries: 8,
+            keepinit_ms: 0,
+            syn_rexmit_drop_options: Switch::Off,
             rfc5961: Switch::On,
             rfc5961_rst: None,
             rfc5961_syn: None,
@@ -196,12 +282,15 @@ impl Default for Profile {
             challenge_ack_limit: 10,
             listen_drops_syn_ack: Switch::Off,
             time_wait_acks_all: Switch::Off,
+            old_segment_acks: Switch::Off,
             cc: CcAlgorithm::NewReno,
             initial_window: InitialWindow::Rfc5681,
             limited_transmit: Switch::On,
             sack: Switch::Off,
             delayed_ack: Switch::Off,
             delayed_ack_ms: 200,
+            window_scale: WindowScale::Off,
+            timestamps: Switch::Off,
         }
     }
 }
@@ -243,6 +332,12 @@ impl Profile {
         }
         if self.rto_max_ms > 3_600_000 {
             return bad("rto_max_ms", "must be at most one hour");
+        }
+        if self.keepinit_ms > 864_000_000 {
+            return bad("keepinit_ms", "must be at most 10 days");
+        }
+        if self.rto_slop_ms > 60_000 {
+            return bad("rto_slop_ms", "must be at most 60000 ms");
         }
         if self.max_retries > 64 {
             return bad("max_retries", "must be at most 64");

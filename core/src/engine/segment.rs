@@ -331,6 +331,22 @@ impl Segment {
         })
     }
 
+    /// The Window Scale option's shift, if the segment carries one (RFC 7323 section 2.2).
+    pub fn window_scale(&self) -> Option<u8> {
+        self.options.iter().find_map(|o| match o {
+            TcpOption::WindowScale { value } => Some(*value),
+            _ => None,
+        })
+    }
+
+    /// The Timestamps option's TSval and TSecr, if the segment carries one (RFC 7323 section 3).
+    pub fn timestamps(&self) -> Option<(u32, u32)> {
+        self.options.iter().find_map(|o| match o {
+            TcpOption::Timestamps { val, ecr } => Some((*val, *ecr)),
+            _ => None,
+        })
+    }
+
     /// Whether the segment offers SACK (RFC 2018 section 2's SACK-permitted option).
     pub fn sack_permitted(&self) -> bool {
         self.options.contains(&TcpOption::SackPermitted)

@@ -61,6 +61,12 @@ pub struct Listener {
     pub port: u16,
     /// The profile its connections run with.
     pub profile: Arc<Profile>,
+    /// Its connections start with Nagle's algorithm off (TCP_NODELAY set on
+    /// the listening socket, which BSD's syncache_socket() copies).
+    pub nodelay: bool,
+    /// Its connections start with this keepalive (SO_KEEPALIVE on the
+    /// listening socket, which accepted sockets inherit).
+    pub keepalive: Option<super::tcb::Keepalive>,
     /// The ISN of the connections it accepts (overrides the profile).
     pub isn: Option<u32>,
     /// Owner's tag.
@@ -185,7 +191,7 @@ impl Stack {
             return Err(StackError::AddressInUse);
         }
         let id = ListenerId(self.listeners.len() as u32);
-        self.listeners.push(Some(Listener { port, profile, isn, user_data }));
+        self.listeners.push(Some(Listener { port, profile, isn, user_data, nodelay: false, keepalive: None }));
         self.listener_by_port.insert(port, id);
         Ok(id)
     }
@@ -204,6 +210,18 @@ impl Stack {
     /// A listener by id.
     pub fn listener(&self, id: ListenerId) -> Option<&Listener> {
         self.listeners.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// TCP_NODELAY on a listening socket: the connections it makes from now
+    /// on start with Nagle's algorithm off.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownListener`].
+    pub fn set_listener_nodelay(&mut self, id: ListenerId, on: bool) -> Result<(), StackError> {
+        let listener =
+            self.listeners.get_mut(id.0 as usize).and_then(Option::as_mut).ok_or(StackError::UnknownListener)?;
+        listener.nodelay = on;
+        Ok(())
     }
 
     /// Active OPEN from `local_port` (an ephemeral port when `None`) to the remote address.
@@ -319,6 +337,47 @@ impl Stack {
     /// [`StackError::UnknownSocket`].
     pub fn set_user_data(&mut self, id: SocketId, user_data: u64) -> Result<(), StackError> {
         self.slot_mut(id)?.user_data = user_data;
+        Ok(())
+    }
+
+    /// Keepalive on a listening socket: the connections it makes from now on start with it.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownListener`].
+    pub fn set_listener_keepalive(
+        &mut self,
+        id: ListenerId,
+        keepalive: Option<super::tcb::Keepalive>,
+    ) -> Result<(), StackError> {
+        let listener =
+            self.listeners.get_mut(id.0 as usize).and_then(Option::as_mut).ok_or(StackError::UnknownListener)?;
+        listener.keepalive = keepalive;
+        Ok(())
+    }
+
+    /// Keepalive on an endpoint (see [`Tcb::set_keepalive`]), its idle time counted from `now`.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn set_keepalive(
+        &mut self,
+        id: SocketId,
+        keepalive: Option<super::tcb::Keepalive>,
+        now: Instant,
+    ) -> Result<(), StackError> {
+        self.slot_mut(id)?.tcb.set_keepalive(keepalive, now.as_nanos());
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    /// TCP_NODELAY on an endpoint (see [`Tcb::set_nodelay`]); what waited
+    /// for Nagle's algorithm leaves at the next dispatch.
+    ///
+    /// # Errors
+    /// [`StackError::UnknownSocket`].
+    pub fn set_nodelay(&mut self, id: SocketId, on: bool) -> Result<(), StackError> {
+        self.slot_mut(id)?.tcb.set_nodelay(on);
+        self.mark_dirty(id);
         Ok(())
     }
 
@@ -490,10 +549,12 @@ impl Stack {
         }
         let profile = listener.profile.clone();
         let iss = choose_isn(listener.isn, &profile, rng);
-        let user_data = listener.user_data;
+        let (user_data, nodelay, keepalive) = (listener.user_data, listener.nodelay, listener.keepalive);
         let id = self.allocate();
         out.push(Output::Accepted { listener: lid, socket: id });
-        let tcb = Tcb::open_passive(id, seg.dst_port, src_ip, seg, profile, iss, now, out);
+        let mut tcb = Tcb::open_passive(id, seg.dst_port, src_ip, seg, profile, iss, now, out);
+        tcb.set_nodelay(nodelay);
+        tcb.set_keepalive(keepalive, now);
         self.install(id, tcb, user_data, (seg.dst_port, src_ip, seg.src_port));
     }
 
@@ -1383,6 +1444,126 @@ mod tests {
         let mut f = Fixture::established(Profile { sack: Switch::On, ..profile() });
         assert!(!f.stack.status(SocketId(0)).unwrap().sack_permitted);
         assert_eq!(f.recv(2 * MS, Flags::ACK, 301, 501, b"x")[0].options, []);
+    }
+
+    fn ts_of(seg: &Segment) -> Option<(u32, u32)> {
+        seg.timestamps()
+    }
+
+    /// A listener's endpoint after a SYN with Window Scale 7 and Timestamps
+    /// (TSval 1000), answered under `profile`; returns it and the SYN+ACK.
+    fn established_rfc7323(profile: Profile) -> (Fixture, Segment) {
+        let mut f = Fixture::listening(profile);
+        let syn = Segment {
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(100),
+            flags: Flags::SYN,
+            window: 65535,
+            options: vec![
+                TcpOption::Mss { value: 1460 },
+                TcpOption::WindowScale { value: 7 },
+                TcpOption::Timestamps { val: 1000, ecr: 0 },
+            ],
+            ..Segment::default()
+        };
+        f.stack.process(at(0), PEER, &syn, &mut f.rng, &mut f.out);
+        f.stack.dispatch(at(0), &mut f.out);
+        let synack = f.sent().remove(0);
+        let ack = Segment {
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(101),
+            ack: SeqNumber(501),
+            flags: Flags::ACK,
+            window: 100,
+            options: vec![TcpOption::Timestamps { val: 1010, ecr: ts_of(&synack).map_or(0, |t| t.0) }],
+            ..Segment::default()
+        };
+        f.stack.process(at(10 * MS), PEER, &ack, &mut f.rng, &mut f.out);
+        f.stack.dispatch(at(10 * MS), &mut f.out);
+        f.sent();
+        (f, synack)
+    }
+
+    fn rfc7323() -> Profile {
+        Profile { window: 1 << 20, window_scale: crate::engine::WindowScale::Auto, timestamps: Switch::On, ..profile() }
+    }
+
+    #[test]
+    fn window_scaling_is_negotiated_and_scales_every_window_after_the_syns() {
+        let (f, synack) = established_rfc7323(rfc7323());
+        // Auto: 1 MiB needs a shift of 5 (65535 << 4 < 1 MiB <= 65535 << 5).
+        assert_eq!(
+            synack.options,
+            [
+                TcpOption::Mss { value: 1460 },
+                TcpOption::Nop,
+                TcpOption::WindowScale { value: 5 },
+                TcpOption::Nop,
+                TcpOption::Nop,
+                TcpOption::Timestamps { val: 500, ecr: 1000 },
+            ],
+            "BSD's layout; TSecr echoes the SYN's TSval"
+        );
+        assert_eq!(synack.window, 65535, "a SYN's window is never scaled");
+        let status = f.stack.status(SocketId(0)).unwrap();
+        assert_eq!((status.snd_wscale, status.rcv_wscale), (Some(7), Some(5)));
+        assert_eq!(status.snd_wnd, 100 << 7, "the peer's window, scaled by its shift");
+        assert_eq!(status.rcv_wnd, 1 << 20, "more than 64 KiB is open");
+        assert!(status.timestamps);
+        assert_eq!(status.ts_recent, Some(1010));
+    }
+
+    #[test]
+    fn without_the_peers_offer_neither_option_is_used() {
+        let mut f = Fixture::listening(rfc7323());
+        let synack = f.recv(0, Flags::SYN, 100, 0, b"");
+        assert_eq!(synack[0].options, [TcpOption::Mss { value: 1460 }]);
+        f.recv(MS, Flags::ACK, 101, 501, b"");
+        let status = f.stack.status(SocketId(0)).unwrap();
+        assert_eq!((status.snd_wscale, status.rcv_wscale, status.timestamps), (None, None, false));
+        assert_eq!(status.snd_wnd, 65535);
+        assert_eq!(f.recv(2 * MS, Flags::ACK, 101, 501, b"x")[0].window, 65535, "at most 65535 unscaled");
+    }
+
+    #[test]
+    fn timestamps_echo_ts_recent_measure_the_rtt_and_paws_drops_old_duplicates() {
+        let (mut f, _) = established_rfc7323(rfc7323());
+        // The third ACK echoed our SYN+ACK's TSval 10 ms later: one RTT sample.
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().srtt_ns, Some(10 * MS));
+        let data = |val: u32, seq: u32| Segment {
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(seq),
+            ack: SeqNumber(501),
+            flags: Flags::ACK,
+            window: 100,
+            payload: Bytes::from_static(b"abcd"),
+            options: vec![TcpOption::Timestamps { val, ecr: 0 }],
+            ..Segment::default()
+        };
+        f.stack.process(at(20 * MS), PEER, &data(1020, 101), &mut f.rng, &mut f.out);
+        f.stack.dispatch(at(20 * MS), &mut f.out);
+        let ack = f.sent().remove(0);
+        assert_eq!(ack.ack.0, 105);
+        assert_eq!(ts_of(&ack), Some((520, 1020)), "TSval from the clock, TSecr = TS.Recent");
+        assert_eq!(ack.options[..2], [TcpOption::Nop, TcpOption::Nop]);
+        assert_eq!(ack.window, ((1u32 << 20) - 4).div_ceil(32) as u16, "rounded up, then scaled");
+        // An old duplicate: new sequence numbers but an old TSval. PAWS drops
+        // it and acknowledges what was received.
+        f.stack.process(at(30 * MS), PEER, &data(900, 105), &mut f.rng, &mut f.out);
+        f.stack.dispatch(at(30 * MS), &mut f.out);
+        let ack = f.sent().remove(0);
+        assert_eq!(ack.ack.0, 105, "the old segment's text was not taken");
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().recv_buffered, 4);
+        assert_eq!(f.stack.status(SocketId(0)).unwrap().ts_recent, Some(1020));
+        // Data we send carries timestamps too, and room for them: MSS - 12.
+        f.stack.send(SocketId(0), &[7u8; 3000]).unwrap();
+        f.stack.dispatch(at(40 * MS), &mut f.out);
+        let sent = f.sent();
+        assert_eq!(sent[0].payload.len(), 1448);
+        assert!(ts_of(&sent[0]).is_some());
     }
 
     fn dup_ack(ack: u32) -> Segment {

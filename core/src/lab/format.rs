@@ -385,6 +385,13 @@ pub struct ListenStep {
     pub port: u16,
     /// ISN of the connections it accepts (the profile's when absent).
     pub isn: Option<u32>,
+    /// TCP_NODELAY on the listening socket: its connections start with
+    /// Nagle's algorithm off.
+    #[serde(default)]
+    pub nodelay: bool,
+    /// Keepalive for its connections (`{ idle_ms, interval_ms, count }`,
+    /// absent keys at their defaults of 2 h, 75 s and 9).
+    pub keepalive: Option<crate::engine::Keepalive>,
 }
 
 /// `open`: an active OPEN, naming the connection for later steps.
@@ -403,6 +410,11 @@ pub struct OpenStep {
     pub client_port: Option<u16>,
     /// Client ISN (the profile's when absent).
     pub isn: Option<u32>,
+    /// TCP_NODELAY: Nagle's algorithm off for the client's end.
+    #[serde(default)]
+    pub nodelay: bool,
+    /// Keepalive for the client's end (`{ idle_ms, interval_ms, count }`).
+    pub keepalive: Option<crate::engine::Keepalive>,
     /// The OPEN must fail with an error containing this text (a check).
     pub expect_error: Option<String>,
 }

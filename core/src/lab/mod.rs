@@ -40,6 +40,8 @@ pub fn builtin() -> Vec<(&'static str, &'static str)> {
         "rst-to-closed-port",
         "zero-window-probe",
         "delayed-ack",
+        "nagle",
+        "keepalive",
         "slow-start",
         "congestion-avoidance",
         "fast-retransmit",

@@ -445,7 +445,15 @@ impl LabRun {
         match step {
             Step::Listen(l) => {
                 world
-                    .listen(ListenSpec { host: l.host.clone(), port: l.port, isn: l.isn, profile: None, backlog: None })
+                    .listen(ListenSpec {
+                        host: l.host.clone(),
+                        port: l.port,
+                        isn: l.isn,
+                        profile: None,
+                        backlog: None,
+                        nodelay: l.nodelay,
+                        keepalive: l.keepalive,
+                    })
                     .map_err(w)?;
             }
             Step::Open(o) => {
@@ -456,6 +464,8 @@ impl LabRun {
                     client_port: o.client_port,
                     isn: o.isn,
                     profile: None,
+                    nodelay: o.nodelay,
+                    keepalive: o.keepalive,
                 });
                 if let Some(id) = self.expect_outcome(world, index, line, "open", &o.expect_error, result)? {
                     self.conns.insert(o.name.clone(), id);

@@ -6,7 +6,7 @@ use crate::engine::Isn;
 #[test]
 fn every_builtin_lab_parses_and_passes() {
     let labs = builtin();
-    assert_eq!(labs.len(), 21, "the seed's twelve labs, eight of congestion control, one of the data path");
+    assert_eq!(labs.len(), 23, "the seed's twelve labs, eight of congestion control, three of the data path");
     for (name, _) in labs {
         let lab = builtin_lab(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = run(&lab);

@@ -2,7 +2,7 @@
 //! `sysctl` tree its shell lines write), and the FreeBSD and Linux `sysctl`
 //! settings the conformance scripts write, mapped onto profile fields.
 
-use crate::engine::{Profile, Switch};
+use crate::engine::{Profile, Switch, WindowScale};
 
 /// Where a script's profile came from, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub fn script_profile(script: &super::ast::Script) -> Option<(String, ScriptProf
     })
 }
 
+/// The shift FreeBSD offers with its default kern.ipc.maxsockbuf (2 MiB).
+const FREEBSD_SHIFT: u8 = 6;
+
 fn switch(on: bool) -> Switch {
     if on { Switch::On } else { Switch::Off }
 }
@@ -62,6 +65,15 @@ pub fn apply_sysctl(profile: &mut Profile, name: &str, value: i64) -> bool {
         },
         "net.inet.tcp.rexmit_min" => match u64::try_from(value) {
             Ok(ms) if ms > 0 && ms <= profile.rto_max_ms => profile.rto_min_ms = ms,
+            _ => return false,
+        },
+        "net.inet.tcp.keepinit" => match u64::try_from(value) {
+            Ok(ms) if ms <= 864_000_000 => profile.keepinit_ms = ms,
+            _ => return false,
+        },
+        "net.inet.tcp.rexmit_drop_options" => profile.syn_rexmit_drop_options = switch(value != 0),
+        "net.inet.tcp.rexmit_slop" => match u64::try_from(value) {
+            Ok(ms) if ms <= 60_000 => profile.rto_slop_ms = ms,
             _ => return false,
         },
         "net.inet.tcp.msl" => match u64::try_from(value) {
@@ -86,11 +98,38 @@ pub fn apply_sysctl(profile: &mut Profile, name: &str, value: i64) -> bool {
             Ok(ms) if (1..=500).contains(&ms) => profile.delayed_ack_ms = ms,
             _ => return false,
         },
-        // TCP options tcplab does not negotiate are compared only with
-        // --strict-options; the rest are no-ops in a simulated world with no
-        // host cache, no ECN and no socket-buffer ceiling.
-        "net.inet.tcp.rfc1323" => {}
-        "net.inet.tcp.ecn.enable" | "net.inet.tcp.hostcache.purgenow" | "kern.ipc.maxsockbuf" => {}
+        // RFC 7323: 0 neither option, 1 both, 2 window scaling only, 3
+        // timestamps only (sys/netinet/tcp_subr.c, V_tcp_do_rfc1323).
+        "net.inet.tcp.rfc1323" => {
+            let (scale, stamps) = match value {
+                0 => (false, false),
+                1 => (true, true),
+                2 => (true, false),
+                3 => (false, true),
+                _ => return false,
+            };
+            profile.window_scale = match (scale, profile.window_scale) {
+                (false, _) => WindowScale::Off,
+                (true, WindowScale::Off) => WindowScale::Shift(FREEBSD_SHIFT),
+                (true, kept) => kept,
+            };
+            profile.timestamps = switch(stamps);
+        }
+        // The shift a SYN offers covers the largest socket buffer (tcp_output.c).
+        "kern.ipc.maxsockbuf" => match u64::try_from(value) {
+            Ok(max) if max > 0 => {
+                if profile.window_scale != WindowScale::Off {
+                    let mut shift = 0;
+                    while shift < crate::engine::profile::MAX_WINDOW_SHIFT && (65_535u64 << shift) < max {
+                        shift += 1;
+                    }
+                    profile.window_scale = WindowScale::Shift(shift);
+                }
+            }
+            _ => return false,
+        },
+        // No-ops in a simulated world with no host cache and no ECN.
+        "net.inet.tcp.ecn.enable" | "net.inet.tcp.hostcache.purgenow" => {}
         // blackhole=0 is what tcplab does (RST to closed ports); other values are not modelled.
         "net.inet.tcp.blackhole" => return value == 0,
         _ => return false,
@@ -126,5 +165,13 @@ mod tests {
         assert!(!apply_sysctl(&mut p, "net.inet.tcp.delacktime", 501));
         assert!(apply_sysctl(&mut p, "net.inet.tcp.delayed_ack", 0));
         assert_eq!(p.delayed_ack, Switch::Off);
+        assert!(apply_sysctl(&mut p, "net.inet.tcp.rfc1323", 0));
+        assert_eq!((p.window_scale, p.timestamps), (WindowScale::Off, Switch::Off));
+        assert!(apply_sysctl(&mut p, "net.inet.tcp.rfc1323", 1));
+        assert_eq!((p.window_scale, p.timestamps), (WindowScale::Shift(6), Switch::On));
+        assert!(apply_sysctl(&mut p, "kern.ipc.maxsockbuf", 4_294_967_295));
+        assert_eq!(p.window_scale, WindowScale::Shift(14));
+        assert!(apply_sysctl(&mut p, "kern.ipc.maxsockbuf", 2_097_152));
+        assert_eq!(p.window_scale, WindowScale::Shift(6));
     }
 }

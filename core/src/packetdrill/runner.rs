@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use bytes::Bytes;
 
 use super::ast::{Direction, Event, EventKind, Expr, Packet, PdOption, Script, Syscall, Time, TimePoint};
-use crate::engine::{ConnError, Flags, Isn, Profile, Segment, StackError, State, TcpOption, UserError};
+use crate::engine::{ConnError, Flags, Isn, Keepalive, Profile, Segment, StackError, State, TcpOption, UserError};
 use crate::ladder::ladder;
 use crate::sim::{
     ConnId, ConnectSpec, HostKind, InjectSpec, LinkParams, ListenSpec, Side, Unaccepted, World, WorldConfig, WorldError,
@@ -48,9 +48,10 @@ pub struct RunOptions {
     pub profile: Profile,
     /// Tolerance for outbound packets, overriding the script's `--tolerance_usecs`.
     pub tolerance_us: Option<i64>,
-    /// Compare TCP options of outbound packets (off: options are not compared,
-    /// since tcplab negotiates no window scaling, SACK or timestamps).
-    pub strict_options: bool,
+    /// Leave TCP options of outbound packets uncompared (by default they are:
+    /// the same options in the same order, EOL padding aside, TSval not
+    /// compared, and a script's `<...>` matches any).
+    pub ignore_options: bool,
     /// Whether a script that names its own profile runs under it instead of `profile`.
     pub script_profile: ScriptProfilePolicy,
     /// What one script may make the world and the runner do.
@@ -205,6 +206,14 @@ struct Fd {
     port: Option<u16>,
     linger_abort: bool,
     mss: Option<u16>,
+    /// TCP_NODELAY was set.
+    nodelay: bool,
+    /// TCP_KEEPINIT, in ms: the connection-establishment limit of what this socket opens.
+    keepinit_ms: Option<u64>,
+    /// SO_KEEPALIVE was set, with the TCP_KEEP* values given.
+    keepalive: Option<Keepalive>,
+    /// The TCP_KEEP* values, SO_KEEPALIVE on or not (FreeBSD's defaults until set).
+    keepalive_settings: Keepalive,
     /// Octets of the end's `received` log already read.
     consumed: usize,
     /// The error SO_ERROR already reported (it reports each once).
@@ -231,7 +240,7 @@ struct Sniffed {
 struct Runner {
     world: World,
     profile: Profile,
-    strict_options: bool,
+    ignore_options: bool,
     /// World time of the script's time 0 (a session's world may be past 0).
     base_ns: u64,
     fds: BTreeMap<i64, Fd>,
@@ -243,6 +252,10 @@ struct Runner {
     /// host never used when an earlier script in the same world did.
     bind_port: u16,
     local_isn: u32,
+    /// tcplab's TSval less the script's for the same segment: the script's
+    /// TSecr values are in its own numbers and are shifted by this, as
+    /// packetdrill maps them.
+    ts_delta: u32,
     /// The endpoint `%{ }%` asserts look at: the last one a call opened
     /// (kept after its fd is closed, as the endpoint lives on).
     current: Option<FdKind>,
@@ -335,7 +348,7 @@ impl ScriptRun {
         let runner = Runner {
             world,
             profile,
-            strict_options: opts.strict_options,
+            ignore_options: opts.ignore_options,
             base_ns,
             fds: BTreeMap::new(),
             accepted: HashSet::new(),
@@ -346,6 +359,7 @@ impl ScriptRun {
             // packetdrill maps the tested stack's numbers only once it has seen that
             // stack's SYN; before that (a RST from a closed port) they are absolute.
             local_isn: 0,
+            ts_delta: 0,
             current: None,
             tolerance_ns: tolerance_us as u64 * 1_000,
             call_window_ns: (0, 0),
@@ -442,6 +456,12 @@ impl ScriptRun {
         };
         self.last_us = base_us;
         let result = self.runner.event(event, lo_us, hi_us);
+        if event.time == Time::Any && result.is_ok() {
+            // packetdrill: a `*` line's time is when it happened, and the
+            // next `+N` counts from there.
+            let now_ns = self.runner.world.now().as_nanos().saturating_sub(self.runner.base_ns);
+            self.last_us = i64::try_from(now_ns / 1000).unwrap_or(i64::MAX / 4);
+        }
         if matches!(result, Err(Stop::Yield)) && self.runner.parked_failure.is_none() {
             // The line has not acted yet: it runs again on the next turn.
             self.next -= 1;
@@ -817,8 +837,9 @@ impl Runner {
             return skip(format!("TCP flags {:?}", p.flags));
         };
         let ack = p.ack.map_or(0, |a| a.wrapping_add(self.local_isn));
-        // SACK blocks acknowledge tcplab's data: relative to its ISN, as seq and ack are.
-        let local_isn = self.local_isn;
+        // SACK blocks acknowledge tcplab's data: relative to its ISN, as seq
+        // and ack are; TSecr echoes tcplab's clock in the script's numbers.
+        let (local_isn, ts_delta) = (self.local_isn, self.ts_delta);
         let options = p
             .options
             .clone()
@@ -832,6 +853,9 @@ impl Runner {
                         .map(|(l, r)| (l.wrapping_add(local_isn), r.wrapping_add(local_isn)))
                         .collect(),
                 },
+                TcpOption::Timestamps { val, ecr } if ecr != 0 => {
+                    TcpOption::Timestamps { val, ecr: ecr.wrapping_add(ts_delta) }
+                }
                 other => other,
             })
             .collect();
@@ -918,6 +942,13 @@ impl Runner {
         if s.flags != flags {
             return mismatch(format!("flags {}, expected {}", flag_letters(s.flags), p.flags));
         }
+        let script_ts = p.options.iter().flatten().flatten().find_map(|o| match o {
+            PdOption::Timestamp { val, .. } => Some(*val),
+            _ => None,
+        });
+        if let (Some(script), Some((actual, _))) = (script_ts, s.timestamps()) {
+            self.ts_delta = actual.wrapping_sub(script);
+        }
         let seq = s.seq.0.wrapping_sub(self.local_isn);
         if seq != p.start {
             return mismatch(format!("seq {seq}, expected {}", p.start));
@@ -935,7 +966,7 @@ impl Runner {
                 return mismatch(format!("win {}, expected {win}", s.window));
             }
         }
-        if self.strict_options {
+        if !self.ignore_options {
             if let Some(Some(expected)) = &p.options {
                 if !options_match(expected, &s.options) {
                     return mismatch("TCP options differ".to_string());
@@ -1001,6 +1032,10 @@ impl Runner {
                         port: None,
                         linger_abort: false,
                         mss: None,
+                        nodelay: false,
+                        keepinit_ms: None,
+                        keepalive: None,
+                        keepalive_settings: FREEBSD_KEEPALIVE,
                         consumed: 0,
                         error_reported: false,
                     },
@@ -1021,7 +1056,19 @@ impl Runner {
                 if let Some(mss) = self.fd(fd)?.mss {
                     profile.mss = mss;
                 }
-                let spec = ListenSpec { host: TESTED.into(), port, isn: None, profile: Some(profile), backlog: None };
+                if let Some(ms) = self.fd(fd)?.keepinit_ms {
+                    profile.keepinit_ms = ms;
+                }
+                let (nodelay, keepalive) = (self.fd(fd)?.nodelay, self.fd(fd)?.keepalive);
+                let spec = ListenSpec {
+                    host: TESTED.into(),
+                    port,
+                    isn: None,
+                    profile: Some(profile),
+                    backlog: None,
+                    nodelay,
+                    keepalive,
+                };
                 match self.world.listen(spec) {
                     Ok(id) => {
                         self.fd(fd)?.kind = FdKind::Listener { id, port };
@@ -1068,6 +1115,9 @@ impl Runner {
         if let Some(mss) = f.mss {
             profile.mss = mss;
         }
+        if let Some(ms) = f.keepinit_ms {
+            profile.keepinit_ms = ms;
+        }
         let spec = ConnectSpec {
             client: TESTED.into(),
             server: PEER.into(),
@@ -1075,6 +1125,8 @@ impl Runner {
             client_port: f.port,
             isn: None,
             profile: Some(profile),
+            nodelay: f.nodelay,
+            keepalive: f.keepalive,
         };
         match self.world.connect(spec) {
             Ok(conn) => {
@@ -1170,6 +1222,10 @@ impl Runner {
                 port: Some(port),
                 linger_abort: false,
                 mss: None,
+                nodelay: f.nodelay,
+                keepinit_ms: f.keepinit_ms,
+                keepalive: f.keepalive,
+                keepalive_settings: f.keepalive_settings,
                 consumed: 0,
                 error_reported: false,
             },
@@ -1325,7 +1381,70 @@ impl Runner {
         let fd = self.fd_arg(call)?;
         let name = call.args.get(2).and_then(Expr::name).unwrap_or("?").to_string();
         match name.as_str() {
-            "SO_REUSEADDR" | "SO_REUSEPORT" | "TCP_NODELAY" => {}
+            "SO_REUSEADDR" | "SO_REUSEPORT" => {}
+            "TCP_KEEPINIT" => {
+                // Seconds, as FreeBSD takes it; it applies to what the socket opens next.
+                let Some(secs) = call.args.get(3).and_then(Expr::int).and_then(|v| u64::try_from(v).ok()) else {
+                    return skip("TCP_KEEPINIT without a number");
+                };
+                if secs > 864_000 {
+                    return self.check_result(call, Err("EINVAL"));
+                }
+                self.fd(fd)?.keepinit_ms = Some(secs * 1000);
+            }
+            "SO_KEEPALIVE" | "TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT" => {
+                let Some(v) = call.args.get(3).and_then(Expr::int) else {
+                    return skip(format!("{name} without a number"));
+                };
+                let f = self.fd(fd)?;
+                let mut k = f.keepalive_settings;
+                let on = match name.as_str() {
+                    "SO_KEEPALIVE" => v != 0,
+                    // FreeBSD takes these in seconds, and they apply whether or not SO_KEEPALIVE is on yet.
+                    "TCP_KEEPIDLE" => {
+                        k.idle_ms = u64::try_from(v).unwrap_or(0).saturating_mul(1000);
+                        f.keepalive.is_some()
+                    }
+                    "TCP_KEEPINTVL" => {
+                        k.interval_ms = u64::try_from(v).unwrap_or(0).saturating_mul(1000);
+                        f.keepalive.is_some()
+                    }
+                    _ => {
+                        k.count = u32::try_from(v).unwrap_or(0);
+                        f.keepalive.is_some()
+                    }
+                };
+                if k.validate().is_err() {
+                    return self.check_result(call, Err("EINVAL"));
+                }
+                f.keepalive_settings = k;
+                f.keepalive = on.then_some(k);
+                let (kind, keepalive) = (f.kind.clone(), f.keepalive);
+                let done = match kind {
+                    FdKind::Conn { conn, side } => self.world.set_keepalive(conn, side, keepalive),
+                    FdKind::Listener { id, .. } => self.world.set_listener_keepalive(id, keepalive),
+                    FdKind::Fresh => Ok(()),
+                };
+                if let Err(e) = done {
+                    return self.check_result(call, Err(errno_for(&e)));
+                }
+            }
+            "TCP_NODELAY" => {
+                let Some(on) = call.args.get(3).and_then(Expr::int).map(|v| v != 0) else {
+                    return skip("TCP_NODELAY without a number");
+                };
+                let f = self.fd(fd)?;
+                f.nodelay = on;
+                let kind = f.kind.clone();
+                let done = match kind {
+                    FdKind::Conn { conn, side } => self.world.set_nodelay(conn, side, on),
+                    FdKind::Listener { id, .. } => self.world.set_listener_nodelay(id, on),
+                    _ => Ok(()),
+                };
+                if let Err(e) = done {
+                    return self.check_result(call, Err(errno_for(&e)));
+                }
+            }
             "SO_LINGER" => {
                 let fields = match call.args.get(3) {
                     Some(Expr::Struct(fields)) => fields.clone(),
@@ -1630,6 +1749,10 @@ fn state_by_sockstat_name(name: &str) -> Option<State> {
 
 /// Options match when they are the same list; TS val is the stack's own
 /// clock, so only its presence is compared.
+/// FreeBSD's keepalive defaults (sys/netinet/tcp_timer.h: TCPTV_KEEP_IDLE
+/// 2 h, TCPTV_KEEPINTVL 75 s, TCPTV_KEEPCNT 8).
+const FREEBSD_KEEPALIVE: Keepalive = Keepalive { idle_ms: 7_200_000, interval_ms: 75_000, count: 8 };
+
 /// recv(fd, buf, len, flags) with MSG_PEEK among its flags.
 fn recv_peeks(call: &Syscall) -> bool {
     call.name == "recv" && call.args.get(3).and_then(Expr::name) == Some("MSG_PEEK")
@@ -1891,15 +2014,16 @@ mod tests {
     }
 
     #[test]
-    fn strict_options_compare_the_option_list() {
+    fn options_are_compared_unless_ignored() {
         let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
 +0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
 +0 > S 0:0(0) win 65535 <mss 1460,nop,wscale 6>
 ";
         let script = parse_script("t.pkt", text, &default_defines()).unwrap();
-        assert_eq!(run_script(&script, &RunOptions::default()).verdict, Verdict::Pass);
-        let strict = RunOptions { strict_options: true, ..RunOptions::default() };
+        let loose = RunOptions { ignore_options: true, ..RunOptions::default() };
+        assert_eq!(run_script(&script, &loose).verdict, Verdict::Pass);
+        let strict = RunOptions::default();
         assert!(matches!(run_script(&script, &strict).verdict, Verdict::Fail(_)));
         let exact =
             parse_script("t.pkt", &text.replace("<mss 1460,nop,wscale 6>", "<mss 1460>"), &default_defines()).unwrap();

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use super::pb;
 use crate::engine::{
-    Cause, CcAlgorithm, CcPhase, ConnError, Flags, Handshake, InitialWindow, Isn, Profile, State, Switch, TcpOption,
-    TimerKind, UserCall,
+    Cause, CcAlgorithm, CcPhase, ConnError, Flags, Handshake, InitialWindow, Isn, Keepalive, Profile, State, Switch,
+    TcpOption, TimerKind, UserCall, WindowScale,
 };
 use crate::service::model::*;
 use crate::service::packetdrill::ScriptVerdict;
@@ -299,6 +299,7 @@ fn timer_kind_to_pb(timer: TimerKind) -> i32 {
         TimerKind::TimeWait => pb::TimerKind::TimeWait,
         TimerKind::Persist => pb::TimerKind::Persist,
         TimerKind::DelayedAck => pb::TimerKind::DelayedAck,
+        TimerKind::Keepalive => pb::TimerKind::Keepalive,
     }
     .into()
 }
@@ -432,6 +433,26 @@ fn initial_window_from_pb(iw: pb::profile::InitialWindow) -> Result<serde_json::
     }
 }
 
+fn window_scale_to_pb(ws: WindowScale) -> pb::profile::WindowScale {
+    match ws {
+        WindowScale::Off => pb::profile::WindowScale::WindowScaleOff(true),
+        WindowScale::Auto => pb::profile::WindowScale::WindowScaleAuto(true),
+        WindowScale::Shift(n) => pb::profile::WindowScale::WindowScaleShift(u32::from(n)),
+    }
+}
+
+/// The `window_scale` oneof in REST's spelling (`false` for off or auto is refused).
+fn window_scale_from_pb(ws: pb::profile::WindowScale) -> Result<serde_json::Value, Error> {
+    use pb::profile::WindowScale as W;
+    match ws {
+        W::WindowScaleOff(true) => Ok(serde_json::Value::from("off")),
+        W::WindowScaleAuto(true) => Ok(serde_json::Value::from("auto")),
+        W::WindowScaleOff(false) => Err(Error::invalid("profile.window_scale_off", "only true is meaningful")),
+        W::WindowScaleAuto(false) => Err(Error::invalid("profile.window_scale_auto", "only true is meaningful")),
+        W::WindowScaleShift(n) => Ok(serde_json::Value::from(n)),
+    }
+}
+
 /// REST's `"on"` / `"off"` as a proto `bool` (true = on).
 fn switch_to_pb(switch: Switch) -> bool {
     match switch {
@@ -552,13 +573,20 @@ pub fn profile_settings(p: pb::Profile) -> Result<serde_json::Map<String, serde_
             sack,
             delayed_ack,
             delayed_ack_ms,
+            window_scale,
+            timestamps,
+            rto_slop_ms,
+            keepinit_ms,
+            syn_rexmit_drop_options,
+            old_segment_acks,
         } = p;
         let switch = |on: Option<bool>| on.map(|on| serde_value(&switch_from_pb(on)));
         let handshake = handshake_from_pb(decode("profile.handshake", handshake)?);
         let isn = isn.map(isn_from_pb).transpose()?;
         let cc = cc_from_pb(decode("profile.cc", cc)?);
         let initial_window = initial_window.map(initial_window_from_pb).transpose()?;
-        let fields: [(&str, Option<Value>); 28] = [
+        let window_scale = window_scale.map(window_scale_from_pb).transpose()?;
+        let fields: [(&str, Option<Value>); 34] = [
             ("name", name.map(Value::from)),
             ("handshake", handshake.map(|h| serde_value(&h))),
             ("time_wait", switch(time_wait)),
@@ -587,6 +615,12 @@ pub fn profile_settings(p: pb::Profile) -> Result<serde_json::Map<String, serde_
             ("sack", switch(sack)),
             ("delayed_ack", switch(delayed_ack)),
             ("delayed_ack_ms", delayed_ack_ms.map(Value::from)),
+            ("window_scale", window_scale),
+            ("timestamps", switch(timestamps)),
+            ("rto_slop_ms", rto_slop_ms.map(Value::from)),
+            ("keepinit_ms", keepinit_ms.map(Value::from)),
+            ("syn_rexmit_drop_options", switch(syn_rexmit_drop_options)),
+            ("old_segment_acks", switch(old_segment_acks)),
         ];
         Ok(fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect())
     }
@@ -657,17 +691,28 @@ impl From<pb::SetLinkRequest> for SetLink {
     }
 }
 
+/// A `Keepalive` message: unset fields at their defaults (2 h, 75 s, 9).
+fn keepalive_from_pb(k: pb::Keepalive) -> Keepalive {
+    let pb::Keepalive { idle_ms, interval_ms, count } = k;
+    let d = Keepalive::default();
+    Keepalive {
+        idle_ms: idle_ms.unwrap_or(d.idle_ms),
+        interval_ms: interval_ms.unwrap_or(d.interval_ms),
+        count: count.unwrap_or(d.count),
+    }
+}
+
 impl From<pb::AddListenerRequest> for AddListener {
     fn from(r: pb::AddListenerRequest) -> AddListener {
-        let pb::AddListenerRequest { session_id: _, host, port, isn, backlog } = r;
-        AddListener { host, port, isn, backlog }
+        let pb::AddListenerRequest { session_id: _, host, port, isn, backlog, nodelay, keepalive } = r;
+        AddListener { host, port, isn, backlog, nodelay, keepalive: keepalive.map(keepalive_from_pb) }
     }
 }
 
 impl From<pb::OpenConnectionRequest> for OpenConnection {
     fn from(r: pb::OpenConnectionRequest) -> OpenConnection {
-        let pb::OpenConnectionRequest { session_id: _, client, server, port, client_port, isn } = r;
-        OpenConnection { client, server, port, client_port, isn }
+        let pb::OpenConnectionRequest { session_id: _, client, server, port, client_port, isn, nodelay, keepalive } = r;
+        OpenConnection { client, server, port, client_port, isn, nodelay, keepalive: keepalive.map(keepalive_from_pb) }
     }
 }
 
@@ -835,6 +880,12 @@ impl From<Profile> for pb::Profile {
             sack,
             delayed_ack,
             delayed_ack_ms,
+            window_scale,
+            timestamps,
+            rto_slop_ms,
+            keepinit_ms,
+            syn_rexmit_drop_options,
+            old_segment_acks,
         } = p;
         pb::Profile {
             name: None,
@@ -865,6 +916,12 @@ impl From<Profile> for pb::Profile {
             sack: Some(switch_to_pb(sack)),
             delayed_ack: Some(switch_to_pb(delayed_ack)),
             delayed_ack_ms: Some(delayed_ack_ms),
+            window_scale: Some(window_scale_to_pb(window_scale)),
+            timestamps: Some(switch_to_pb(timestamps)),
+            rto_slop_ms: Some(rto_slop_ms),
+            keepinit_ms: Some(keepinit_ms),
+            syn_rexmit_drop_options: Some(switch_to_pb(syn_rexmit_drop_options)),
+            old_segment_acks: Some(switch_to_pb(old_segment_acks)),
         }
     }
 }
@@ -989,6 +1046,7 @@ impl From<EndInfo> for pb::End {
                 time_wait: t.timers.time_wait,
                 persist: t.timers.persist,
                 delayed_ack: t.timers.delayed_ack,
+                keepalive: t.timers.keepalive,
             }),
             error: conn_error_to_pb(t.error),
             local_port: u32::from(t.local_port),
@@ -1006,6 +1064,11 @@ impl From<EndInfo> for pb::End {
             recv_buffer_size: t.recv_buffer_size,
             send_buffer_size: t.send_buffer_size,
             sack_permitted: t.sack_permitted,
+            nodelay: t.nodelay,
+            snd_wscale: t.snd_wscale.map(u32::from),
+            rcv_wscale: t.rcv_wscale.map(u32::from),
+            timestamps: t.timestamps,
+            ts_recent: t.ts_recent,
             sack_blocks: t.sack_blocks.iter().map(|r| pb::SeqRange { start: r.start, end: r.end }).collect(),
         }
     }

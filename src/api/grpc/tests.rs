@@ -100,6 +100,8 @@ fn grpc_takes_every_profile_setting_rest_takes() {
         "ack_repeats_fin": "on", "rcv_window_from_buffer": "on", "challenge_ack_limit": 7,
         "listen_drops_syn_ack": "on", "time_wait_acks_all": "on", "cc": "cubic", "initial_window": 7,
         "limited_transmit": "off", "sack": "on", "delayed_ack": "on", "delayed_ack_ms": 90,
+        "window_scale": 9, "timestamps": "on", "rto_slop_ms": 200, "keepinit_ms": 75000,
+        "syn_rexmit_drop_options": "on", "old_segment_acks": "on",
     });
     assert_eq!(json.as_object().unwrap().len(), settings.len(), "the test names every setting");
     let rest = crate::service::model::resolve_profile(json.clone()).expect("REST takes it");
@@ -132,6 +134,12 @@ fn grpc_takes_every_profile_setting_rest_takes() {
         sack: Some(true),
         delayed_ack: Some(true),
         delayed_ack_ms: Some(90),
+        window_scale: Some(pb::profile::WindowScale::WindowScaleShift(9)),
+        timestamps: Some(true),
+        rto_slop_ms: Some(200),
+        keepinit_ms: Some(75000),
+        syn_rexmit_drop_options: Some(true),
+        old_segment_acks: Some(true),
     })
     .expect("gRPC takes it");
     assert_eq!(grpc, rest);
@@ -432,7 +440,13 @@ fn tcb() -> TcbStatus {
         send_buffered: 5,
         recv_buffered: 2,
         out_of_order: 0,
-        timers: Timers { retransmit: Some(1_000_000), time_wait: None, persist: None, delayed_ack: Some(40_000_000) },
+        timers: Timers {
+            retransmit: Some(1_000_000),
+            time_wait: None,
+            persist: None,
+            delayed_ack: Some(40_000_000),
+            keepalive: None,
+        },
         rto_ns: 1_000_000_000,
         srtt_ns: None,
         retries: 1,
@@ -446,6 +460,11 @@ fn tcb() -> TcbStatus {
         recv_buffer_size: 65_700,
         send_buffer_size: 4_194_304,
         sack_permitted: true,
+        nodelay: true,
+        snd_wscale: Some(7),
+        rcv_wscale: Some(6),
+        timestamps: true,
+        ts_recent: Some(12345),
         sack_blocks: vec![SeqRange { start: 400, end: 500 }, SeqRange { start: 200, end: 300 }],
     }
 }
@@ -474,7 +493,8 @@ fn connection_ends_carry_the_tcb() {
     assert_eq!((end.dup_acks, end.recovery_point), (3, Some(106)));
     assert_eq!((end.recv_buffer_size, end.send_buffer_size), (65_700, 4_194_304));
     assert_eq!(end.timers.unwrap().delayed_ack, Some(40_000_000));
-    assert!(end.sack_permitted);
+    assert!(end.sack_permitted && end.nodelay && end.timestamps);
+    assert_eq!((end.snd_wscale, end.rcv_wscale, end.ts_recent), (Some(7), Some(6), Some(12345)));
     let blocks: Vec<(u32, u32)> = end.sack_blocks.iter().map(|r| (r.start, r.end)).collect();
     assert_eq!(blocks, [(400, 500), (200, 300)]);
 }
@@ -752,6 +772,8 @@ mod server {
             port: 80,
             isn: Some(5000),
             backlog: None,
+            nodelay: None,
+            keepalive: None,
         })
         .await
         .expect("listen");
@@ -916,7 +938,15 @@ mod server {
             let host = pb::AddHostRequest { session_id: sid, name: name.into(), ip: ip.into(), ..Default::default() };
             lab.add_host(host).await.expect("add host");
         }
-        let listen = pb::AddListenerRequest { session_id: sid, host: "B".into(), port: 80, isn: None, backlog: None };
+        let listen = pb::AddListenerRequest {
+            session_id: sid,
+            host: "B".into(),
+            port: 80,
+            isn: None,
+            backlog: None,
+            nodelay: None,
+            keepalive: None,
+        };
         lab.add_listener(listen).await.expect("listen");
         let open = pb::OpenConnectionRequest {
             session_id: sid,

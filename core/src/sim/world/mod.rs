@@ -345,7 +345,10 @@ impl World {
         let host = self.hosts.id(&spec.host)?;
         let profile = self.profile_for(spec.profile)?;
         let id = self.connections.next_listener_id();
-        let stack_id = self.hosts.tcp_stack(host)?.listen(spec.port, profile, spec.isn, id)?;
+        let stack = self.hosts.tcp_stack(host)?;
+        let stack_id = stack.listen(spec.port, profile, spec.isn, id)?;
+        stack.set_listener_nodelay(stack_id, spec.nodelay)?;
+        stack.set_listener_keepalive(stack_id, spec.keepalive)?;
         self.connections.add_listener(host, spec.port, spec.backlog, stack_id);
         self.push_event(EventKind::StateChanged {
             connection: None,
@@ -390,6 +393,17 @@ impl World {
                 let _ = self.abort(conn, Side::Server);
             }
         }
+        Ok(())
+    }
+
+    /// TCP_NODELAY on a listening socket: the connections it makes from now
+    /// on start with Nagle's algorithm off.
+    ///
+    /// # Errors
+    /// [`WorldError::UnknownListener`] for one unknown or closed.
+    pub fn set_listener_nodelay(&mut self, id: u64, on: bool) -> Result<(), WorldError> {
+        let (host, stack_id) = self.connections.open_listener(id)?;
+        self.hosts.tcp_stack(host)?.set_listener_nodelay(stack_id, on)?;
         Ok(())
     }
 
@@ -448,6 +462,7 @@ impl World {
             Some(existing) => (existing, Side::Server),
             None => (self.connections.next_id(), Side::Client),
         };
+        let now = self.now();
         self.with_outputs(|w, out| {
             let Some(stack) = w.hosts.tcp_mut(client) else {
                 return Err(WorldError::NotTcpHost(spec.client));
@@ -455,7 +470,11 @@ impl World {
             let tag = tag(conn_id, side);
             let opened = stack
                 .connect(spec.client_port, server_ip, spec.port, profile, spec.isn, &mut w.rng, tag, out)
-                .and_then(|socket| Ok((socket, stack.status(socket)?)));
+                .and_then(|socket| {
+                    stack.set_nodelay(socket, spec.nodelay)?;
+                    stack.set_keepalive(socket, spec.keepalive, now)?;
+                    Ok((socket, stack.status(socket)?))
+                });
             let (socket, status) = match opened {
                 Ok(opened) => opened,
                 Err(e) => {
@@ -585,6 +604,49 @@ impl World {
         let now = self.now();
         self.with_outputs(|w, out| w.hosts.tcp_stack(host)?.abort(now, socket, out).map_err(WorldError::from))?;
         self.settle(host);
+        Ok(())
+    }
+
+    /// TCP_NODELAY on one end: with `true`, Nagle's algorithm no longer holds
+    /// a short segment that empties its send queue.
+    ///
+    /// # Errors
+    /// Unknown connection or end, or an end already CLOSED.
+    pub fn set_nodelay(&mut self, conn: ConnId, side: Side, on: bool) -> Result<(), WorldError> {
+        let (host, socket) = self.live_socket(conn, side)?;
+        self.hosts.tcp_stack(host)?.set_nodelay(socket, on)?;
+        self.settle(host);
+        Ok(())
+    }
+
+    /// SO_KEEPALIVE on one end (`None`: off), its idle time counted from now.
+    ///
+    /// # Errors
+    /// Unknown connection or end, or an end already CLOSED.
+    pub fn set_keepalive(
+        &mut self,
+        conn: ConnId,
+        side: Side,
+        keepalive: Option<crate::engine::Keepalive>,
+    ) -> Result<(), WorldError> {
+        let (host, socket) = self.live_socket(conn, side)?;
+        let now = self.now();
+        self.hosts.tcp_stack(host)?.set_keepalive(socket, keepalive, now)?;
+        self.settle(host);
+        Ok(())
+    }
+
+    /// Keepalive for the connections a listener makes from now on.
+    ///
+    /// # Errors
+    /// [`WorldError::UnknownListener`] for one unknown or closed.
+    pub fn set_listener_keepalive(
+        &mut self,
+        id: u64,
+        keepalive: Option<crate::engine::Keepalive>,
+    ) -> Result<(), WorldError> {
+        let (host, stack_id) = self.connections.open_listener(id)?;
+        self.hosts.tcp_stack(host)?.set_listener_keepalive(stack_id, keepalive)?;
         Ok(())
     }
 

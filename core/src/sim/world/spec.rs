@@ -51,6 +51,10 @@ pub struct ConnectSpec {
     pub isn: Option<u32>,
     /// Per-connection profile (the world's when absent).
     pub profile: Option<Profile>,
+    /// TCP_NODELAY: Nagle's algorithm off for the client's end.
+    pub nodelay: bool,
+    /// Keepalive for the client's end (off when absent).
+    pub keepalive: Option<crate::engine::Keepalive>,
 }
 
 /// A passive OPEN as the user asks for it.
@@ -67,6 +71,11 @@ pub struct ListenSpec {
     /// At most this many connections made and not yet accepted: a further SYN
     /// is dropped unanswered, as BSD and Linux do (unlimited when absent).
     pub backlog: Option<u32>,
+    /// TCP_NODELAY on the listening socket: its connections start with
+    /// Nagle's algorithm off, as BSD's accepted sockets inherit it.
+    pub nodelay: bool,
+    /// Keepalive for the connections it accepts (off when absent).
+    pub keepalive: Option<crate::engine::Keepalive>,
 }
 
 /// A crafted segment: any header values, sent as if by `from`.
