@@ -132,10 +132,11 @@ async fn metrics_show_sessions_connections_segments_events_streams_and_latencies
     assert!(text.contains("# TYPE tcplab_http_request_duration_seconds histogram"), "{text}");
 
     // A 404 on a made-up path is labelled by the fallback, not by the path.
-    let (status, _) = rest.get("/no/such/thing/12345").await;
+    // (Letters, not digits: a latency sum such as 0.0012345 must not match.)
+    let (status, _) = rest.get("/no/such/thing/qzxwv").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (text, _) = scrape(rest).await;
-    assert!(!text.contains("12345"), "raw paths never become labels");
+    assert!(!text.contains("qzxwv"), "raw paths never become labels");
 
     // The stream closes, the session ends: the gauges follow.
     drop(watch);
